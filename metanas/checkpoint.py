@@ -1,0 +1,72 @@
+"""Warm starts on disk: build the model a config describes, save and load checkpoints.
+
+Checkpoints are written atomically (temp file, fsync, rename): a process
+killed at any moment leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from metanas.config import Config, from_yaml
+from metanas.errors import MetanasError
+from metanas.space import Genotype, Network
+
+FORMAT = "metanas-checkpoint"
+VERSION = 1
+
+
+def build_model(cfg: Config, n_classes: int, genotype: Genotype | None = None) -> Network:
+    s = cfg.search
+    return Network(n_classes, C=s.channels, cells=s.cells, nodes=s.nodes, ops=s.ops,
+                   stem_multiplier=s.stem_multiplier, genotype=genotype)
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the rename itself must survive a crash
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise MetanasError(f"checkpoint {path} not found: pass --checkpoint PATH or --run-id ID of a meta-training run")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        raise MetanasError(f"checkpoint {path} is truncated or not a torch file ({str(e).splitlines()[0][:120]}): "
+                           "use another checkpoint or re-run meta-training") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise MetanasError(f"{path} is not a metanas checkpoint: pass a file written by python -m metanas.meta_train")
+    if state.get("version") != VERSION:
+        raise MetanasError(f"checkpoint {path} has format version {state.get('version')}, this metanas reads "
+                           f"{VERSION}: re-run meta-training with this version")
+    return state
+
+
+def model_from_checkpoint(state: dict, path="checkpoint") -> tuple[Network, Config]:
+    cfg = from_yaml(state["config"])
+    model = build_model(cfg, state["ways"])
+    try:
+        model.load_state_dict(state["params"])
+    except RuntimeError as e:
+        raise MetanasError(f"{path}: its weights do not match the search space in its own config "
+                           f"({str(e).splitlines()[0][:160]}): the file is damaged or was edited") from None
+    return model, cfg

@@ -1,0 +1,207 @@
+"""Configuration: OmegaConf structured dataclasses, YAML files, dot-list overrides.
+
+``load_config`` merges defaults <- YAML file <- ``key=value`` overrides and
+validates everything before any work starts: a misspelled key names the
+closest valid one, a bad value names the key and the allowed range.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from metanas.errors import MetanasError
+from metanas.space.ops import DEFAULT_OPS, OPS
+
+ALGORITHMS = ("maml", "fomaml", "reptile")
+INNER_VARIANTS = ("joint", "alternating")
+
+
+@dataclass
+class TaskConfig:
+    family: str = "omniglot-5way"  # tasks/NAME.yaml or a path to a task-family YAML
+    ways: Optional[int] = None  # None: the family's value
+    shots: Optional[int] = None
+    queries: Optional[int] = None
+
+
+@dataclass
+class SearchConfig:
+    cells: int = 3
+    nodes: int = 3
+    channels: int = 12
+    stem_multiplier: int = 2
+    k: int = 2  # inputs kept per node when deriving a genotype
+    ops: list[str] = field(default_factory=lambda: list(DEFAULT_OPS))
+
+
+@dataclass
+class InnerConfig:
+    steps: int = 5
+    lr: float = 0.1  # SGD step on weights
+    lr_alpha: float = 0.5  # SGD step on architecture weights
+    # joint: one backward gives the weight and the alpha gradient (first-order DARTS as in METANAS);
+    # alternating: a weight step on one half of the support set, then an alpha step on the other half.
+    variant: str = "joint"
+    eval_steps: Optional[int] = None  # steps at adaptation/test time; None: same as `steps`
+
+
+@dataclass
+class MetaConfig:
+    algorithm: str = "fomaml"
+    iterations: int = 1000
+    meta_batch: int = 8
+    lr: float = 1e-3  # Adam on the initial weights
+    lr_alpha: float = 1e-3  # Adam on the initial alpha
+    warmup: int = 0  # first iterations meta-learn weights with alpha frozen (METANAS)
+    task_chunk: int = 0  # tasks per vmap call (0: the whole meta-batch); lower to save memory
+    eval_every: int = 100
+    eval_tasks: int = 50
+    test_tasks: int = 600
+    checkpoint_every: int = 100
+
+
+@dataclass
+class DataConfig:
+    root: Optional[str] = None  # folder containing omniglot-py/; None: $METANAS_DATA, then the user cache
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    output_dir: str = "runs"
+    tracking_uri: Optional[str] = None  # None: sqlite:///<abs output_dir>/mlflow.db
+    experiment: str = "metanas"
+    name: Optional[str] = None
+    threads: int = 0  # torch intra-op threads; 0: torch's default
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    inner: InnerConfig = field(default_factory=InnerConfig)
+    meta: MetaConfig = field(default_factory=MetaConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+def _check_keys(user: Any, schema: type, prefix: str, source: str) -> None:
+    """Reject unknown keys with the closest valid one (OmegaConf's own error names only the class)."""
+    if not isinstance(user, dict):
+        return
+    valid = {f.name: f for f in fields(schema)}
+    for key, value in user.items():
+        if key not in valid:
+            path = prefix + str(key)
+            candidates = [prefix + name for name in valid]
+            close = difflib.get_close_matches(path, candidates, n=1, cutoff=0.5)
+            hint = f"did you mean '{close[0]}'?" if close else f"valid keys here: {', '.join(candidates)}"
+            raise MetanasError(f"unknown config key '{path}' in {source}: {hint}")
+        factory = valid[key].default_factory
+        if factory is not MISSING and is_dataclass(factory):
+            _check_keys(value, factory, f"{prefix}{key}.", source)
+
+
+def _merge(base: DictConfig, other: DictConfig, source: str) -> DictConfig:
+    _check_keys(OmegaConf.to_container(other), Config, "", source)
+    try:
+        return OmegaConf.merge(base, other)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or "?"
+        msg = str(e).splitlines()[0]
+        raise MetanasError(f"bad value for config key '{key}' in {source}: {msg}") from None
+
+
+def load_config(config_file: str | os.PathLike | None = None, overrides: list[str] = ()) -> Config:
+    cfg = OmegaConf.structured(Config)
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise MetanasError(f"config file {path} not found: pass an existing YAML, e.g. --config configs/smoke.yaml")
+        try:
+            loaded = OmegaConf.load(path)
+        except Exception as e:  # yaml.YAMLError and friends
+            raise MetanasError(f"cannot parse config file {path}: {str(e).splitlines()[0]}") from None
+        cfg = _merge(cfg, loaded, str(path))
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise MetanasError(f"override {bad[0]!r} is not key=value: write e.g. meta.iterations=20")
+    if overrides:
+        try:
+            dot = OmegaConf.from_dotlist(list(overrides))
+        except OmegaConfBaseException as e:
+            raise MetanasError(f"cannot parse overrides {list(overrides)}: {str(e).splitlines()[0]}") from None
+        cfg = _merge(cfg, dot, "command-line overrides")
+    obj: Config = OmegaConf.to_object(cfg)
+    validate(obj)
+    return obj
+
+
+def _require(ok: bool, key: str, value: Any, rule: str) -> None:
+    if not ok:
+        raise MetanasError(f"bad value for config key '{key}': {value!r} ({rule})")
+
+
+def validate(cfg: Config) -> None:
+    for key in ("ways", "shots", "queries"):
+        v = getattr(cfg.task, key)
+        _require(v is None or v >= 1, f"task.{key}", v, "must be >= 1")
+    s = cfg.search
+    for key in ("cells", "nodes", "channels", "stem_multiplier", "k"):
+        _require(getattr(s, key) >= 1, f"search.{key}", getattr(s, key), "must be >= 1")
+    _require(s.k <= 2, "search.k", s.k, "node 0 has only 2 inputs: use 1 or 2")
+    _require(s.channels % 2 == 0, "search.channels", s.channels, "must be even (factorized reduction halves it)")
+    unknown = [o for o in s.ops if o not in OPS]
+    _require(not unknown, "search.ops", unknown, f"unknown op; choose from {sorted(OPS)}")
+    _require(len(s.ops) >= 1 and len(set(s.ops)) == len(s.ops), "search.ops", s.ops, "non-empty, no duplicates")
+    i = cfg.inner
+    _require(i.steps >= 0, "inner.steps", i.steps, "must be >= 0")
+    _require(i.eval_steps is None or i.eval_steps >= 0, "inner.eval_steps", i.eval_steps, "must be >= 0")
+    _require(i.lr >= 0 and i.lr_alpha >= 0, "inner.lr/inner.lr_alpha", (i.lr, i.lr_alpha), "must be >= 0")
+    _require(i.variant in INNER_VARIANTS, "inner.variant", i.variant, f"one of {INNER_VARIANTS}")
+    m = cfg.meta
+    _require(m.algorithm in ALGORITHMS, "meta.algorithm", m.algorithm, f"one of {ALGORITHMS}")
+    for key in ("iterations", "warmup", "task_chunk"):
+        _require(getattr(m, key) >= 0, f"meta.{key}", getattr(m, key), "must be >= 0")
+    for key in ("meta_batch", "eval_every", "eval_tasks", "test_tasks", "checkpoint_every"):
+        _require(getattr(m, key) >= 1, f"meta.{key}", getattr(m, key), "must be >= 1")
+    _require(m.lr > 0 and m.lr_alpha >= 0, "meta.lr/meta.lr_alpha", (m.lr, m.lr_alpha), "lr > 0, lr_alpha >= 0")
+    d = cfg.run.device
+    _require(d in ("auto", "cpu", "cuda") or d.startswith("cuda:"), "run.device", d, "auto, cpu, cuda or cuda:N")
+    _require(cfg.run.threads >= 0, "run.threads", cfg.run.threads, "must be >= 0")
+
+
+def to_yaml(cfg: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def from_yaml(text: str) -> Config:
+    """Rebuild a config saved with a checkpoint (same validation as user input)."""
+    cfg = _merge(OmegaConf.structured(Config), OmegaConf.create(text), "checkpoint config")
+    obj: Config = OmegaConf.to_object(cfg)
+    validate(obj)
+    return obj
+
+
+def flatten(cfg: Config) -> dict[str, Any]:
+    """Dotted keys -> values, for MLflow params."""
+    out: dict[str, Any] = {}
+
+    def walk(node, prefix):
+        for k, v in node.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}.")
+            else:
+                out[f"{prefix}{k}"] = ",".join(map(str, v)) if isinstance(v, list) else v
+
+    walk(OmegaConf.to_container(OmegaConf.structured(cfg)), "")
+    return out

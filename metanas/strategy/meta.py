@@ -1,0 +1,116 @@
+"""The outer loop: meta-learn the initial ``(w, alpha)`` across tasks.
+
+* ``maml``: the gradient of the query loss after adaptation w.r.t. the initial
+  parameters, differentiating through the inner DARTS steps (second order).
+* ``fomaml``: the same with inner gradients treated as constants, so the
+  meta-gradient is the query-loss gradient at the adapted parameters.
+* ``reptile``: adapt on support + query, the meta-gradient is the difference
+  between the initial and the adapted parameters (Nichol et al. 2018).
+
+Tasks of a meta-batch are processed together with ``torch.func.vmap``
+(``meta.task_chunk`` bounds how many at a time, trading speed for memory);
+``vectorize=False`` loops instead, which the tests use as the reference.
+The meta-learner owns the optimizer; the model owns neither loss nor optimizer.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, grad_and_value, vmap
+
+from metanas.config import Config
+from metanas.errors import MetanasError
+from metanas.strategy.darts import Params, adapt, is_alpha, loss_fn
+
+
+class NonFiniteError(MetanasError):
+    pass
+
+
+def _accuracy(logits, y):
+    return (logits.argmax(-1) == y).float().mean()
+
+
+class MetaLearner:
+    max_nonfinite = 5  # consecutive skipped steps before the run stops
+
+    def __init__(self, model, cfg: Config, ways: int):
+        self.model, self.cfg, self.ways = model, cfg, ways
+        named = dict(model.named_parameters())
+        weights = [p for k, p in named.items() if not is_alpha(k)]
+        alphas = [p for k, p in named.items() if is_alpha(k)]
+        groups = [{"params": weights, "lr": cfg.meta.lr, "name": "weights"}]
+        if alphas:
+            groups.append({"params": alphas, "lr": cfg.meta.lr_alpha, "name": "alpha"})
+        self.optimizer = torch.optim.Adam(groups)
+        self.nonfinite = 0  # consecutive
+        self.skipped = 0  # total
+
+    def params(self) -> Params:
+        return {k: p.detach() for k, p in self.model.named_parameters()}
+
+    def inner_kwargs(self, alpha_frozen: bool = False, steps: int | None = None) -> dict:
+        i = self.cfg.inner
+        return dict(steps=i.steps if steps is None else steps, lr=i.lr, lr_alpha=0.0 if alpha_frozen else i.lr_alpha,
+                    variant=i.variant, ways=self.ways)
+
+    # -- per-task objectives (pure functions of params and one task) --------------------------------------------
+    def _query_objective(self, params, sx, sy, qx, qy, alpha_frozen):
+        adapted = adapt(self.model, params, sx, sy, second_order=self.cfg.meta.algorithm == "maml",
+                        **self.inner_kwargs(alpha_frozen))
+        logits = functional_call(self.model, adapted, (qx,))
+        return F.cross_entropy(logits, qy), _accuracy(logits, qy).detach()
+
+    def _reptile_delta(self, params, sx, sy, qx, qy, alpha_frozen):
+        x, y = torch.cat([sx, qx]), torch.cat([sy, qy])
+        adapted = adapt(self.model, params, x, y, **self.inner_kwargs(alpha_frozen))
+        logits = functional_call(self.model, adapted, (x,))
+        delta = {k: params[k] - adapted[k] for k in params}
+        return delta, (F.cross_entropy(logits, y).detach(), _accuracy(logits, y).detach())
+
+    def task_gradients(self, params, task, alpha_frozen=False, vectorize=True):
+        """Per-task meta-gradients, stacked on a leading task dim, plus per-task (loss, accuracy)."""
+        if self.cfg.meta.algorithm == "reptile":
+            fn = lambda p, *t: self._reptile_delta(p, *t, alpha_frozen)
+        else:
+            fn = grad_and_value(lambda p, *t: self._query_objective(p, *t, alpha_frozen), has_aux=True)
+        if vectorize:
+            return vmap(fn, in_dims=(None, 0, 0, 0, 0))(params, *task)
+        outs = [fn(params, *(t[b] for t in task)) for b in range(task[0].shape[0])]
+        grads = {k: torch.stack([o[0][k] for o in outs]) for k in params}
+        return grads, tuple(torch.stack([o[1][i] for o in outs]) for i in range(2))
+
+    def meta_gradient(self, task, alpha_frozen=False, vectorize=True):
+        """Mean meta-gradient over the meta-batch, ``meta.task_chunk`` tasks per vmap call."""
+        params = self.params()
+        B = task[0].shape[0]
+        chunk = self.cfg.meta.task_chunk or B
+        total, losses, accs = None, [], []
+        for s in range(0, B, chunk):
+            part = tuple(t[s:s + chunk] for t in task)
+            g, (loss, acc) = self.task_gradients(params, part, alpha_frozen, vectorize)
+            g = {k: v.sum(0) for k, v in g.items()}
+            total = g if total is None else {k: total[k] + g[k] for k in g}
+            losses.append(loss)
+            accs.append(acc)
+        return {k: v / B for k, v in total.items()}, torch.cat(losses).mean().item(), torch.cat(accs).mean().item()
+
+    def step(self, task, iteration: int) -> dict:
+        """One meta-update; returns metrics. Non-finite gradients skip the step."""
+        alpha_frozen = iteration < self.cfg.meta.warmup
+        grads, loss, acc = self.meta_gradient(task, alpha_frozen)
+        if not all(torch.isfinite(g).all() for g in grads.values()) or not torch.isfinite(torch.tensor(loss)):
+            self.nonfinite += 1
+            self.skipped += 1
+            if self.nonfinite >= self.max_nonfinite:
+                raise NonFiniteError(
+                    f"{self.nonfinite} meta-steps in a row had a non-finite loss or gradient (iteration {iteration}): "
+                    "lower meta.lr / inner.lr / inner.lr_alpha; the last good checkpoint is kept")
+            return {"loss": loss, "accuracy": acc, "skipped_steps": self.skipped}
+        self.nonfinite = 0
+        for k, p in self.model.named_parameters():
+            p.grad = None if (alpha_frozen and is_alpha(k)) else grads[k]
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return {"loss": loss, "accuracy": acc, "skipped_steps": self.skipped}
