@@ -1,0 +1,262 @@
+"""Task families (tasks/*.yaml) and a learn2learn-style few-shot task sampler.
+
+A task is built by a pipeline of small transforms over a *task description*, a list of
+(class_id, sample) pairs: NWays picks classes, KShots picks images per class, LoadData swaps
+image indices for images, RemapLabels and ConsecutiveLabels turn class ids into labels 0..N-1
+in class-major order. Every random choice draws from the torch.Generator passed to
+`TaskDataset.sample`, so a seed fixes a task exactly, independent of the global RNG.
+
+With rotations (Vinyals et al. 2016), each underlying class c becomes four classes: the class id
+e = q * C + c means class c rotated by q quarter turns (C = classes in the underlying set).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import yaml
+
+import metanas
+from metanas.data.omniglot import ClassDataset, load_omniglot, resolve_data_root
+from metanas.errors import MetanasError
+
+SPLITS = ("lake", "vinyals")
+DATASETS = ("omniglot",)
+ROTATIONS = 4  # quarter turns: 0, 90, 180, 270 degrees
+
+
+@dataclass(frozen=True)
+class TaskFamily:
+    """A distribution of N-way K-shot tasks, as written in one tasks/NAME.yaml file."""
+
+    name: str
+    dataset: str = "omniglot"
+    split: str = "lake"
+    ways: int = 5
+    shots: int = 1
+    queries: int = 15
+    image_size: int = 28
+    rotations: bool = False
+    description: str = ""
+
+    def __post_init__(self):
+        # Validated here so that YAML files and get_tasksets overrides (dataclasses.replace) share one check.
+        for key in ("ways", "shots", "queries", "image_size"):
+            value = getattr(self, key)
+            if type(value) is not int or value < 1:
+                raise MetanasError(f"task {self.name}: {key} must be an integer >= 1, got {value!r}")
+        for key, allowed in (("split", SPLITS), ("dataset", DATASETS)):
+            if getattr(self, key) not in allowed:
+                raise MetanasError(f"task {self.name}: unknown {key} {getattr(self, key)!r}; use one of {', '.join(allowed)}")
+        if type(self.rotations) is not bool:
+            raise MetanasError(f"task {self.name}: rotations must be true or false, got {self.rotations!r}")
+        if not isinstance(self.description, str):
+            raise MetanasError(f"task {self.name}: description must be a string, got {self.description!r}")
+
+
+def _task_dirs() -> list[Path]:
+    # ./tasks first so a project can add or shadow families without touching the package.
+    return [Path.cwd() / "tasks", Path(metanas.__file__).resolve().parents[1] / "tasks"]
+
+
+def list_families() -> list[str]:
+    """Names of all task families in ./tasks and the repository's tasks/."""
+    return sorted({p.stem for d in _task_dirs() if d.is_dir() for p in d.glob("*.yaml")})
+
+
+def load_family(name_or_path: str) -> TaskFamily:
+    """A task family by name (tasks/NAME.yaml) or by path to a .yaml file."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = next((d / f"{name_or_path}.yaml" for d in _task_dirs() if (d / f"{name_or_path}.yaml").is_file()), None)
+        if path is None:
+            known = list_families()
+            close = difflib.get_close_matches(name_or_path, known, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise MetanasError(f"unknown task family {name_or_path!r}; {hint}known families: {', '.join(known) or 'none'}")
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise MetanasError(f"cannot read task file {path}: {e.strerror}; check the path") from None
+    except yaml.YAMLError as e:
+        raise MetanasError(f"malformed YAML in {path}: {str(e).splitlines()[0]}; fix the file") from None
+    keys = [f.name for f in dataclasses.fields(TaskFamily) if f.name != "name"]
+    if not isinstance(spec, dict):
+        raise MetanasError(f"{path} must be a mapping of task keys ({', '.join(keys)})")
+    unknown = sorted(set(spec) - set(keys), key=str)
+    if unknown:
+        raise MetanasError(f"{path}: unknown key {unknown[0]!r}; valid keys: {', '.join(keys)}")
+    try:
+        return TaskFamily(name=path.stem, **spec)
+    except MetanasError as e:
+        raise MetanasError(f"{path}: {e}") from None
+
+
+class Task(NamedTuple):
+    """One N-way K-shot task; x float32 [N*K, 1, H, W] in [0, 1], y int64 in 0..N-1, class-major.
+
+    A batch of tasks has the same fields with a leading task dimension.
+    """
+
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+
+
+class NWays:
+    """Pick n distinct classes from the candidate class ids; yield (class_id, image index) for all their images."""
+
+    def __init__(self, dataset: ClassDataset, n: int):
+        self.n = n
+        self._base_classes = dataset.num_classes
+        self._indices = [ix.tolist() for ix in dataset.indices_per_class]
+
+    def __call__(self, classes, generator):
+        if self.n > len(classes):
+            raise MetanasError(f"NWays asks for {self.n} ways but only {len(classes)} classes are available; lower the ways")
+        chosen = [classes[j] for j in torch.randperm(len(classes), generator=generator)[: self.n].tolist()]
+        return [(c, i) for c in chosen for i in self._indices[c % self._base_classes]]
+
+
+class KShots:
+    """Keep k images per class, drawn without replacement; classes stay in order of first appearance."""
+
+    def __init__(self, dataset: ClassDataset, k: int):
+        self.k = k  # the images to choose from come with the description, so the dataset is not needed
+
+    def __call__(self, description, generator):
+        by_class: dict[int, list] = {}
+        for item in description:
+            by_class.setdefault(item[0], []).append(item)
+        out = []
+        for c, items in by_class.items():
+            if len(items) < self.k:
+                raise MetanasError(f"KShots asks for {self.k} images of class {c} but it has only {len(items)}; lower shots + queries")
+            out += [items[j] for j in torch.randperm(len(items), generator=generator)[: self.k].tolist()]
+        return out
+
+
+class LoadData:
+    """Replace image indices by uint8 images [H, W], rotated by the class id's quarter turns."""
+
+    def __init__(self, dataset: ClassDataset):
+        self.dataset = dataset
+
+    def __call__(self, description, generator):
+        images, base = self.dataset.images, self.dataset.num_classes
+        return [(c, torch.rot90(images[i], c // base)) for c, i in description]
+
+
+class RemapLabels:
+    """Relabel classes 0..N-1 in order of first appearance, so labels follow NWays' random class order."""
+
+    def __init__(self, dataset: ClassDataset):
+        pass  # takes the dataset only so every transform is built the same way (learn2learn's convention)
+
+    def __call__(self, description, generator):
+        labels: dict[int, int] = {}
+        return [(labels.setdefault(c, len(labels)), x) for c, x in description]
+
+
+class ConsecutiveLabels:
+    """Order items class-major (stable sort by label), so a task splits into [class, shot] blocks."""
+
+    def __init__(self, dataset: ClassDataset):
+        pass  # see RemapLabels
+
+    def __call__(self, description, generator):
+        return sorted(description, key=lambda item: item[0])
+
+
+class TaskDataset:
+    """Samples tasks from `dataset` through `task_transforms` (which must include NWays and end class-major)."""
+
+    def __init__(self, dataset: ClassDataset, task_transforms: list, shots: int, queries: int,
+                 rotations: bool = False, *, name: str = "task"):
+        self.dataset, self.task_transforms = dataset, task_transforms
+        self.shots, self.queries, self.rotations = shots, queries, rotations
+        nways = [t for t in task_transforms if isinstance(t, NWays)]
+        if len(nways) != 1:
+            raise MetanasError(f"{name}: task_transforms need exactly one NWays transform, got {len(nways)}")
+        self.ways = nways[0].n
+        if self.ways > self.num_classes:
+            raise MetanasError(f"{name} asks for {self.ways} ways but has only {self.num_classes} classes; lower task.ways")
+        per_class = min(len(ix) for ix in dataset.indices_per_class)
+        if shots + queries > per_class:
+            raise MetanasError(f"{name} asks for {shots} shots + {queries} queries = {shots + queries} images per class "
+                               f"but has only {per_class}; lower task.shots or task.queries")
+
+    @property
+    def num_classes(self) -> int:
+        return self.dataset.num_classes * (ROTATIONS if self.rotations else 1)
+
+    def sample(self, generator: torch.Generator) -> Task:
+        description = range(self.num_classes)  # the candidate class ids, rotations included
+        for transform in self.task_transforms:
+            description = transform(description, generator)
+        labels, images = zip(*description)
+        n, k = self.ways, self.shots + self.queries
+        y = torch.tensor(labels)
+        if len(y) != n * k or not torch.equal(y.view(n, k), torch.arange(n)[:, None].expand(n, k)):
+            raise MetanasError("task_transforms must yield labels 0..N-1 in class-major order with shots + queries "
+                               "images each; end the pipeline with KShots, LoadData, RemapLabels, ConsecutiveLabels")
+        x = (torch.stack(images).float() / 255).view(n, k, 1, *images[0].shape)
+        s = self.shots
+        return Task(x[:, :s].flatten(0, 1), y.view(n, k)[:, :s].flatten(),
+                    x[:, s:].flatten(0, 1), y.view(n, k)[:, s:].flatten())
+
+    def sample_batch(self, n: int, generator: torch.Generator) -> Task:
+        return Task(*(torch.stack(field) for field in zip(*(self.sample(generator) for _ in range(n)))))
+
+
+class TaskSets(NamedTuple):
+    train: TaskDataset
+    validation: TaskDataset
+    test: TaskDataset
+
+
+def _lake_split(data: ClassDataset) -> list[list[int]]:
+    """Meta-train/validate on images_background (validation = every 6th alphabet), test on images_evaluation."""
+    half_alphabet = [name.split("/")[:2] for name in data.class_names]
+    background = sorted({a for h, a in half_alphabet if h == "images_background"})
+    validation = set(background[::6])
+    split = [[], [], []]
+    for c, (half, alphabet) in enumerate(half_alphabet):
+        split[2 if half == "images_evaluation" else 1 if alphabet in validation else 0].append(c)
+    return split
+
+
+def _vinyals_split(data: ClassDataset) -> list[list[int]]:
+    """All characters shuffled with seed 0: 1,100 train, 100 validation, the remaining 423 test."""
+    perm = torch.randperm(data.num_classes, generator=torch.Generator().manual_seed(0)).tolist()
+    return [sorted(perm[:1100]), sorted(perm[1100:1200]), sorted(perm[1200:])]
+
+
+@functools.lru_cache(maxsize=4)
+def _load(root: Path, image_size: int) -> ClassDataset:
+    # One decode/cache read per process, shared by the train, validation and test task sets.
+    return load_omniglot(root, image_size)
+
+
+def get_tasksets(family: TaskFamily, data_root: str | None = None,
+                 ways: int | None = None, shots: int | None = None, queries: int | None = None) -> TaskSets:
+    """Train/validation/test task samplers for `family`; ways/shots/queries, when given, override it."""
+    overrides = {k: v for k, v in (("ways", ways), ("shots", shots), ("queries", queries)) if v is not None}
+    family = dataclasses.replace(family, **overrides)  # re-runs TaskFamily's validation on the overrides
+    data = _load(resolve_data_root(data_root), family.image_size)
+    splits = (_lake_split if family.split == "lake" else _vinyals_split)(data)
+    sets = []
+    for split_name, class_ids in zip(TaskSets._fields, splits):
+        ds = data.subset(class_ids)
+        k = family.shots + family.queries
+        transforms = [NWays(ds, family.ways), KShots(ds, k), LoadData(ds), RemapLabels(ds), ConsecutiveLabels(ds)]
+        sets.append(TaskDataset(ds, transforms, family.shots, family.queries, family.rotations,
+                                name=f"task {family.name} ({split_name} split)"))
+    return TaskSets(*sets)
