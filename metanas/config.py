@@ -28,14 +28,14 @@ class TaskConfig:
     family: str = "omniglot-5way"  # tasks/NAME.yaml or a path to a task-family YAML
     ways: Optional[int] = None  # None: the family's value
     shots: Optional[int] = None
-    queries: Optional[int] = None
+    queries: Optional[int] = 5  # per class; fewer than the usual 15 halves the cost of a CPU meta-step
 
 
 @dataclass
 class SearchConfig:
     cells: int = 3
-    nodes: int = 3
-    channels: int = 12
+    nodes: int = 2
+    channels: int = 8
     stem_multiplier: int = 2
     k: int = 2  # inputs kept per node when deriving a genotype
     ops: list[str] = field(default_factory=lambda: list(DEFAULT_OPS))
@@ -43,7 +43,7 @@ class SearchConfig:
 
 @dataclass
 class InnerConfig:
-    steps: int = 5
+    steps: int = 3
     lr: float = 0.1  # SGD step on weights
     lr_alpha: float = 0.5  # SGD step on architecture weights
     # joint: one backward gives the weight and the alpha gradient (first-order DARTS as in METANAS);
@@ -55,8 +55,8 @@ class InnerConfig:
 @dataclass
 class MetaConfig:
     algorithm: str = "fomaml"
-    iterations: int = 1000
-    meta_batch: int = 8
+    iterations: int = 800
+    meta_batch: int = 4
     lr: float = 1e-3  # Adam on the initial weights
     lr_alpha: float = 1e-3  # Adam on the initial alpha
     warmup: int = 0  # first iterations meta-learn weights with alpha frozen (METANAS)
@@ -64,7 +64,7 @@ class MetaConfig:
     eval_every: int = 100
     eval_tasks: int = 50
     test_tasks: int = 600
-    checkpoint_every: int = 100
+    checkpoint_every: int = 50
 
 
 @dataclass

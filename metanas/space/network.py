@@ -80,6 +80,11 @@ class Network(nn.Module):
         if unknown:
             raise MetanasError(f"unknown op(s) {unknown} in search.ops: choose from {sorted(OPS)}")
         self.nodes, self.genotype_ = nodes, genotype
+        if genotype is not None:
+            bad = sorted({op for op, _ in genotype.normal + genotype.reduce if op not in self.ops})
+            if bad:
+                raise MetanasError(f"genotype op(s) {bad} are not in the search space's ops {self.ops}: "
+                                   "build the child with the ops the genotype was searched with")
         C_curr = stem_multiplier * C
         self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), bn(C_curr, affine))
         C_pp, C_p, C_curr = C_curr, C_curr, C
@@ -108,8 +113,6 @@ class Network(nn.Module):
         k = len(cell_genotype) // self.nodes
         edges: dict[int, list[int]] = {}
         for n, (op, state) in enumerate(cell_genotype):
-            if op not in self.ops:
-                raise MetanasError(f"genotype op {op!r} is not in the search space's ops {self.ops}")
             edges.setdefault(edge_index(n // k, state), []).append(self.ops.index(op))
         return edges
 

@@ -1,0 +1,35 @@
+"""Shared test setup: real Omniglot, one decoded-image cache and one MLflow store per session."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("METANAS_DATA", str((ROOT / ".." / "shared" / "data").resolve()))
+os.environ.setdefault("METANAS_CACHE", str(ROOT / "runs" / "test-cache"))  # survives sessions: decode once
+
+
+@pytest.fixture(scope="session")
+def runs_dir(tmp_path_factory) -> Path:
+    """One output dir (and so one MLflow SQLite store: a migration costs ~5 s) for the whole session."""
+    return tmp_path_factory.mktemp("runs")
+
+
+def run_cli(*args, cwd=ROOT, env=None, timeout=300) -> subprocess.CompletedProcess:
+    """Run a metanas entry point in a real subprocess: ``run_cli("-m", "metanas.meta_train", ...)``."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(runs_dir):
+    """One real smoke meta-training run (subprocess), shared by the CLI and tracking tests."""
+    out = run_cli("-m", "metanas.meta_train", "--config", "configs/smoke.yaml", f"run.output_dir={runs_dir}",
+                  "run.progress=false")
+    assert out.returncode == 0, out.stderr
+    run_id = next(line.split()[-1] for line in out.stdout.splitlines() if line.startswith("run id:"))
+    return run_id, out

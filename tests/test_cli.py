@@ -1,0 +1,120 @@
+"""The entry points end to end, in real subprocesses, against a real MLflow SQLite store."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from conftest import ROOT, run_cli
+
+from metanas.config import load_config
+from metanas.tracking import tracking_uri
+
+
+def client(runs_dir):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri(load_config(None, [f"run.output_dir={runs_dir}"])))
+
+
+def test_smoke_meta_training_prints_results_and_logs_everything(smoke_run, runs_dir):
+    run_id, out = smoke_run
+    assert "test accuracy:" in out.stdout and "±" in out.stdout and "genotype: normal:" in out.stdout
+    run = client(runs_dir).get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["meta.iterations"] == "6" and run.data.params["search.cells"] == "2"
+    history = client(runs_dir).get_metric_history(run_id, "train/loss")
+    assert [m.step for m in history] == list(range(6))
+    assert 0 <= run.data.metrics["test/accuracy"] <= 1 and "val/accuracy" in run.data.metrics
+    artifacts = {a.path for a in client(runs_dir).list_artifacts(run_id)}
+    assert {"config.yaml", "genotype.json", "checkpoint", "plots"} <= artifacts
+    local = client(runs_dir).download_artifacts(run_id, "genotype.json")
+    assert set(json.load(open(local))) == {"normal", "normal_concat", "reduce", "reduce_concat"}
+    assert (runs_dir / "checkpoints" / f"{run_id}.pt").is_file()
+
+
+def test_adapt_from_the_latest_checkpoint_logs_a_linked_run(smoke_run, runs_dir):
+    run_id, _ = smoke_run
+    out = run_cli("-m", "metanas.cli", "adapt", "--task", "omniglot-5way", "--tasks", "3",
+                  "--output-dir", str(runs_dir))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert sum(line.startswith("task ") and "genotype" not in line and "normal:" in line for line in lines) == 3
+    assert any(line.startswith("query accuracy:") and "±" in line for line in lines)
+    assert any(line.startswith("time per task:") for line in lines)
+    adapt_id = lines[-1].split()[-1]
+    run = client(runs_dir).get_run(adapt_id)
+    assert run.data.tags["mlflow.parentRunId"] == run_id and run.data.tags["metanas.kind"] == "adapt"
+    assert "adapt/accuracy" in run.data.metrics
+    assert len(client(runs_dir).get_metric_history(adapt_id, "adapt/accuracy_at_step")) == 3  # 2 steps + before
+
+
+def test_adapt_by_run_id_and_console_script(smoke_run, runs_dir):
+    run_id, _ = smoke_run
+    out = subprocess.run(["metanas", "adapt", "--run-id", run_id, "--tasks", "2", "--no-track",
+                          "--output-dir", str(runs_dir)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert f"run {run_id}" in out.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-m", "metanas.meta_train", "meta.iteratons=3"], "did you mean 'meta.iterations'"),
+    (["-m", "metanas.meta_train", "task.family=omniglot-5wya"], "omniglot-5way"),
+    (["-m", "metanas.meta_train", "task.ways=500"], "500"),
+    (["-m", "metanas.meta_train", "--data-root", "/nonexistent"], "METANAS_DATA"),
+    (["-m", "metanas.meta_train", "run.device=cuda:3"], "run.device"),
+    (["-m", "metanas.cli", "adapt", "--checkpoint", "/nonexistent.pt"], "not found"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(args, message, runs_dir):
+    out = run_cli(*args, f"run.output_dir={runs_dir}" if "metanas.meta_train" in args else "--no-track")
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_data_root_missing_names_both_ways(runs_dir, tmp_path):
+    out = run_cli("-m", "metanas.meta_train", f"run.output_dir={runs_dir}", env={"METANAS_DATA": str(tmp_path)})
+    assert out.returncode == 2 and "METANAS_DATA" in out.stderr and "--data-root" in out.stderr
+
+
+def test_truncated_checkpoint_is_a_clear_error(smoke_run, runs_dir, tmp_path):
+    run_id, _ = smoke_run
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes((runs_dir / "checkpoints" / f"{run_id}.pt").read_bytes()[:1000])
+    out = run_cli("-m", "metanas.cli", "adapt", "--checkpoint", str(bad), "--no-track")
+    assert out.returncode == 2 and "truncated" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_tasks_lists_the_families():
+    out = run_cli("-m", "metanas.cli", "tasks")
+    assert out.returncode == 0
+    for name in ("omniglot-5way", "omniglot-5way-5shot", "omniglot-20way"):
+        assert name in out.stdout
+
+
+def test_ui_serves_the_store(runs_dir, smoke_run):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "metanas.cli", "ui", "--output-dir", str(runs_dir), "--port",
+                             str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                time.sleep(1)
+        else:
+            pytest.fail("mlflow ui did not answer within 90 s")
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/2.0/mlflow/runs/get?run_id={smoke_run[0]}")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert json.load(r)["run"]["info"]["run_id"] == smoke_run[0]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
