@@ -46,10 +46,6 @@ def derive(cfg: Config, params) -> Genotype:
     return derive_genotype(params, cfg.search.ops, cfg.search.nodes, cfg.search.k)
 
 
-def _stop_on_signal(signum, frame):
-    raise KeyboardInterrupt  # handled in the loop: checkpoint, then exit
-
-
 def train(cfg: Config, resume: str | None = None) -> Result:
     t_start = time.perf_counter()
     device = resolve_device(cfg.run.device)
@@ -93,11 +89,13 @@ def train(cfg: Config, resume: str | None = None) -> Result:
         tracker.log_metrics({"val/accuracy": ev.mean, "val/ci95": ev.ci95}, step=iteration)
         return ev
 
-    previous = signal.signal(signal.SIGTERM, _stop_on_signal)
+    # SIGINT/SIGTERM finish the current meta-step, checkpoint and exit: a step cut in half (parameters
+    # partly updated, sampler advanced) would make the resumed run differ from an uninterrupted one.
+    stop: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: stop.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
     bar = tqdm(range(start, cfg.meta.iterations), initial=start, total=cfg.meta.iterations, desc="meta-train",
                disable=not cfg.run.progress, dynamic_ncols=True)
     val_acc = float("nan")
-    it = start
     try:
         for it in bar:
             task = [t.to(device) for t in sets.train.sample_batch(cfg.meta.meta_batch, generator)]
@@ -109,17 +107,20 @@ def train(cfg: Config, resume: str | None = None) -> Result:
             if done % cfg.meta.checkpoint_every == 0 or done == cfg.meta.iterations:
                 checkpoint(done)
             bar.set_postfix(loss=f"{m['loss']:.3f}", acc=f"{m['accuracy']:.3f}", val=f"{val_acc:.3f}")
+            if stop:
+                checkpoint(done)
+                tracker.end("KILLED")
+                print(f"metanas: stopped by signal {stop[0]} after iteration {done}; resume with: "
+                      f"python -m metanas.meta_train --resume {tracker.run_id} (same config)", file=sys.stderr)
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
-        checkpoint(it)  # `it` steps are complete: the interrupted one is redone on resume
-        tracker.end("KILLED")
-        print(f"metanas: interrupted at iteration {it}; resume with: python -m metanas.meta_train "
-              f"--resume {tracker.run_id}", file=sys.stderr)
         raise
     except BaseException:
         tracker.end("FAILED")
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         bar.close()
     if start == cfg.meta.iterations:  # resumed a finished run: nothing trained, still write its checkpoint
         checkpoint(start)
