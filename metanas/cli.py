@@ -54,7 +54,7 @@ def cmd_adapt(args) -> None:
         raise MetanasError(f"the warm start {path} was meta-trained for {state['ways']}-way tasks but "
                            f"{family.name} is {family.ways}-way: pick a {state['ways']}-way family or meta-train "
                            f"with task.family={family.name}")
-    sets = get_tasksets(family, cfg.data.root)
+    sets = get_tasksets(family, cfg.data.root, skip_corrupt=cfg.data.skip_corrupt)
     model.to(device)
     learner = MetaLearner(model, cfg, family.ways)
     steps = eval_steps(cfg)

@@ -70,6 +70,7 @@ class MetaConfig:
 @dataclass
 class DataConfig:
     root: Optional[str] = None  # folder containing omniglot-py/; None: $METANAS_DATA, then the user cache
+    skip_corrupt: bool = False  # unreadable images: stop with an error naming the file (False) or skip with a warning
 
 
 @dataclass

@@ -7,6 +7,7 @@ validation, checkpoint, logging), final test evaluation.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -27,6 +28,8 @@ from metanas.strategy import MetaLearner
 from metanas.tracking import Tracker
 
 VAL_SEED, TEST_SEED = 1, 2  # offsets from run.seed: the same validation/test tasks at every evaluation
+# Fault injection, for testing the non-finite guard end to end: inputs are NaN from this iteration on.
+NAN_FROM = int(os.environ.get("METANAS_FAULT_NAN_FROM", -1))
 
 
 @dataclass
@@ -54,7 +57,7 @@ def train(cfg: Config, resume: str | None = None) -> Result:
     seed_everything(cfg.run.seed)
 
     family = load_family(cfg.task.family)
-    sets = get_tasksets(family, cfg.data.root, cfg.task.ways, cfg.task.shots, cfg.task.queries)
+    sets = get_tasksets(family, cfg.data.root, cfg.task.ways, cfg.task.shots, cfg.task.queries, cfg.data.skip_corrupt)
     ways = sets.train.ways
     model = build_model(cfg, ways).to(device)
     learner = MetaLearner(model, cfg, ways)
@@ -99,6 +102,8 @@ def train(cfg: Config, resume: str | None = None) -> Result:
     try:
         for it in bar:
             task = [t.to(device) for t in sets.train.sample_batch(cfg.meta.meta_batch, generator)]
+            if 0 <= NAN_FROM <= it:
+                task[0] = task[0] * float("nan")
             m = learner.step(task, it)
             tracker.log_metrics({f"train/{k}": v for k, v in m.items()}, step=it)
             done = it + 1

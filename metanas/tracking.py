@@ -9,6 +9,7 @@ library calls never leak run state into each other.
 from __future__ import annotations
 
 import os
+import random
 import tempfile
 import time
 from pathlib import Path
@@ -38,13 +39,30 @@ def prepare_output_dir(cfg: Config) -> Path:
     return out
 
 
+# SQLite allows one writer at a time: a second process logging to the same store can see "database is
+# locked" (and, on a fresh store, a migration race). Such errors are transient: retry with backoff.
+TRANSIENT = ("database is locked", "already exists", "UNIQUE constraint failed", "could not obtain lock")
+
+
+def retry(fn, *args, attempts: int = 10, **kwargs):
+    for attempt in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            if attempt == attempts - 1 or not any(t in str(e) for t in TRANSIENT):
+                raise
+            time.sleep(min(5.0, 0.1 * 2**attempt) * (1 + random.random()))
+
+
 def client_for(cfg: Config):
     import mlflow  # slow import: only where tracking happens
     from mlflow.tracking import MlflowClient
 
     prepare_output_dir(cfg)
     mlflow.set_tracking_uri(tracking_uri(cfg))  # for mlflow.pytorch & co. used beside the client
-    return MlflowClient(tracking_uri(cfg))
+    client = MlflowClient(tracking_uri(cfg))
+    retry(client.search_experiments, max_results=1)  # creates / migrates the store, maybe racing another process
+    return client
 
 
 class Tracker:
@@ -55,47 +73,48 @@ class Tracker:
         self.client = client_for(cfg)
         if run_id is not None:
             self.run_id = run_id
-            self.client.update_run(run_id, status="RUNNING")
+            self._call("update_run", run_id, status="RUNNING")
             return
-        name = cfg.run.experiment
-        exp = self.client.get_experiment_by_name(name)
-        if exp is None:
-            artifacts = (Path(cfg.run.output_dir).resolve() / "artifacts").as_uri()
-            try:
-                exp_id = self.client.create_experiment(name, artifact_location=artifacts)
-            except Exception:  # another process created it first
-                exp_id = self.client.get_experiment_by_name(name).experiment_id
-        else:
-            exp_id = exp.experiment_id
-        run = self.client.create_run(exp_id, run_name=run_name or cfg.run.name, tags={KIND: kind, **(tags or {})})
+        exp_id = retry(self._experiment_id, cfg)
+        run = self._call("create_run", exp_id, run_name=run_name or cfg.run.name, tags={KIND: kind, **(tags or {})})
         self.run_id = run.info.run_id
+
+    def _experiment_id(self, cfg: Config) -> str:
+        exp = self.client.get_experiment_by_name(cfg.run.experiment)
+        if exp is not None:
+            return exp.experiment_id
+        artifacts = (Path(cfg.run.output_dir).resolve() / "artifacts").as_uri()
+        return self.client.create_experiment(cfg.run.experiment, artifact_location=artifacts)
+
+    def _call(self, method: str, *args, **kwargs):
+        return retry(getattr(self.client, method), *args, **kwargs)
 
     def log_config(self, cfg: Config) -> None:
         from mlflow.entities import Param
 
         params = [Param(k, str(v)) for k, v in flatten(cfg).items()]
         for i in range(0, len(params), 100):  # MLflow's batch limit
-            self.client.log_batch(self.run_id, params=params[i:i + 100])
+            self._call("log_batch", self.run_id, params=params[i:i + 100])
         self.log_text(to_yaml(cfg), "config.yaml")
 
     def log_metrics(self, metrics: dict, step: int) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+        self._call("log_batch", self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
     def set_tags(self, tags: dict) -> None:
         for k, v in tags.items():
-            self.client.set_tag(self.run_id, k, str(v))
+            self._call("set_tag", self.run_id, k, str(v))
 
     def log_text(self, text: str, path: str) -> None:
-        self.client.log_text(self.run_id, text, path)
+        self._call("log_text", self.run_id, text, path)
 
     def log_dict(self, d: dict, path: str) -> None:
-        self.client.log_dict(self.run_id, d, path)
+        self._call("log_dict", self.run_id, d, path)
 
     def log_artifact(self, local_path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(local_path), artifact_path)
+        self._call("log_artifact", self.run_id, str(local_path), artifact_path)
 
     def log_figure(self, fig, path: str) -> None:
         with tempfile.TemporaryDirectory() as d:
@@ -104,4 +123,4 @@ class Tracker:
             self.log_artifact(local, str(Path(path).parent) if Path(path).parent != Path(".") else None)
 
     def end(self, status: str = "FINISHED") -> None:
-        self.client.set_terminated(self.run_id, status=status)
+        self._call("set_terminated", self.run_id, status=status)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
@@ -101,15 +102,18 @@ def _list_classes(root: Path) -> list[tuple[str, list[Path]]]:
     return classes
 
 
-def _decode(job: tuple[Path, int]) -> np.ndarray:
-    path, size = job
+def _decode(job: tuple[Path, int, bool]) -> np.ndarray | None:
+    path, size, skip_corrupt = job
     try:
         with Image.open(path) as im:
             # 1-bit True = background; convert to L before resizing (PIL resizes mode "1" with nearest only)
             # and invert so strokes are high: zero padding and zero-init then mean "no ink".
             return np.asarray(ImageOps.invert(im.convert("L")).resize((size, size), Image.LANCZOS))
     except Exception as e:
-        raise MetanasError(f"cannot decode {path}: {e}; delete or replace the file") from None
+        if skip_corrupt:
+            return None
+        raise MetanasError(f"cannot decode {path}: {e}; delete or replace the file, or set data.skip_corrupt=true "
+                           "to skip unreadable images with a warning") from None
 
 
 def _cache_file(root: Path, image_size: int) -> Path:
@@ -155,8 +159,12 @@ def _write_cache(path: Path, blob: dict) -> None:
             os.unlink(tmp)
 
 
-def load_omniglot(root: Path, image_size: int = 28) -> ClassDataset:
-    """All 1,623 Omniglot characters (background classes first), decoded once and then read from the cache."""
+def load_omniglot(root: Path, image_size: int = 28, skip_corrupt: bool = False) -> ClassDataset:
+    """All 1,623 Omniglot characters (background classes first), decoded once and then read from the cache.
+
+    ``skip_corrupt``: drop unreadable images with a warning instead of stopping. A dataset with skipped
+    images is not cached, so the warning repeats until the files are fixed.
+    """
     root = Path(root).resolve()
     classes = _list_classes(root)
     paths = [p for _, files in classes for p in files]
@@ -168,14 +176,20 @@ def load_omniglot(root: Path, image_size: int = 28) -> ClassDataset:
         return dataset
 
     with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
-        decoded = pool.map(_decode, [(p, image_size) for p in paths], chunksize=256)
+        decoded = pool.map(_decode, [(p, image_size, skip_corrupt) for p in paths], chunksize=256)
         try:
-            images = np.stack(list(tqdm(decoded, total=len(paths), desc=f"decoding Omniglot at {image_size}px", unit="img")))
+            decoded = list(tqdm(decoded, total=len(paths), desc=f"decoding Omniglot at {image_size}px", unit="img"))
         except BaseException:
             pool.shutdown(cancel_futures=True)  # a bad file or Ctrl-C: do not decode the rest first
             raise
     labels = torch.cat([torch.full((len(files),), c) for c, (_, files) in enumerate(classes)])
-    dataset = ClassDataset(torch.from_numpy(images), labels, [name for name, _ in classes])
+    ok = [im is not None for im in decoded]
+    dataset = ClassDataset(torch.from_numpy(np.stack([im for im in decoded if im is not None])), labels[ok],
+                           [name for name, _ in classes])
+    if not all(ok):
+        bad = [str(p) for p, good in zip(paths, ok) if not good]
+        warnings.warn(f"skipped {len(bad)} unreadable image(s) (data.skip_corrupt=true), e.g. {bad[0]}", stacklevel=2)
+        return dataset
     _write_cache(cache, {
         "version": CACHE_VERSION, "root": str(root), "count": len(paths),
         "images": dataset.images, "labels": dataset.labels, "class_names": dataset.class_names,

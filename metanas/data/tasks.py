@@ -240,17 +240,18 @@ def _vinyals_split(data: ClassDataset) -> list[list[int]]:
 
 
 @functools.lru_cache(maxsize=4)
-def _load(root: Path, image_size: int) -> ClassDataset:
+def _load(root: Path, image_size: int, skip_corrupt: bool) -> ClassDataset:
     # One decode/cache read per process, shared by the train, validation and test task sets.
-    return load_omniglot(root, image_size)
+    return load_omniglot(root, image_size, skip_corrupt)
 
 
 def get_tasksets(family: TaskFamily, data_root: str | None = None,
-                 ways: int | None = None, shots: int | None = None, queries: int | None = None) -> TaskSets:
+                 ways: int | None = None, shots: int | None = None, queries: int | None = None,
+                 skip_corrupt: bool = False) -> TaskSets:
     """Train/validation/test task samplers for `family`; ways/shots/queries, when given, override it."""
     overrides = {k: v for k, v in (("ways", ways), ("shots", shots), ("queries", queries)) if v is not None}
     family = dataclasses.replace(family, **overrides)  # re-runs TaskFamily's validation on the overrides
-    data = _load(resolve_data_root(data_root), family.image_size)
+    data = _load(resolve_data_root(data_root), family.image_size, skip_corrupt)
     splits = (_lake_split if family.split == "lake" else _vinyals_split)(data)
     sets = []
     for split_name, class_ids in zip(TaskSets._fields, splits):

@@ -1,0 +1,113 @@
+"""Bad input: one clear line naming the cause and the fix, exit code 2, no traceback (real CLI, subprocess).
+
+The README's error table lists the same cases.
+"""
+
+import warnings
+
+import pytest
+import torch
+from conftest import run_cli
+from PIL import Image
+
+from metanas.data import load_omniglot
+
+TRAIN = ("-m", "metanas.meta_train")
+ADAPT = ("-m", "metanas.cli", "adapt", "--no-track")
+
+
+def fake_omniglot(root, corrupt=False):
+    """A tiny omniglot-py tree: 2 alphabets x 3 characters x 4 drawings per half."""
+    for half in ("images_background", "images_evaluation"):
+        for a in range(2):
+            for c in range(3):
+                d = root / "omniglot-py" / half / f"alpha{a}" / f"character{c:02d}"
+                d.mkdir(parents=True)
+                for i in range(4):
+                    Image.new("1", (105, 105), 1).save(d / f"{c}_{i:02d}.png")
+    if corrupt:
+        bad = root / "omniglot-py" / "images_background" / "alpha1" / "character02" / "2_03.png"
+        bad.write_bytes(b"not a png at all")
+        return bad
+
+
+def assert_one_line_error(out, *needles):
+    assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
+    err = out.stderr.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    for n in needles:
+        assert n in err, err
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["meta.iteratons=3"], ["unknown config key 'meta.iteratons'", "did you mean 'meta.iterations'"]),
+    (["meta.iterations=abc"], ["meta.iterations", "Integer"]),
+    (["task.shots=-1"], ["task.shots", ">= 1"]),
+    (["task.queries=0"], ["task.queries", ">= 1"]),
+    (["task.ways=500"], ["500 ways", "lower task.ways"]),
+    (["task.family=omniglot-5wya"], ["omniglot-5wya", "omniglot-5way"]),
+    (["--data-root", "/nonexistent/data"], ["METANAS_DATA", "--data-root"]),
+    (["run.device=cuda"], ["no CUDA device", "run.device=cpu"]),
+    (["--config", "configs/nope.yaml"], ["configs/nope.yaml", "not found"]),
+])
+def test_bad_training_input(args, needles, runs_dir):
+    assert_one_line_error(run_cli(*TRAIN, *args, f"run.output_dir={runs_dir}"), *needles)
+
+
+def test_malformed_task_yaml(tmp_path, runs_dir):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("dataset: omniglot\nways: [5\n")
+    assert_one_line_error(run_cli(*TRAIN, f"task.family={bad}", f"run.output_dir={runs_dir}"), str(bad))
+    bad.write_text("dataset: omniglot\nwayz: 5\n")
+    assert_one_line_error(run_cli(*TRAIN, f"task.family={bad}", f"run.output_dir={runs_dir}"), "wayz")
+
+
+def test_empty_data_root(tmp_path, runs_dir):
+    out = run_cli(*TRAIN, f"run.output_dir={runs_dir}", env={"METANAS_DATA": str(tmp_path)})
+    assert_one_line_error(out, "METANAS_DATA", "--data-root")
+
+
+def test_corrupt_image_is_named_and_skipping_is_explicit(tmp_path, runs_dir):
+    bad = fake_omniglot(tmp_path, corrupt=True)
+    env = {"METANAS_CACHE": str(tmp_path / "cache")}
+    out = run_cli(*TRAIN, "--data-root", str(tmp_path), f"run.output_dir={runs_dir}", env=env)
+    assert_one_line_error(out, str(bad), "data.skip_corrupt=true")
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        data = load_omniglot(tmp_path, 28, skip_corrupt=True)
+    assert data.images.shape[0] == 2 * 2 * 3 * 4 - 1
+
+
+def test_unwritable_output_dir(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = run_cli(*TRAIN, "--config", "configs/smoke.yaml", f"run.output_dir={blocker}/runs")
+    assert_one_line_error(out, "not writable", "run.output_dir")
+
+
+def test_foreign_truncated_and_mismatched_checkpoints(smoke_run, runs_dir, tmp_path):
+    run_id, _ = smoke_run
+    real = runs_dir / "checkpoints" / f"{run_id}.pt"
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(real.read_bytes()[:1000])
+    assert_one_line_error(run_cli(*ADAPT, "--checkpoint", str(truncated)), "truncated")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
+    assert_one_line_error(run_cli(*ADAPT, "--checkpoint", str(foreign)), "not a metanas checkpoint")
+    text = tmp_path / "notes.pt"
+    text.write_text("hello")
+    assert_one_line_error(run_cli(*ADAPT, "--checkpoint", str(text)), "not a torch file")
+    mismatched = tmp_path / "mismatched.pt"
+    state = torch.load(real, weights_only=True)
+    state["config"] = state["config"].replace("channels: 4", "channels: 6")
+    torch.save(state, mismatched)
+    assert_one_line_error(run_cli(*ADAPT, "--checkpoint", str(mismatched)), "do not match the search space")
+    assert_one_line_error(run_cli(*ADAPT, "--checkpoint", str(real), "--task", "omniglot-20way"), "5-way", "20-way")
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    out = run_cli(*TRAIN, "--config", "configs/smoke.yaml", "meta.iterations=20", "meta.checkpoint_every=2",
+                  f"run.output_dir={tmp_path}", "run.progress=false", env={"METANAS_FAULT_NAN_FROM": "4"})
+    assert_one_line_error(out, "non-finite", "lower meta.lr")
+    (ckpt,) = (tmp_path / "checkpoints").glob("*.pt")
+    state = torch.load(ckpt, weights_only=True)
+    assert state["iteration"] == 4 and all(torch.isfinite(v).all() for v in state["params"].values())

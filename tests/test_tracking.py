@@ -1,0 +1,22 @@
+"""MLflow store under concurrency: two meta-training processes share one fresh SQLite store."""
+
+import subprocess
+import sys
+
+from conftest import ROOT
+from mlflow.tracking import MlflowClient
+
+
+def test_two_processes_writing_one_store_both_finish_with_all_metrics(tmp_path):
+    cmd = [sys.executable, "-m", "metanas.meta_train", "--config", "configs/smoke.yaml", "meta.iterations=8",
+           f"run.output_dir={tmp_path}", "run.progress=false"]
+    procs = [subprocess.Popen(cmd + [f"run.seed={seed}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for seed in (0, 1)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-1500:] for o in outs]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("metanas").experiment_id])
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    for r in runs:
+        assert [m.step for m in client.get_metric_history(r.info.run_id, "train/loss")] == list(range(8))
+        assert "test/accuracy" in r.data.metrics
