@@ -6,6 +6,7 @@ killed at any moment leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import zipfile
@@ -15,14 +16,24 @@ import torch
 
 from metanas.config import Config, from_yaml
 from metanas.errors import MetanasError
-from metanas.space import Genotype, Network
+from metanas.space import Conv4, Genotype, Network, genotype_from_json, random_genotype
 
 FORMAT = "metanas-checkpoint"
 VERSION = 1
 
 
-def build_model(cfg: Config, n_classes: int, genotype: Genotype | None = None) -> Network:
+def build_model(cfg: Config, n_classes: int, genotype: Genotype | None = None) -> Network | Conv4:
+    """The model a config describes; ``genotype`` overrides ``search.genotype`` (a checkpoint's own)."""
     s = cfg.search
+    if s.space == "conv4":
+        return Conv4(n_classes, s.channels)
+    if genotype is None and s.genotype == "random":
+        genotype = random_genotype(s.ops, s.nodes, s.k, torch.Generator().manual_seed(cfg.run.seed))
+    elif genotype is None and s.genotype:
+        try:
+            genotype = genotype_from_json(json.loads(Path(s.genotype).read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            raise MetanasError(f"cannot read genotype file {s.genotype}: {e}; pass a genotype JSON") from None
     return Network(n_classes, C=s.channels, cells=s.cells, nodes=s.nodes, ops=s.ops,
                    stem_multiplier=s.stem_multiplier, genotype=genotype)
 
@@ -63,7 +74,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 def model_from_checkpoint(state: dict, path="checkpoint") -> tuple[Network, Config]:
     cfg = from_yaml(state["config"])
-    model = build_model(cfg, state["ways"])
+    fixed = genotype_from_json(state["genotype"]) if cfg.search.genotype and state.get("genotype") else None
+    model = build_model(cfg, state["ways"], fixed)
     try:
         model.load_state_dict(state["params"])
     except RuntimeError as e:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
+import os
 import sys
 from pathlib import Path
 
@@ -27,17 +27,19 @@ def resolve_checkpoint(args) -> Path:
 
 
 def cmd_adapt(args) -> None:
+    """``adapt`` (a few tasks, one at a time, every task shown) and ``evaluate`` (many tasks, batched, summary)."""
     import torch
 
     from metanas.checkpoint import load_checkpoint, model_from_checkpoint
     from metanas.data import get_tasksets, load_family
-    from metanas.estimation import evaluate
-    from metanas.meta_train import derive, eval_steps
+    from metanas.estimation import evaluate, op_wins
+    from metanas.meta_train import eval_steps
     from metanas.runtime import resolve_device, seed_everything
     from metanas.space import genotype_str, genotype_to_json
     from metanas.strategy import MetaLearner
     from metanas.tracking import PARENT, Tracker
 
+    kind = args.command
     path = resolve_checkpoint(args)
     state = load_checkpoint(path)
     model, cfg = model_from_checkpoint(state, path)
@@ -47,6 +49,8 @@ def cmd_adapt(args) -> None:
         cfg.data.root = args.data_root
     if args.steps is not None:
         cfg.inner.eval_steps = args.steps
+    if args.no_arch_adapt:  # baseline: meta-learned alpha, weights adapted, architecture not
+        cfg.inner.lr_alpha = 0.0
     device = resolve_device(cfg.run.device)
     seed_everything(args.seed)
     family = load_family(args.task)
@@ -59,26 +63,35 @@ def cmd_adapt(args) -> None:
     learner = MetaLearner(model, cfg, family.ways)
     steps = eval_steps(cfg)
     tracker = None if args.no_track else Tracker(
-        cfg, "adapt", run_name=f"adapt-{family.name}",
+        cfg, kind, run_name=f"{kind}-{family.name}",
         tags={PARENT: state["run_id"], "metanas.warm_start": state["run_id"], "metanas.family": family.name})
     ev = evaluate(model, learner.params(), sets.test, args.tasks, learner.inner_kwargs(steps=steps),
-                  torch.Generator().manual_seed(args.seed), chunk=1, curve=True, progress=True, device=device)
-    genotypes = [derive(cfg, {k: v[i] for k, v in ev.alphas.items()}) for i in range(args.tasks)]
-    for i, g in enumerate(genotypes):
-        print(f"task {i:3d}: accuracy {100 * ev.accuracies[i]:5.1f}%  {steps} steps  "
-              f"{ev.seconds[i]:.3f} s  {genotype_str(g)}")
-    print(f"query accuracy: {ev.summary()}  [{family.name}, {steps} steps of DARTS on w and alpha]")
+                  torch.Generator().manual_seed(args.seed), chunk=1 if kind == "adapt" else 10, curve=True,
+                  progress=True, device=device)
+    genotypes = [model.derive({k: v[i] for k, v in ev.alphas.items()}, cfg.search.k) for i in range(args.tasks)]
+    wins = op_wins(ev.alphas)
+    if kind == "adapt":
+        for i, g in enumerate(genotypes):
+            print(f"task {i:3d}: accuracy {100 * ev.accuracies[i]:5.1f}%  {steps} steps  "
+                  f"{ev.seconds[i]:.3f} s  {genotype_str(g)}")
+    else:
+        for name, w in wins.items():
+            print(f"op wins per edge ({name}, fraction of tasks): " + "  ".join(
+                f"e{e}:{cfg.search.ops[int(row.argmax())]}={row.max():.2f}" for e, row in enumerate(w)))
+    what = "w and alpha" if cfg.inner.lr_alpha else "w only (architecture fixed)"
+    print(f"query accuracy: {ev.summary()}  [{family.name}, {steps} steps on {what}]")
     print(f"time per task: median {ev.seconds.median():.3f} s")
     print(f"accuracy after each step: {' '.join(f'{100 * a:.1f}' for a in ev.curve.mean(0).tolist())}")
     print(f"warm start: {path} (run {state['run_id']})")
     if tracker:
         tracker.log_config(cfg)
         for step, acc in enumerate(ev.curve.mean(0).tolist()):
-            tracker.log_metrics({"adapt/accuracy_at_step": acc}, step=step)
-        tracker.log_metrics({"adapt/accuracy": ev.mean, "adapt/ci95": ev.ci95,
-                             "adapt/seconds_per_task": ev.seconds.median().item()}, step=steps)
-        tracker.log_dict({"genotypes": [genotype_to_json(g) for g in genotypes],
-                          "accuracies": ev.accuracies.tolist()}, "adapted_genotypes.json")
+            tracker.log_metrics({f"{kind}/accuracy_at_step": acc}, step=step)
+        tracker.log_metrics({f"{kind}/accuracy": ev.mean, f"{kind}/ci95": ev.ci95,
+                             f"{kind}/seconds_per_task": ev.seconds.median().item()}, step=steps)
+        tracker.log_dict({"genotypes": [genotype_to_json(g) for g in genotypes], "accuracies": ev.accuracies.tolist(),
+                          "op_wins": {k: v.tolist() for k, v in wins.items()}, "ops": cfg.search.ops},
+                         "adapted_genotypes.json")
         tracker.end()
         print(f"run id: {tracker.run_id}")
 
@@ -100,7 +113,7 @@ def ui_command(output_dir: str, host: str, port: int) -> list[str]:
 def cmd_ui(args) -> None:
     cmd = ui_command(args.output_dir, args.host, args.port)
     print(" ".join(cmd), flush=True)
-    sys.exit(subprocess.call(cmd))
+    os.execv(cmd[0], cmd)  # become the MLflow server: Ctrl-C and SIGTERM reach it (and its workers) directly
 
 
 def cmd_train(args) -> None:
@@ -117,19 +130,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("rest", nargs=argparse.REMAINDER)
     t.set_defaults(fn=cmd_train)
 
-    a = sub.add_parser("adapt", help="adapt a meta-trained warm start to new tasks")
-    a.add_argument("--task", default="omniglot-5way", help="task family name (tasks/NAME.yaml) or YAML path")
-    src = a.add_mutually_exclusive_group()
-    src.add_argument("--checkpoint", help="checkpoint file (default: the newest under OUTPUT_DIR/checkpoints)")
-    src.add_argument("--run-id", help="MLflow run id of a meta-training run")
-    a.add_argument("--tasks", type=int, default=20, help="number of test tasks (default 20)")
-    a.add_argument("--steps", type=int, help="adaptation steps (default: the checkpoint's inner.eval_steps)")
-    a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--data-root", help="folder containing omniglot-py/ (else $METANAS_DATA)")
-    a.add_argument("--output-dir", default="runs", help="runs folder with checkpoints/ and mlflow.db")
-    a.add_argument("--device", default="auto")
-    a.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
-    a.set_defaults(fn=cmd_adapt)
+    for name, tasks, text in (("adapt", 20, "adapt a meta-trained warm start to new tasks, showing each"),
+                              ("evaluate", 600, "adapt to many test tasks: accuracy ± 95% CI, per-step curve, op wins")):
+        a = sub.add_parser(name, help=text)
+        a.add_argument("--task", default="omniglot-5way", help="task family name (tasks/NAME.yaml) or YAML path")
+        src = a.add_mutually_exclusive_group()
+        src.add_argument("--checkpoint", help="checkpoint file (default: the newest under OUTPUT_DIR/checkpoints)")
+        src.add_argument("--run-id", help="MLflow run id of a meta-training run")
+        a.add_argument("--tasks", type=int, default=tasks, help=f"number of test tasks (default {tasks})")
+        a.add_argument("--steps", type=int, help="adaptation steps (default: the checkpoint's inner.eval_steps)")
+        a.add_argument("--no-arch-adapt", action="store_true", help="adapt the weights only, keep the warm alpha")
+        a.add_argument("--seed", type=int, default=0, help="seed of the test tasks")
+        a.add_argument("--data-root", help="folder containing omniglot-py/ (else $METANAS_DATA)")
+        a.add_argument("--output-dir", default="runs", help="runs folder with checkpoints/ and mlflow.db")
+        a.add_argument("--device", default="auto")
+        a.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
+        a.set_defaults(fn=cmd_adapt)
 
     k = sub.add_parser("tasks", help="list the task families")
     k.set_defaults(fn=cmd_tasks)

@@ -21,6 +21,7 @@ from metanas.space.ops import DEFAULT_OPS, OPS
 
 ALGORITHMS = ("maml", "fomaml", "reptile")
 INNER_VARIANTS = ("joint", "alternating")
+SPACES = ("darts", "conv4")
 
 
 @dataclass
@@ -33,6 +34,9 @@ class TaskConfig:
 
 @dataclass
 class SearchConfig:
+    # darts: the DARTS supernet (or, with `genotype`, one fixed child of it); conv4: MAML's fixed conv net
+    space: str = "darts"
+    genotype: Optional[str] = None  # None: search; "random": a random child; or a genotype JSON file
     cells: int = 3
     nodes: int = 2
     channels: int = 8
@@ -56,6 +60,7 @@ class InnerConfig:
 class MetaConfig:
     algorithm: str = "fomaml"
     iterations: int = 800
+    time_budget: float = 0.0  # seconds of meta-training before stopping early (0: none); for equal-time comparisons
     meta_batch: int = 4
     lr: float = 1e-3  # Adam on the initial weights
     lr_alpha: float = 1e-3  # Adam on the initial alpha
@@ -157,6 +162,9 @@ def validate(cfg: Config) -> None:
         v = getattr(cfg.task, key)
         _require(v is None or v >= 1, f"task.{key}", v, "must be >= 1")
     s = cfg.search
+    _require(s.space in SPACES, "search.space", s.space, f"one of {SPACES}")
+    _require(s.genotype in (None, "random") or Path(s.genotype).is_file(), "search.genotype", s.genotype,
+             "null, random, or an existing genotype JSON file")
     for key in ("cells", "nodes", "channels", "stem_multiplier", "k"):
         _require(getattr(s, key) >= 1, f"search.{key}", getattr(s, key), "must be >= 1")
     _require(s.k <= 2, "search.k", s.k, "node 0 has only 2 inputs: use 1 or 2")
@@ -175,6 +183,7 @@ def validate(cfg: Config) -> None:
         _require(getattr(m, key) >= 0, f"meta.{key}", getattr(m, key), "must be >= 0")
     for key in ("meta_batch", "eval_every", "eval_tasks", "test_tasks", "checkpoint_every"):
         _require(getattr(m, key) >= 1, f"meta.{key}", getattr(m, key), "must be >= 1")
+    _require(m.time_budget >= 0, "meta.time_budget", m.time_budget, "seconds, >= 0")
     _require(m.lr > 0 and m.lr_alpha >= 0, "meta.lr/meta.lr_alpha", (m.lr, m.lr_alpha), "lr > 0, lr_alpha >= 0")
     d = cfg.run.device
     _require(d in ("auto", "cpu", "cuda") or d.startswith("cuda:"), "run.device", d, "auto, cpu, cuda or cuda:N")

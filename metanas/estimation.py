@@ -45,6 +45,11 @@ class Evaluation:
         return f"{100 * self.mean:.2f} ± {100 * self.ci95:.2f}% ({self.accuracies.numel()} tasks)"
 
 
+def op_wins(alphas: Params) -> dict[str, torch.Tensor]:
+    """Per cell type, the fraction of tasks in which each op has the largest adapted alpha: [edges, ops]."""
+    return {k: torch.nn.functional.one_hot(v.argmax(-1), v.shape[-1]).float().mean(0) for k, v in alphas.items()}
+
+
 def evaluate(model, params: Params, taskset, n_tasks: int, inner: dict, generator: torch.Generator,
              chunk: int = 10, curve: bool = False, progress: bool = False, device="cpu") -> Evaluation:
     """Adapt ``params`` to ``n_tasks`` tasks drawn from ``taskset`` with ``generator``.

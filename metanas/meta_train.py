@@ -23,7 +23,7 @@ from metanas.data import get_tasksets, load_family
 from metanas.errors import MetanasError, exit_on_error
 from metanas.estimation import Evaluation, evaluate
 from metanas.runtime import resolve_device, rng_state, seed_everything, set_rng_state
-from metanas.space import Genotype, derive_genotype, genotype_str, genotype_to_json
+from metanas.space import Genotype, genotype_str, genotype_to_json
 from metanas.strategy import MetaLearner
 from metanas.tracking import Tracker
 
@@ -36,7 +36,7 @@ NAN_FROM = int(os.environ.get("METANAS_FAULT_NAN_FROM", -1))
 class Result:
     run_id: str
     test: Evaluation
-    genotype: Genotype
+    genotype: Genotype | None  # None for a fixed architecture (conv4)
     checkpoint: Path
     seconds: float
 
@@ -45,8 +45,6 @@ def checkpoint_path(cfg: Config, run_id: str) -> Path:
     return Path(cfg.run.output_dir).resolve() / "checkpoints" / f"{run_id}.pt"
 
 
-def derive(cfg: Config, params) -> Genotype:
-    return derive_genotype(params, cfg.search.ops, cfg.search.nodes, cfg.search.k)
 
 
 def train(cfg: Config, resume: str | None = None) -> Result:
@@ -83,7 +81,7 @@ def train(cfg: Config, resume: str | None = None) -> Result:
             "config": to_yaml(cfg), "ways": ways, "family": family.name, "run_id": tracker.run_id,
             "iteration": iteration, "params": model.state_dict(), "optimizer": learner.optimizer.state_dict(),
             "skipped": learner.skipped, "rng": rng_state(generator),
-            "genotype": genotype_to_json(derive(cfg, learner.params())),
+            "genotype": genotype_to_json(model.derive(learner.params(), cfg.search.k)),
         })
 
     def validate(iteration: int) -> Evaluation:
@@ -112,6 +110,11 @@ def train(cfg: Config, resume: str | None = None) -> Result:
             if done % cfg.meta.checkpoint_every == 0 or done == cfg.meta.iterations:
                 checkpoint(done)
             bar.set_postfix(loss=f"{m['loss']:.3f}", acc=f"{m['accuracy']:.3f}", val=f"{val_acc:.3f}")
+            if cfg.meta.time_budget and time.perf_counter() - t_start > cfg.meta.time_budget and done < cfg.meta.iterations:
+                validate(done)
+                checkpoint(done)
+                tracker.set_tags({"metanas.stopped_by_time_budget": done})
+                break
             if stop:
                 checkpoint(done)
                 tracker.end("KILLED")
@@ -131,7 +134,7 @@ def train(cfg: Config, resume: str | None = None) -> Result:
         checkpoint(start)
 
     params = learner.params()
-    genotype = derive(cfg, params)
+    genotype = model.derive(params, cfg.search.k)
     test = evaluate(model, params, sets.test, cfg.meta.test_tasks, learner.inner_kwargs(eval_steps(cfg)),
                     torch.Generator().manual_seed(cfg.run.seed + TEST_SEED), curve=True,
                     progress=cfg.run.progress, device=device)
@@ -140,8 +143,10 @@ def train(cfg: Config, resume: str | None = None) -> Result:
         tracker.log_metrics({"test/accuracy_at_step": acc}, step=step)
     tracker.log_metrics({"test/accuracy": test.mean, "test/ci95": test.ci95, "wall_seconds": seconds},
                         step=cfg.meta.iterations)
-    tracker.log_dict(genotype_to_json(genotype), "genotype.json")
-    _log_plots(tracker, cfg, params)
+    if genotype is not None:
+        tracker.log_dict(genotype_to_json(genotype), "genotype.json")
+    if model.is_supernet:
+        _log_plots(tracker, cfg, params)
     tracker.log_artifact(ckpt, "checkpoint")
     tracker.end()
     return Result(tracker.run_id, test, genotype, ckpt, seconds)

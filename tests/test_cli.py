@@ -1,6 +1,8 @@
 """The entry points end to end, in real subprocesses, against a real MLflow SQLite store."""
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -72,7 +74,8 @@ def test_ui_serves_the_store(runs_dir, smoke_run):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "metanas.cli", "ui", "--output-dir", str(runs_dir), "--port",
-                             str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # its own process group: the server's workers die with it
     try:
         deadline = time.time() + 90
         while time.time() < deadline:
@@ -88,5 +91,10 @@ def test_ui_serves_the_store(runs_dir, smoke_run):
         with urllib.request.urlopen(req, timeout=10) as r:
             assert json.load(r)["run"]["info"]["run_id"] == smoke_run[0]
     finally:
-        proc.terminate()
+        os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+        time.sleep(1)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # stragglers (uvicorn / job workers)
+        except ProcessLookupError:
+            pass

@@ -109,6 +109,10 @@ class Network(nn.Module):
     def is_supernet(self) -> bool:
         return self.genotype_ is None
 
+    def derive(self, params: dict, k: int = 2) -> Genotype:
+        """The discrete architecture: DARTS derivation from ``params``' alphas, or a child's own genotype."""
+        return derive_genotype(params, self.ops, self.nodes, k) if self.is_supernet else self.genotype_
+
     def _edges(self, cell_genotype):
         k = len(cell_genotype) // self.nodes
         edges: dict[int, list[int]] = {}
@@ -150,7 +154,24 @@ def derive_genotype(params: dict, ops: list[str], nodes: int, k: int = 2) -> Gen
                     derive_cell(params["alpha_reduce"], ops, nodes, k), concat)
 
 
-def genotype_to_json(g: Genotype) -> dict:
+def random_genotype(ops: list[str], nodes: int, k: int, generator: torch.Generator) -> Genotype:
+    """A uniformly random architecture: per node, ``k`` distinct inputs, each with a random op (never ``none``)."""
+    choices = [o for o in ops if o != "none"]
+
+    def cell():
+        gene = []
+        for i in range(nodes):
+            for j in torch.randperm(i + 2, generator=generator)[:k].tolist():
+                gene.append((choices[int(torch.randint(len(choices), (1,), generator=generator))], j))
+        return gene
+
+    concat = list(range(2, 2 + nodes))
+    return Genotype(cell(), concat, cell(), concat)
+
+
+def genotype_to_json(g: Genotype | None) -> dict | None:
+    if g is None:
+        return None
     return {"normal": [list(p) for p in g.normal], "normal_concat": list(g.normal_concat),
             "reduce": [list(p) for p in g.reduce], "reduce_concat": list(g.reduce_concat)}
 
@@ -163,6 +184,8 @@ def genotype_from_json(d: dict) -> Genotype:
         raise MetanasError(f"not a genotype ({e}): expected keys normal, normal_concat, reduce, reduce_concat") from None
 
 
-def genotype_str(g: Genotype) -> str:
+def genotype_str(g: Genotype | None) -> str:
+    if g is None:
+        return "none (fixed architecture)"
     fmt = lambda cell: " ".join(f"{op}<-{s}" for op, s in cell)
     return f"normal: {fmt(g.normal)} | reduce: {fmt(g.reduce)}"
