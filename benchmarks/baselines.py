@@ -43,6 +43,25 @@ def no_arch_adapt(checkpoint: Path, cfg_tasks: int):
                     torch.Generator().manual_seed(cfg.run.seed + TEST_SEED))
 
 
+def run_methods(methods, budget: float, test_tasks: int, overrides: list[str], arch_ablation: bool = True):
+    """Meta-train each (name, config) for ``budget`` seconds; rows of (name, test Evaluation, iterations, s, run id)."""
+    common = [f"meta.time_budget={budget}", "meta.iterations=1000000", f"meta.test_tasks={test_tasks}",
+              "run.progress=false", *overrides]
+    rows = []
+    for name, config in methods:
+        cfg = load_config(ROOT / config if config else None, common)
+        t0 = time.perf_counter()
+        result = train(cfg)
+        state = load_checkpoint(result.checkpoint)
+        rows.append((name, result.test, state["iteration"], time.perf_counter() - t0, result.run_id))
+        print(f"{name}: {result.test.summary()} after {state['iteration']} iterations", flush=True)
+        if config is None and arch_ablation:
+            ev = no_arch_adapt(result.checkpoint, test_tasks)
+            rows.append(("metanas warm start, architecture not adapted", ev, state["iteration"], 0.0, result.run_id))
+            print(f"{rows[-1][0]}: {ev.summary()}", flush=True)
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--budget", type=float, default=600, help="meta-training seconds per method")
@@ -50,20 +69,7 @@ def main() -> None:
     p.add_argument("--out", default="runs/baselines.md")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
-    common = [f"meta.time_budget={args.budget}", "meta.iterations=1000000", f"meta.test_tasks={args.test_tasks}",
-              "run.progress=false", *args.overrides]
-    rows = []
-    for name, config in METHODS:
-        cfg = load_config(ROOT / config if config else None, common)
-        t0 = time.perf_counter()
-        result = train(cfg)
-        state = load_checkpoint(result.checkpoint)
-        rows.append((name, result.test, state["iteration"], time.perf_counter() - t0, result.run_id))
-        print(f"{name}: {result.test.summary()} after {state['iteration']} iterations", flush=True)
-        if config is None:
-            ev = no_arch_adapt(result.checkpoint, args.test_tasks)
-            rows.append(("metanas warm start, architecture not adapted", ev, state["iteration"], 0.0, result.run_id))
-            print(f"{rows[-1][0]}: {ev.summary()}", flush=True)
+    rows = run_methods(METHODS, args.budget, args.test_tasks, args.overrides)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = [f"| method | held-out accuracy (95% CI, {args.test_tasks} tasks) | meta-iterations in {args.budget:.0f} s | "

@@ -1,0 +1,60 @@
+"""Adaptation latency of one task at the default configuration, and accuracy after each inner step.
+
+    python benchmarks/adapt_latency.py --checkpoint runs/checkpoints/RUN_ID.pt --tasks 50
+    python benchmarks/adapt_latency.py --tasks 5 search.channels=4        # no checkpoint: a fresh init
+
+One task at a time (no batching across tasks): all inner steps on weights and alpha from the support
+set, plus the query prediction. Process start-up and data loading are excluded.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from metanas.checkpoint import build_model, load_checkpoint, model_from_checkpoint
+from metanas.config import load_config
+from metanas.data import get_tasksets, load_family
+from metanas.estimation import evaluate
+from metanas.meta_train import TEST_SEED, eval_steps
+from metanas.runtime import resolve_device
+from metanas.strategy import MetaLearner
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint")
+    p.add_argument("--tasks", type=int, default=50)
+    p.add_argument("overrides", nargs="*", help="config overrides when no checkpoint is given")
+    args = p.parse_args()
+    if args.checkpoint:
+        state = load_checkpoint(args.checkpoint)
+        model, cfg = model_from_checkpoint(state, args.checkpoint)
+    else:
+        cfg = load_config(None, args.overrides)
+        torch.manual_seed(cfg.run.seed)
+        model = build_model(cfg, cfg.task.ways or 5)
+    device = resolve_device(cfg.run.device)
+    model.to(device)
+    sets = get_tasksets(load_family(cfg.task.family), cfg.data.root, cfg.task.ways, cfg.task.shots, cfg.task.queries)
+    learner = MetaLearner(model, cfg, sets.test.ways)
+    kw = learner.inner_kwargs(steps=eval_steps(cfg))
+
+    def run(curve):
+        return evaluate(model, learner.params(), sets.test, args.tasks, kw,
+                        torch.Generator().manual_seed(cfg.run.seed + TEST_SEED), chunk=1, curve=curve, device=device)
+
+    run(False)  # warm-up: allocator, kernels
+    timed = run(False)
+    traced = run(True)
+    s = timed.seconds
+    print(f"device: {device}, {kw['steps']} inner steps on w and alpha ({cfg.inner.variant}), "
+          f"{sets.test.ways}-way {sets.test.shots}-shot, {args.tasks} tasks")
+    print(f"latency per task: median {s.median():.3f} s, p90 {s.quantile(0.9):.3f} s")
+    print(f"query accuracy: {timed.summary()}")
+    print("accuracy after each step: " + " ".join(f"{100 * a:.1f}" for a in traced.curve.mean(0).tolist()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Seconds per meta-iteration: a naive per-task deepcopy loop against metanas's torch.func path.
+
+    python benchmarks/meta_step.py                      # the reference configuration (below)
+    python benchmarks/meta_step.py --repeats 1 search.channels=8 search.cells=3 meta.meta_batch=4   # other sizes
+
+Reference configuration (issue "Performance"): DARTS supernet, 4 cells, 3 nodes, C=28 (stem 3x28),
+7 ops, BatchNorm without affine, Omniglot 5-way 1-shot 28x28, meta-batch 10, 5 inner steps, each a
+weight step and an alpha step (first-order DARTS, alternating), FOMAML outer step.
+
+Every method runs in its own subprocess so its peak RSS is its own. Printed: seconds per
+meta-iteration (median of --repeats after one warm-up), the ratio to the naive loop measured in the
+same run, achieved GFLOP/s (FLOPs counted once with torch.utils.flop_counter), the machine's rate
+for the same network at batch 50, peak RSS, and the naive loop's per-phase breakdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from metanas.checkpoint import build_model
+from metanas.config import load_config
+from metanas.data import get_tasksets, load_family
+from metanas.strategy import MetaLearner, is_alpha
+
+REFERENCE = ["search.cells=4", "search.nodes=3", "search.channels=28", "search.stem_multiplier=3",
+             "meta.meta_batch=10", "inner.steps=5", "task.queries=15", "inner.variant=alternating",
+             "meta.algorithm=fomaml"]
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def naive_iteration(model, cfg, task, phases: dict) -> None:
+    """What reference code does: deepcopy per task, optimizer steps, accumulate first-order meta-gradients."""
+    meta_grads = [torch.zeros_like(p) for p in model.parameters()]
+    sx, sy, qx, qy = task
+    for b in range(sx.shape[0]):
+        t = time.perf_counter()
+        learner = copy.deepcopy(model)
+        w = [p for n, p in learner.named_parameters() if not is_alpha(n)]
+        a = [p for n, p in learner.named_parameters() if is_alpha(n)]
+        opt_w, opt_a = torch.optim.SGD(w, cfg.inner.lr), torch.optim.SGD(a, cfg.inner.lr_alpha)
+        phases["copy"] += time.perf_counter() - t
+        for _ in range(cfg.inner.steps):
+            t = time.perf_counter()
+            opt_w.zero_grad()
+            F.cross_entropy(learner(sx[b]), sy[b]).backward()
+            opt_w.step()
+            phases["inner weight step"] += time.perf_counter() - t
+            t = time.perf_counter()
+            opt_a.zero_grad()
+            F.cross_entropy(learner(sx[b]), sy[b]).backward()
+            opt_a.step()
+            phases["inner alpha step"] += time.perf_counter() - t
+        t = time.perf_counter()
+        learner.zero_grad()
+        F.cross_entropy(learner(qx[b]), qy[b]).backward()
+        for g, p in zip(meta_grads, learner.parameters()):
+            g += p.grad / sx.shape[0]
+        phases["query backward"] += time.perf_counter() - t
+    t = time.perf_counter()
+    for p, g in zip(model.parameters(), meta_grads):
+        p.grad = g
+    phases["outer step"] += time.perf_counter() - t
+
+
+def measure(method: str, overrides: list[str], repeats: int) -> dict:
+    torch.manual_seed(0)
+    cfg = load_config(None, overrides)
+    sets = get_tasksets(load_family(cfg.task.family), cfg.data.root, cfg.task.ways, cfg.task.shots, cfg.task.queries)
+    model = build_model(cfg, sets.train.ways)
+    learner = MetaLearner(model, cfg, sets.train.ways)
+    gen = torch.Generator().manual_seed(0)
+    phases = {k: 0.0 for k in ("data", "copy", "inner weight step", "inner alpha step", "query backward", "outer step")}
+    times = []
+    for r in range(repeats + 1):  # the first is a warm-up
+        t0 = time.perf_counter()
+        task = tuple(sets.train.sample_batch(cfg.meta.meta_batch, gen))
+        phases["data"] += time.perf_counter() - t0
+        if method == "naive":
+            naive_iteration(model, cfg, task, phases)
+        else:
+            learner.meta_gradient(task)
+        learner.optimizer.step()
+        learner.optimizer.zero_grad(set_to_none=True)
+        if r:
+            times.append(time.perf_counter() - t0)
+    return {"seconds": statistics.median(times), "peak_rss_gb": peak_rss_gb(),
+            "phases": {k: v / (repeats + 1) for k, v in phases.items()} if method == "naive" else None}
+
+
+def flops_per_iteration(overrides: list[str]) -> tuple[float, float]:
+    """FLOPs of one meta-iteration (counted on the naive loop: same work), and GFLOP/s at batch 50."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg = load_config(None, overrides)
+    model = build_model(cfg, cfg.task.ways or 5)
+    ways, q = cfg.task.ways or 5, cfg.task.queries
+    task = (torch.rand(cfg.meta.meta_batch, ways, 1, 28, 28), torch.arange(ways).repeat(cfg.meta.meta_batch, 1),
+            torch.rand(cfg.meta.meta_batch, ways * q, 1, 28, 28),
+            torch.arange(ways).repeat_interleave(q).repeat(cfg.meta.meta_batch, 1))
+    with FlopCounterMode(display=False) as fc:
+        naive_iteration(model, cfg, task, {k: 0.0 for k in ("copy", "inner weight step", "inner alpha step",
+                                                               "query backward", "outer step")})
+    total = fc.get_total_flops()
+    x, y = torch.rand(50, 1, 28, 28), torch.randint(ways, (50,))
+    with FlopCounterMode(display=False) as fc:
+        F.cross_entropy(model(x), y).backward()
+    per50 = fc.get_total_flops()
+    times = []
+    for _ in range(4):
+        t = time.perf_counter()
+        F.cross_entropy(model(x), y).backward()
+        times.append(time.perf_counter() - t)
+    return total, per50 / statistics.median(times[1:]) / 1e9
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--method", help=argparse.SUPPRESS)  # internal: measure one method in this process
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--chunks", default="1,2,5", help="meta.task_chunk values for the memory table")
+    p.add_argument("--no-reference", action="store_true", help="do not prepend the reference configuration")
+    p.add_argument("overrides", nargs="*")
+    args = p.parse_args()
+    overrides = ([] if args.no_reference else REFERENCE) + args.overrides
+    if args.method:
+        print(json.dumps(measure(args.method, overrides, args.repeats)))
+        return
+
+    def run(method, extra=()):
+        out = subprocess.run([sys.executable, __file__, "--method", method, "--repeats", str(args.repeats),
+                              "--no-reference", *overrides, *extra], capture_output=True, text=True)
+        if out.returncode:
+            sys.exit(out.stderr)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    flops, rate50 = flops_per_iteration(overrides)
+    naive = run("naive")
+    same = run("metanas")
+    less = run("metanas", ["inner.variant=joint"])
+    print(f"config: {' '.join(overrides)}")
+    print(f"FLOPs per meta-iteration (naive loop, counted): {flops / 1e12:.3f} TFLOP; "
+          f"this machine at batch 50 (fwd+bwd): {rate50:.1f} GFLOP/s -> floor {flops / rate50 / 1e9:.1f} s")
+    print("| method | s / meta-iteration | vs naive | GFLOP/s | peak RSS GB |")
+    print("|---|---|---|---|---|")
+    for name, r, work in (("naive deepcopy loop (alternating)", naive, flops),
+                          ("metanas torch.func + vmap (alternating, same work)", same, flops),
+                          ("metanas joint w+alpha step (one backward per step)", less, None)):
+        gf = f"{work / r['seconds'] / 1e9:.1f}" if work else "-"
+        print(f"| {name} | {r['seconds']:.2f} | {naive['seconds'] / r['seconds']:.2f}x | {gf} | {r['peak_rss_gb']:.2f} |")
+    print("\nnaive loop per-phase seconds per iteration: "
+          + ", ".join(f"{k} {v:.2f}" for k, v in naive["phases"].items()))
+    print("\n| meta.task_chunk (tasks per vmap call) | s / meta-iteration | peak RSS GB |")
+    print("|---|---|---|")
+    for c in args.chunks.split(","):
+        r = run("metanas", [f"meta.task_chunk={c}"])
+        print(f"| {c} | {r['seconds']:.2f} | {r['peak_rss_gb']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

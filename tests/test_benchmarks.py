@@ -1,0 +1,31 @@
+"""Smokes of the benchmark scripts (tiny sizes, no timing asserts): they run and print their figures."""
+
+from conftest import run_cli
+
+TINY = ["search.channels=4", "search.cells=2", "search.nodes=1", "inner.steps=1", "meta.meta_batch=2",
+        "task.queries=2", "meta.eval_tasks=2", "meta.eval_every=2"]
+
+
+def test_meta_step_benchmark_prints_ratio_flops_and_memory_table():
+    out = run_cli("benchmarks/meta_step.py", "--no-reference", "--repeats", "1", "--chunks", "1,2", *TINY)
+    assert out.returncode == 0, out.stderr
+    assert "| naive deepcopy loop (alternating) |" in out.stdout and "1.00x" in out.stdout
+    assert "GFLOP/s" in out.stdout and "| 2 |" in out.stdout and "inner alpha step" in out.stdout
+
+
+def test_adapt_latency_benchmark():
+    out = run_cli("benchmarks/adapt_latency.py", "--tasks", "3", *TINY)
+    assert out.returncode == 0, out.stderr
+    assert "latency per task: median" in out.stdout and "accuracy after each step:" in out.stdout
+
+
+def test_baselines_and_time_to_accuracy_benchmarks(tmp_path):
+    common = ["--budget", "2", "--test-tasks", "4", *TINY, f"run.output_dir={tmp_path}"]
+    out = run_cli("benchmarks/baselines.py", "--out", str(tmp_path / "b.md"), *common)
+    assert out.returncode == 0, out.stderr
+    table = (tmp_path / "b.md").read_text()
+    for name in ("metanas", "frozen uniform alpha", "random genotype", "conv4", "architecture not adapted"):
+        assert name in table
+    out = run_cli("benchmarks/time_to_accuracy.py", "--out", str(tmp_path / "t.png"), *common)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
