@@ -67,7 +67,8 @@ def naive_iteration(model, cfg, task, phases: dict) -> None:
         learner.zero_grad()
         F.cross_entropy(learner(qx[b]), qy[b]).backward()
         for g, p in zip(meta_grads, learner.parameters()):
-            g += p.grad / sx.shape[0]
+            if p.grad is not None:  # e.g. alpha_normal of a net with reduction cells only
+                g += p.grad / sx.shape[0]
         phases["query backward"] += time.perf_counter() - t
     t = time.perf_counter()
     for p, g in zip(model.parameters(), meta_grads):

@@ -59,7 +59,7 @@ class InnerConfig:
 @dataclass
 class MetaConfig:
     algorithm: str = "fomaml"
-    iterations: int = 800
+    iterations: int = 600
     time_budget: float = 0.0  # seconds of meta-training before stopping early (0: none); for equal-time comparisons
     meta_batch: int = 4
     lr: float = 1e-3  # Adam on the initial weights
@@ -67,7 +67,7 @@ class MetaConfig:
     warmup: int = 0  # first iterations meta-learn weights with alpha frozen (METANAS)
     task_chunk: int = 0  # tasks per vmap call (0: the whole meta-batch); lower to save memory
     eval_every: int = 100
-    eval_tasks: int = 50
+    eval_tasks: int = 40
     test_tasks: int = 600
     checkpoint_every: int = 50
 

@@ -107,7 +107,8 @@ def train(cfg: Config, resume: str | None = None) -> Result:
             done = it + 1
             if done % cfg.meta.eval_every == 0 or done == cfg.meta.iterations:
                 val_acc = validate(done).mean
-            if done % cfg.meta.checkpoint_every == 0 or done == cfg.meta.iterations:
+            # never during a streak of skipped (non-finite) steps: the last checkpoint stays the last good one
+            if (done % cfg.meta.checkpoint_every == 0 or done == cfg.meta.iterations) and not learner.nonfinite:
                 checkpoint(done)
             bar.set_postfix(loss=f"{m['loss']:.3f}", acc=f"{m['accuracy']:.3f}", val=f"{val_acc:.3f}")
             if cfg.meta.time_budget and time.perf_counter() - t_start > cfg.meta.time_budget and done < cfg.meta.iterations:

@@ -8,6 +8,7 @@ library calls never leak run state into each other.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import tempfile
@@ -58,10 +59,14 @@ def client_for(cfg: Config):
     import mlflow  # slow import: only where tracking happens
     from mlflow.tracking import MlflowClient
 
-    prepare_output_dir(cfg)
+    out = prepare_output_dir(cfg)
     mlflow.set_tracking_uri(tracking_uri(cfg))  # for mlflow.pytorch & co. used beside the client
-    client = MlflowClient(tracking_uri(cfg))
-    retry(client.search_experiments, max_results=1)  # creates / migrates the store, maybe racing another process
+    # Creating the client creates and migrates the store; two processes doing that at once collide
+    # ("table ... already exists"), so it is serialized with a file lock beside the store.
+    with open(out / ".mlflow.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client = MlflowClient(tracking_uri(cfg))
+        retry(client.search_experiments, max_results=1)
     return client
 
 

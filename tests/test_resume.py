@@ -59,8 +59,9 @@ def test_sigkill_then_resume_ends_identical(tmp_path, reference):
     assert torch.load(tmp_path / "checkpoints" / f"{run_id}.pt", weights_only=True)["iteration"] < 24
     resumed = launch(tmp_path, "--resume", run_id)
     assert resumed.wait(timeout=300) == 0, resumed.communicate()
-    assert final_params(tmp_path) == (run_id, final_params(tmp_path)[1])
-    assert same(final_params(tmp_path)[1], reference)
+    resumed_id, params = final_params(tmp_path)
+    assert resumed_id == run_id  # the same run (and checkpoint) continued
+    assert same(params, reference)
 
 
 def test_sigterm_checkpoints_and_says_how_to_resume(tmp_path, reference):
