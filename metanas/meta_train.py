@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from metanas.checkpoint import build_model, load_checkpoint, save_checkpoint
 from metanas.config import Config, load_config, to_yaml
-from metanas.data import get_tasksets, load_family
+from metanas.data import check_trainable, get_tasksets, load_family
 from metanas.errors import MetanasError, exit_on_error
 from metanas.estimation import Evaluation, evaluate
 from metanas.runtime import resolve_device, rng_state, seed_everything, set_rng_state
@@ -55,6 +55,7 @@ def train(cfg: Config, resume: str | None = None) -> Result:
     seed_everything(cfg.run.seed)
 
     family = load_family(cfg.task.family)
+    check_trainable(family)  # held-out and test-only families are never sampled here
     sets = get_tasksets(family, cfg.data.root, cfg.task.ways, cfg.task.shots, cfg.task.queries, cfg.data.skip_corrupt)
     ways = sets.train.ways
     model = build_model(cfg, ways).to(device)

@@ -186,6 +186,50 @@ def test_vinyals_split_is_disjoint_and_covers_every_character(vinyals):
     assert [ts.num_classes for ts in vinyals] == [4400, 400, 1692]
 
 
+def _image_keys(images):
+    """Byte strings of uint8 images [M, H, W] in all four quarter turns (Vinyals tasks rotate classes)."""
+    return {im.tobytes() for q in range(4) for im in torch.rot90(images, q, dims=(1, 2)).contiguous().numpy()}
+
+
+def _task_keys(task):
+    x = torch.cat([task.support_x, task.query_x])[:, 0]
+    return [im.tobytes() for im in (x * 255).round().to(torch.uint8).numpy()]
+
+
+@pytest.mark.parametrize("name", ["omniglot-5way", "omniglot-5way-vinyals"])
+def test_no_meta_train_class_appears_in_a_validation_or_test_task(name):
+    # End to end over the sampler, not just the class lists: no image a learner sees in a validation or
+    # test task is (in any rotation) an image of a meta-train class.
+    sets = get_tasksets(load_family(name))
+    train = _image_keys(sets.train.dataset.images)
+    g = gen(11)
+    assert all(k in train for k in _task_keys(sets.train.sample(g)))  # the check can see a train image
+    for split in (sets.validation, sets.test):
+        for _ in range(60):
+            assert not any(k in train for k in _task_keys(split.sample(g))), split
+    held_out = {n for ts in sets[1:] for n in ts.dataset.class_names}
+    assert not held_out & set(sets.train.dataset.class_names)
+
+
+def test_custom_and_test_only_splits_keep_meta_train_classes_out(tmp_path):
+    path = tmp_path / "digits-custom.yaml"
+    path.write_text("dataset: digits\nsplit: custom\nways: 2\nqueries: 5\n"
+                    "classes: {train: [0, 1, 2, 3], validation: [4, 5, 6], test: [7, 8, 9]}\n")
+    sets = get_tasksets(load_family(str(path)))
+    names = [set(ts.dataset.class_names) for ts in sets]
+    assert not (names[0] & names[1] or names[0] & names[2] or names[1] & names[2])
+    digit_of = {}  # image bytes -> the classes holding that image (all 1,797 digits are distinct)
+    for ts in sets:
+        for im, label in zip(ts.dataset.images, ts.dataset.labels):
+            digit_of.setdefault(im.numpy().tobytes(), set()).add(ts.dataset.class_names[label])
+    g = gen(0)
+    for split in sets[1:]:
+        for _ in range(50):
+            assert not any(digit_of[k] & names[0] for k in _task_keys(split.sample(g)))
+    test_only = get_tasksets(load_family("digits-5way"))
+    assert test_only.train is None and test_only.validation is None  # split: all has no meta-train classes
+
+
 def test_too_many_ways_names_the_split():
     with pytest.raises(MetanasError, match=r"validation split\) asks for 500 ways but has only 177"):
         get_tasksets(load_family("omniglot-5way"), ways=500)

@@ -1,4 +1,4 @@
-"""Data layer: Omniglot reader and cache, task families, few-shot task sampler."""
+"""Data layer: Omniglot reader and cache, other image sources, task families, shifts, few-shot task sampler."""
 
 from metanas.data.omniglot import ClassDataset, load_omniglot, resolve_data_root
 from metanas.data.tasks import (
@@ -11,13 +11,18 @@ from metanas.data.tasks import (
     TaskDataset,
     TaskFamily,
     TaskSets,
+    check_trainable,
+    class_splits,
     get_tasksets,
     list_families,
+    load_dataset,
     load_family,
 )
+from metanas.data.shifts import SHIFTS, Shift, TaskShift
 
 __all__ = [
     "ClassDataset", "TaskFamily", "Task", "TaskDataset", "TaskSets",
     "NWays", "KShots", "LoadData", "RemapLabels", "ConsecutiveLabels",
     "load_family", "list_families", "get_tasksets", "resolve_data_root", "load_omniglot",
+    "load_dataset", "class_splits", "check_trainable", "SHIFTS", "Shift", "TaskShift",
 ]

@@ -8,6 +8,11 @@ in class-major order. Every random choice draws from the torch.Generator passed 
 
 With rotations (Vinyals et al. 2016), each underlying class c becomes four classes: the class id
 e = q * C + c means class c rotated by q quarter turns (C = classes in the underlying set).
+
+A family may shift its tasks (metanas.data.shifts): the shift is applied to a finished task, support
+and query together, so every image of a task comes from the same new domain. A family marked
+``held_out: true`` (or one without meta-train classes) is for evaluation only: `check_trainable`
+refuses it, and meta-training calls it before sampling anything.
 """
 
 from __future__ import annotations
@@ -15,19 +20,25 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 import yaml
 
 import metanas
+from metanas.data import datasets
 from metanas.data.omniglot import ClassDataset, load_omniglot, resolve_data_root
+from metanas.data.shifts import Shift, TaskShift, parse_shifts
 from metanas.errors import MetanasError
 
-SPLITS = ("lake", "vinyals")
-DATASETS = ("omniglot",)
+OMNIGLOT_SPLITS = ("lake", "vinyals")
+# all: every class is a test class (evaluation only); custom: the `classes:` mapping names each split's classes
+SPLITS = (*OMNIGLOT_SPLITS, "all", "custom")
+DATASETS = ("omniglot", "digits", "imagefolder", *datasets.TORCHVISION)
+SPLIT_NAMES = ("train", "validation", "test")
 ROTATIONS = 4  # quarter turns: 0, 90, 180, 270 degrees
 
 
@@ -37,13 +48,19 @@ class TaskFamily:
 
     name: str
     dataset: str = "omniglot"
-    split: str = "lake"
+    split: Optional[str] = None  # None: lake for omniglot, all for the other data sets
     ways: int = 5
     shots: int = 1
     queries: int = 15
     image_size: int = 28
     rotations: bool = False
     description: str = ""
+    shifts: tuple[Shift, ...] = ()  # per task: one entry drawn uniformly, or all in order with compose
+    compose: bool = False
+    held_out: bool = False  # evaluation only: meta-training refuses the family
+    root: Optional[str] = None  # imagefolder (required) and torchvision sets; relative to the YAML file
+    invert: bool = False  # 255 - image after loading: for dark strokes on a light background
+    classes: Optional[tuple[tuple[str, ...], ...]] = None  # split: custom; (train, validation, test) names
 
     def __post_init__(self):
         # Validated here so that YAML files and get_tasksets overrides (dataclasses.replace) share one check.
@@ -51,13 +68,76 @@ class TaskFamily:
             value = getattr(self, key)
             if type(value) is not int or value < 1:
                 raise MetanasError(f"task {self.name}: {key} must be an integer >= 1, got {value!r}")
+        if self.split is None:
+            object.__setattr__(self, "split", "lake" if self.dataset == "omniglot" else "all")
         for key, allowed in (("split", SPLITS), ("dataset", DATASETS)):
             if getattr(self, key) not in allowed:
                 raise MetanasError(f"task {self.name}: unknown {key} {getattr(self, key)!r}; use one of {', '.join(allowed)}")
-        if type(self.rotations) is not bool:
-            raise MetanasError(f"task {self.name}: rotations must be true or false, got {self.rotations!r}")
+        if self.split in OMNIGLOT_SPLITS and self.dataset != "omniglot":
+            raise MetanasError(f"task {self.name}: split {self.split} is an Omniglot split; for {self.dataset} use "
+                               "split: all (evaluation only) or split: custom with classes:")
+        for key in ("rotations", "compose", "held_out", "invert"):
+            if type(getattr(self, key)) is not bool:
+                raise MetanasError(f"task {self.name}: {key} must be true or false, got {getattr(self, key)!r}")
         if not isinstance(self.description, str):
             raise MetanasError(f"task {self.name}: description must be a string, got {self.description!r}")
+        object.__setattr__(self, "shifts", parse_shifts(self.shifts, f"task {self.name}"))
+        if self.root is not None and not isinstance(self.root, (str, Path)):
+            raise MetanasError(f"task {self.name}: root must be a path, got {self.root!r}")
+        if self.dataset == "imagefolder" and self.root is None:
+            raise MetanasError(f"task {self.name}: dataset imagefolder needs root: PATH (a folder of class sub-folders)")
+        object.__setattr__(self, "classes", self._parse_classes())
+
+    def _parse_classes(self):
+        if (self.split == "custom") != (self.classes is not None):
+            raise MetanasError(f"task {self.name}: split: custom goes with classes: {{train: [...], validation: [...], "
+                               "test: [...]}} (and classes: only with split: custom)")
+        if self.classes is None:
+            return None
+        spec = self.classes
+        if isinstance(spec, tuple) and len(spec) == len(SPLIT_NAMES):
+            spec = dict(zip(SPLIT_NAMES, spec))
+        if not isinstance(spec, dict) or set(spec) - set(SPLIT_NAMES):
+            raise MetanasError(f"task {self.name}: classes must map train/validation/test to lists of class names, "
+                               f"got {self.classes!r}")
+        lists = []
+        for split in SPLIT_NAMES:
+            names = spec.get(split) or []
+            if not isinstance(names, (list, tuple)):
+                raise MetanasError(f"task {self.name}: classes.{split} must be a list of class names, got {names!r}")
+            lists.append(tuple(str(n) for n in names))
+        seen: dict[str, str] = {}
+        for split, names in zip(SPLIT_NAMES, lists):
+            for n in names:
+                if n in seen:
+                    raise MetanasError(f"task {self.name}: class {n!r} is in classes.{seen[n]} and classes.{split}; "
+                                       "splits must be disjoint")
+                seen[n] = split
+        return tuple(lists)
+
+    @property
+    def shift_str(self) -> str:
+        """The shifts as listed by `metanas tasks`: a|b = one per task, a+b = composed, - = none."""
+        return ("+" if self.compose else "|").join(map(str, self.shifts)) or "-"
+
+    def untrainable_reason(self) -> str | None:
+        """Why meta-training must not sample this family (None: it may)."""
+        if self.held_out:
+            return (f"task family {self.name} is held out (held_out: true): it is for evaluation only and is never "
+                    "sampled during meta-training; meta-train on a training family (e.g. omniglot-5way-shift-train) "
+                    f"and evaluate with metanas adapt --task {self.name}")
+        if self.split == "all" or (self.split == "custom" and not (self.classes[0] and self.classes[1])):
+            return (f"task family {self.name} ({self.dataset}, split: {self.split}) has no meta-train and validation "
+                    f"classes: evaluate a warm start on it with metanas adapt --task {self.name}, or give it "
+                    "split: custom with classes: {train: [...], validation: [...], test: [...]}")
+        return None
+
+
+def check_trainable(family: TaskFamily) -> None:
+    """Raise unless meta-training may sample `family` (held-out and test-only families are refused)."""
+    reason = family.untrainable_reason()
+    if reason:
+        raise MetanasError(reason)
 
 
 def _task_dirs() -> list[Path]:
@@ -92,6 +172,8 @@ def load_family(name_or_path: str) -> TaskFamily:
     unknown = sorted(set(spec) - set(keys), key=str)
     if unknown:
         raise MetanasError(f"{path}: unknown key {unknown[0]!r}; valid keys: {', '.join(keys)}")
+    if isinstance(spec.get("root"), str):  # relative to the YAML file, so a family and its data travel together
+        spec["root"] = str((path.parent / Path(spec["root"]).expanduser()).resolve())
     try:
         return TaskFamily(name=path.stem, **spec)
     except MetanasError as e:
@@ -179,9 +261,9 @@ class TaskDataset:
     """Samples tasks from `dataset` through `task_transforms` (which must include NWays and end class-major)."""
 
     def __init__(self, dataset: ClassDataset, task_transforms: list, shots: int, queries: int,
-                 rotations: bool = False, *, name: str = "task"):
+                 rotations: bool = False, *, shift: TaskShift | None = None, name: str = "task"):
         self.dataset, self.task_transforms = dataset, task_transforms
-        self.shots, self.queries, self.rotations = shots, queries, rotations
+        self.shots, self.queries, self.rotations, self.shift = shots, queries, rotations, shift
         nways = [t for t in task_transforms if isinstance(t, NWays)]
         if len(nways) != 1:
             raise MetanasError(f"{name}: task_transforms need exactly one NWays transform, got {len(nways)}")
@@ -208,6 +290,8 @@ class TaskDataset:
             raise MetanasError("task_transforms must yield labels 0..N-1 in class-major order with shots + queries "
                                "images each; end the pipeline with KShots, LoadData, RemapLabels, ConsecutiveLabels")
         x = (torch.stack(images).float() / 255).view(n, k, 1, *images[0].shape)
+        if self.shift is not None:  # one call for support and query: the whole task shares the domain
+            x = self.shift(x.flatten(0, 1), generator).view_as(x)
         s = self.shots
         return Task(x[:, :s].flatten(0, 1), y.view(n, k)[:, :s].flatten(),
                     x[:, s:].flatten(0, 1), y.view(n, k)[:, s:].flatten())
@@ -217,9 +301,11 @@ class TaskDataset:
 
 
 class TaskSets(NamedTuple):
-    train: TaskDataset
-    validation: TaskDataset
-    test: TaskDataset
+    """Task samplers per split; a split without classes (split: all, or a custom split left empty) is None."""
+
+    train: TaskDataset | None
+    validation: TaskDataset | None
+    test: TaskDataset | None
 
 
 def _lake_split(data: ClassDataset) -> list[list[int]]:
@@ -239,10 +325,52 @@ def _vinyals_split(data: ClassDataset) -> list[list[int]]:
     return [sorted(perm[:1100]), sorted(perm[1100:1200]), sorted(perm[1200:])]
 
 
+def class_splits(family: TaskFamily, data: ClassDataset) -> list[list[int]]:
+    """Class ids of the train, validation and test splits (disjoint; a list may be empty)."""
+    if family.split == "lake":
+        return _lake_split(data)
+    if family.split == "vinyals":
+        return _vinyals_split(data)
+    if family.split == "all":
+        return [[], [], list(range(data.num_classes))]
+    ids = {name: c for c, name in enumerate(data.class_names)}
+    unknown = [n for names in family.classes for n in names if n not in ids]
+    if unknown:
+        raise MetanasError(f"task {family.name}: class {unknown[0]!r} of classes: is not in the {family.dataset} "
+                           f"data; its classes are {', '.join(data.class_names[:20])}"
+                           f"{' ...' if data.num_classes > 20 else ''}")
+    return [[ids[n] for n in names] for names in family.classes]
+
+
 @functools.lru_cache(maxsize=4)
 def _load(root: Path, image_size: int, skip_corrupt: bool) -> ClassDataset:
     # One decode/cache read per process, shared by the train, validation and test task sets.
     return load_omniglot(root, image_size, skip_corrupt)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_other(dataset: str, root: str | None, image_size: int, skip_corrupt: bool, data_root: str | None) -> ClassDataset:
+    if dataset == "digits":
+        return datasets.load_digits(image_size)
+    if dataset == "imagefolder":
+        return datasets.load_imagefolder(Path(root), image_size, skip_corrupt)
+    # torchvision sets: the family's root, else the data root (--data-root / METANAS_DATA), else the user cache
+    roots = [Path(r).expanduser() for r in (root, data_root) if r]
+    return datasets.load_torchvision(dataset, image_size, roots)
+
+
+def load_dataset(family: TaskFamily, data_root: str | None = None, skip_corrupt: bool = False) -> ClassDataset:
+    """Every image of the family's data set (all splits), strokes high, at the family's image size."""
+    if family.dataset == "omniglot":
+        data = _load(resolve_data_root(data_root), family.image_size, skip_corrupt)
+    else:
+        if family.dataset in datasets.TORCHVISION:
+            data_root = data_root or os.environ.get("METANAS_DATA")
+        data = _load_other(family.dataset, family.root, family.image_size, skip_corrupt,
+                           data_root if family.dataset in datasets.TORCHVISION else None)
+    if family.invert:
+        data = ClassDataset(255 - data.images, data.labels, data.class_names)
+    return data
 
 
 def get_tasksets(family: TaskFamily, data_root: str | None = None,
@@ -251,13 +379,16 @@ def get_tasksets(family: TaskFamily, data_root: str | None = None,
     """Train/validation/test task samplers for `family`; ways/shots/queries, when given, override it."""
     overrides = {k: v for k, v in (("ways", ways), ("shots", shots), ("queries", queries)) if v is not None}
     family = dataclasses.replace(family, **overrides)  # re-runs TaskFamily's validation on the overrides
-    data = _load(resolve_data_root(data_root), family.image_size, skip_corrupt)
-    splits = (_lake_split if family.split == "lake" else _vinyals_split)(data)
+    data = load_dataset(family, data_root, skip_corrupt)
+    shift = TaskShift(family.shifts, family.compose) if family.shifts else None
     sets = []
-    for split_name, class_ids in zip(TaskSets._fields, splits):
+    for split_name, class_ids in zip(TaskSets._fields, class_splits(family, data)):
+        if not class_ids:
+            sets.append(None)
+            continue
         ds = data.subset(class_ids)
         k = family.shots + family.queries
         transforms = [NWays(ds, family.ways), KShots(ds, k), LoadData(ds), RemapLabels(ds), ConsecutiveLabels(ds)]
-        sets.append(TaskDataset(ds, transforms, family.shots, family.queries, family.rotations,
+        sets.append(TaskDataset(ds, transforms, family.shots, family.queries, family.rotations, shift=shift,
                                 name=f"task {family.name} ({split_name} split)"))
     return TaskSets(*sets)

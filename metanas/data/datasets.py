@@ -1,0 +1,117 @@
+"""Image sources besides Omniglot, each read into a ClassDataset (uint8 [M, H, W], strokes high).
+
+- ``digits``: scikit-learn's handwritten digits (1,797 images, 8x8, 10 classes), shipped inside the
+  package, so a second real data set is available offline.
+- ``imagefolder``: any folder of class sub-folders (torchvision's ImageFolder layout), the user's own data.
+- ``mnist`` / ``fashionmnist`` / ``kmnist``: torchvision's sets (the 10,000-image test part), downloaded
+  into the user cache where the machine has internet.
+
+All are small enough to decode per process (digits in milliseconds); only Omniglot has a disk cache.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from metanas.data.omniglot import ClassDataset, _user_cache
+from metanas.errors import MetanasError
+
+TORCHVISION = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "kmnist": "KMNIST"}
+
+
+def resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 [M, h, w] -> uint8 [M, size, size] (bilinear, antialiased when shrinking)."""
+    if tuple(images.shape[1:]) == (size, size):
+        return images
+    x = F.interpolate(images[:, None].float(), size=(size, size), mode="bilinear", align_corners=False,
+                      antialias=True)
+    return x[:, 0].round().clamp(0, 255).to(torch.uint8)
+
+
+def load_digits(image_size: int = 28) -> ClassDataset:
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    digits = sklearn_digits()
+    # values 0..16 with ink high, like Omniglot after our inversion: only rescale to 0..255
+    images = torch.from_numpy(np.round(digits.images * (255 / 16)).astype(np.uint8))
+    labels = torch.from_numpy(digits.target.astype(np.int64))
+    return ClassDataset(resize(images, image_size), labels, [str(n) for n in digits.target_names])
+
+
+def _image_files(folder: Path) -> list[Path]:
+    extensions = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions)
+
+
+def load_imagefolder(root: Path, image_size: int = 28, skip_corrupt: bool = False) -> ClassDataset:
+    """Every image under root/CLASS/, grayscale, resized to a square (class names = folder names)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise MetanasError(f"image folder {root} not found: set root: in the task YAML to a folder with one "
+                           "sub-folder of images per class (absolute, or relative to the YAML file)")
+    classes = sorted(p.name for p in os.scandir(root) if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise MetanasError(f"image folder {root} has no class sub-folders: put each class's images in root/CLASS/")
+    images, labels, names = [], [], []
+    for name in classes:
+        files = _image_files(root / name)
+        decoded = []
+        for path in files:
+            try:
+                with Image.open(path) as im:
+                    decoded.append(np.asarray(im.convert("L").resize((image_size, image_size), Image.LANCZOS)))
+            except Exception as e:
+                if not skip_corrupt:
+                    raise MetanasError(f"cannot decode {path}: {e}; delete or replace the file, or set "
+                                       "data.skip_corrupt=true to skip unreadable images with a warning") from None
+        if not decoded:
+            raise MetanasError(f"class folder {root / name} has no readable images: add images or remove the folder")
+        labels += [len(names)] * len(decoded)
+        names.append(name)
+        images += decoded
+    return ClassDataset(torch.from_numpy(np.stack(images)), torch.tensor(labels), names)
+
+
+def from_torchvision(dataset, image_size: int = 28) -> ClassDataset:
+    """A torchvision MNIST-style set (``.data`` uint8 [M, H, W], ``.targets``, ``.classes``) as a ClassDataset."""
+    data, targets, classes = dataset.data, dataset.targets, list(dataset.classes)
+    images = torch.as_tensor(np.asarray(data), dtype=torch.uint8)
+    labels = torch.as_tensor(np.asarray(targets), dtype=torch.int64)
+    if images.ndim != 3 or len(images) != len(labels):
+        raise MetanasError(f"{type(dataset).__name__}: expected grayscale images [M, H, W] and one target each, "
+                           f"got {tuple(images.shape)} and {len(labels)} targets")
+    present = torch.unique(labels)
+    if len(present) < len(classes):  # keep labels 0..C-1 dense: ClassDataset has no empty classes
+        remap = torch.full((len(classes),), -1, dtype=torch.int64)
+        remap[present] = torch.arange(len(present))
+        labels, classes = remap[labels], [classes[i] for i in present.tolist()]
+    return ClassDataset(resize(images, image_size), labels, classes)
+
+
+def load_torchvision(name: str, image_size: int, roots: list[Path]) -> ClassDataset:
+    """torchvision's ``name`` set (test part) from the first root that has it, else downloaded into the user cache."""
+    import torchvision
+
+    cls = getattr(torchvision.datasets, TORCHVISION[name])
+    for root in roots:
+        try:
+            return from_torchvision(cls(str(root), train=False, download=False), image_size)
+        except (RuntimeError, OSError):  # torchvision: "Dataset not found"
+            pass
+    cache = _user_cache() / "data"
+    try:
+        return from_torchvision(cls(str(cache), train=False, download=True), image_size)
+    except Exception as e:
+        searched = ", ".join(str(r) for r in [*roots, cache])
+        raise MetanasError(
+            f"{TORCHVISION[name]} not found under {searched} and the download failed ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else 'no detail'}): on a machine with internet run "
+            f"python -c \"import torchvision; torchvision.datasets.{TORCHVISION[name]}('DIR', train=False, "
+            "download=True)\", copy DIR here and set root: DIR in the task YAML (or METANAS_DATA=DIR)"
+        ) from None
