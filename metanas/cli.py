@@ -26,20 +26,11 @@ def resolve_checkpoint(args) -> Path:
     return latest_checkpoint(args.output_dir)
 
 
-def cmd_adapt(args) -> None:
-    """``adapt`` (a few tasks, one at a time, every task shown) and ``evaluate`` (many tasks, batched, summary)."""
-    import torch
-
+def _warm_start(args):
+    """The checkpoint named by the arguments, its model and its config with the command-line changes."""
     from metanas.checkpoint import load_checkpoint, model_from_checkpoint
-    from metanas.data import get_tasksets, load_family
-    from metanas.estimation import evaluate, op_wins
-    from metanas.meta_train import eval_steps
     from metanas.runtime import resolve_device, seed_everything
-    from metanas.space import genotype_str, genotype_to_json
-    from metanas.strategy import MetaLearner
-    from metanas.tracking import PARENT, Tracker
 
-    kind = args.command
     path = resolve_checkpoint(args)
     state = load_checkpoint(path)
     model, cfg = model_from_checkpoint(state, path)
@@ -53,22 +44,47 @@ def cmd_adapt(args) -> None:
         cfg.inner.lr_alpha = 0.0
     device = resolve_device(cfg.run.device)
     seed_everything(args.seed)
-    family = load_family(args.task)
+    return path, state, model.to(device), cfg, device
+
+
+def _adapt_family(args, path, state, model, cfg, device, name: str, progress: bool = True):
+    """Adapt the warm start to ``args.tasks`` test tasks of family ``name``: (family, Evaluation, genotypes, steps)."""
+    import torch
+
+    from metanas.data import get_tasksets, load_family
+    from metanas.estimation import evaluate
+    from metanas.meta_train import eval_steps
+    from metanas.strategy import MetaLearner
+
+    family = load_family(name)
     if family.ways != state["ways"]:
         raise MetanasError(f"the warm start {path} was meta-trained for {state['ways']}-way tasks but "
                            f"{family.name} is {family.ways}-way: pick a {state['ways']}-way family or meta-train "
                            f"with task.family={family.name}")
     sets = get_tasksets(family, cfg.data.root, skip_corrupt=cfg.data.skip_corrupt)
-    model.to(device)
     learner = MetaLearner(model, cfg, family.ways)
     steps = eval_steps(cfg)
-    tracker = None if args.no_track else Tracker(
-        cfg, kind, run_name=f"{kind}-{family.name}",
-        tags={PARENT: state["run_id"], "metanas.warm_start": state["run_id"], "metanas.family": family.name})
     ev = evaluate(model, learner.params(), sets.test, args.tasks, learner.inner_kwargs(steps=steps),
-                  torch.Generator().manual_seed(args.seed), chunk=1 if kind == "adapt" else 10, curve=True,
-                  progress=True, device=device)
+                  torch.Generator().manual_seed(args.seed), chunk=1 if args.command == "adapt" else 10, curve=True,
+                  progress=progress, device=device)
     genotypes = [model.derive({k: v[i] for k, v in ev.alphas.items()}, cfg.search.k) for i in range(args.tasks)]
+    return family, ev, genotypes, steps
+
+
+def cmd_adapt(args) -> None:
+    """``adapt`` (a few tasks, one at a time, every task shown) and ``evaluate`` (many tasks, batched, summary)."""
+    from metanas.estimation import op_wins
+    from metanas.space import genotype_str, genotype_to_json
+    from metanas.tracking import PARENT, Tracker
+
+    kind = args.command
+    if getattr(args, "suite", None):
+        return cmd_suite(args)
+    path, state, model, cfg, device = _warm_start(args)
+    tracker = None if args.no_track else Tracker(
+        cfg, kind, run_name=f"{kind}-{args.task}",
+        tags={PARENT: state["run_id"], "metanas.warm_start": state["run_id"], "metanas.family": args.task})
+    family, ev, genotypes, steps = _adapt_family(args, path, state, model, cfg, device, args.task)
     wins = op_wins(ev.alphas)
     if kind == "adapt":
         for i, g in enumerate(genotypes):
@@ -92,6 +108,61 @@ def cmd_adapt(args) -> None:
         tracker.log_dict({"genotypes": [genotype_to_json(g) for g in genotypes], "accuracies": ev.accuracies.tolist(),
                           "op_wins": {k: v.tolist() for k, v in wins.items()}, "ops": cfg.search.ops},
                          "adapted_genotypes.json")
+        tracker.end()
+        print(f"run id: {tracker.run_id}")
+
+
+def suite_families(suite: str, home: str) -> list[str]:
+    """``shift``: the warm start's own family (reference), then every shifted, held-out or other-data-set family."""
+    from metanas.data import list_families, load_family
+
+    if suite != "shift":
+        raise MetanasError(f"unknown suite {suite!r}: the only suite is 'shift'")
+    others = [n for n in list_families()
+              if n != home and ((f := load_family(n)).shifts or f.held_out or f.split == "all")]
+    return [home, *others]
+
+
+def cmd_suite(args) -> None:
+    """One warm start over a suite of task families: a markdown + CSV table, logged to one MLflow run."""
+    import csv
+    import io
+
+    from metanas.space import genotype_distance
+    from metanas.tracking import PARENT, Tracker
+
+    path, state, model, cfg, device = _warm_start(args)
+    warm_genotype = model.derive({k: v.detach() for k, v in model.named_parameters()}, cfg.search.k)
+    rows = []
+    for name in suite_families(args.suite, state["family"]):
+        try:
+            family, ev, genotypes, steps = _adapt_family(args, path, state, model, cfg, device, name, progress=False)
+        except MetanasError as e:  # e.g. a data set that cannot be downloaded here, or other ways
+            rows.append((name, None, None, f"skipped: {e}"))
+            print(f"{name}: skipped ({e})")
+            continue
+        dist = (sum(genotype_distance(g, warm_genotype) for g in genotypes) / len(genotypes)
+                if warm_genotype is not None else float("nan"))
+        rows.append((name, ev, steps, f"{dist:.3f}"))
+        print(f"{name}: {ev.summary()}, {steps} steps, genotype distance {dist:.3f}", flush=True)
+    lines = [f"| family | accuracy ± 95% CI ({args.tasks} tasks) | steps | genotype distance from warm start |",
+             "|---|---|---|---|"]
+    lines += [f"| {n} | {100 * e.mean:.2f} ± {100 * e.ci95:.2f}% | {st} | {d} |" if e else f"| {n} | - | - | {d} |"
+              for n, e, st, d in rows]
+    table = "\n".join(lines)
+    print(table)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["family", "accuracy", "ci95", "steps", "genotype_distance"])
+    w.writerows([(n, e.mean if e else "", e.ci95 if e else "", st or "", d) for n, e, st, d in rows])
+    if not args.no_track:
+        tracker = Tracker(cfg, "evaluate", run_name=f"evaluate-suite-{args.suite}",
+                          tags={PARENT: state["run_id"], "metanas.warm_start": state["run_id"]})
+        tracker.log_text(table + "\n", f"suite_{args.suite}.md")
+        tracker.log_text(buf.getvalue(), f"suite_{args.suite}.csv")
+        for n, e, _, _ in rows:
+            if e:
+                tracker.log_metrics({f"suite/{n}/accuracy": e.mean, f"suite/{n}/ci95": e.ci95}, step=0)
         tracker.end()
         print(f"run id: {tracker.run_id}")
 
@@ -167,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--output-dir", default="runs", help="runs folder with checkpoints/ and mlflow.db")
         a.add_argument("--device", default="auto")
         a.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
+        if name == "evaluate":
+            a.add_argument("--suite", choices=["shift"], help="all shifted / held-out families: one table")
         a.set_defaults(fn=cmd_adapt)
 
     k = sub.add_parser("tasks", help="list the task families; `tasks show NAME` draws a sample task")

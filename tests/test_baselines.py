@@ -61,3 +61,23 @@ def test_evaluate_cli_reports_ci_curve_and_op_wins(smoke_run, runs_dir):
     # alpha frozen at test time: one genotype wins on every edge in every task
     assert all(float(x.split("=")[-1]) == 1.0 for line in frozen.stdout.splitlines() if line.startswith("op wins")
                for x in line.split(":", 1)[1].split())
+
+
+def test_evaluate_shift_suite_writes_a_table_over_families(smoke_run, runs_dir):
+    run_id, _ = smoke_run
+    out = run_cli("-m", "metanas.cli", "evaluate", "--suite", "shift", "--run-id", run_id, "--tasks", "3",
+                  "--output-dir", str(runs_dir))
+    assert out.returncode == 0, out.stderr
+    table = [line for line in out.stdout.splitlines() if line.startswith("| ")]
+    families = {line.split("|")[1].strip() for line in table[2:]}
+    assert {"omniglot-5way", "omniglot-5way-shift-blur", "omniglot-5way-shift-mixed", "digits-5way"} <= families
+    blur = next(line for line in table if line.startswith("| omniglot-5way-shift-blur "))
+    assert "±" in blur and 0.0 <= float(blur.split("|")[4]) <= 1.0
+    run = client_for_runs(runs_dir).get_run(out.stdout.splitlines()[-1].split()[-1])
+    assert "suite/omniglot-5way-shift-blur/accuracy" in run.data.metrics
+
+
+def client_for_runs(runs_dir):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(f"sqlite:///{runs_dir}/mlflow.db")

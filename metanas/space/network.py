@@ -169,6 +169,17 @@ def random_genotype(ops: list[str], nodes: int, k: int, generator: torch.Generat
     return Genotype(cell(), concat, cell(), concat)
 
 
+def genotype_distance(a: Genotype, b: Genotype) -> float:
+    """Fraction of (op, input) choices, node by node, that differ between two genotypes (0: same, 1: disjoint)."""
+    total = same = 0
+    for ca, cb in ((a.normal, b.normal), (a.reduce, b.reduce)):
+        k = max(1, len(ca) // max(1, len(a.normal_concat)))
+        for i in range(0, len(ca), k):
+            same += len(set(ca[i:i + k]) & set(cb[i:i + k]))
+            total += k
+    return 1 - same / total
+
+
 def genotype_to_json(g: Genotype | None) -> dict | None:
     if g is None:
         return None
