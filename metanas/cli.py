@@ -27,16 +27,8 @@ def resolve_checkpoint(args) -> Path:
 
 
 def cmd_adapt(args) -> None:
-    import torch
-
+    from metanas import distributed
     from metanas.checkpoint import load_checkpoint, model_from_checkpoint
-    from metanas.data import get_tasksets, load_family
-    from metanas.estimation import evaluate
-    from metanas.meta_train import derive, eval_steps
-    from metanas.runtime import resolve_device, seed_everything
-    from metanas.space import genotype_str, genotype_to_json
-    from metanas.strategy import MetaLearner
-    from metanas.tracking import PARENT, Tracker
 
     path = resolve_checkpoint(args)
     state = load_checkpoint(path)
@@ -47,7 +39,26 @@ def cmd_adapt(args) -> None:
         cfg.data.root = args.data_root
     if args.steps is not None:
         cfg.inner.eval_steps = args.steps
-    device = resolve_device(cfg.run.device)
+    # Under torchrun the test tasks are split across ranks (every rank reads the checkpoint itself).
+    dist = distributed.init(cfg)
+    try:
+        _adapt(args, path, state, model, cfg, dist)
+    finally:
+        dist.close()
+
+
+def _adapt(args, path, state, model, cfg, dist) -> None:
+    import torch
+
+    from metanas.data import get_tasksets, load_family
+    from metanas.estimation import evaluate
+    from metanas.meta_train import derive, eval_steps
+    from metanas.runtime import seed_everything
+    from metanas.space import genotype_str, genotype_to_json
+    from metanas.strategy import MetaLearner
+    from metanas.tracking import PARENT, Tracker
+
+    device = dist.device
     seed_everything(args.seed)
     family = load_family(args.task)
     if family.ways != state["ways"]:
@@ -58,11 +69,14 @@ def cmd_adapt(args) -> None:
     model.to(device)
     learner = MetaLearner(model, cfg, family.ways)
     steps = eval_steps(cfg)
-    tracker = None if args.no_track else Tracker(
+    tracker = None if args.no_track or not dist.is_main else Tracker(
         cfg, "adapt", run_name=f"adapt-{family.name}",
         tags={PARENT: state["run_id"], "metanas.warm_start": state["run_id"], "metanas.family": family.name})
     ev = evaluate(model, learner.params(), sets.test, args.tasks, learner.inner_kwargs(steps=steps),
-                  torch.Generator().manual_seed(args.seed), chunk=1, curve=True, progress=True, device=device)
+                  torch.Generator().manual_seed(args.seed), chunk=1, curve=True, progress=dist.is_main, device=device,
+                  dist=dist)
+    if not dist.is_main:  # rank 0 prints and logs for all
+        return
     genotypes = [derive(cfg, {k: v[i] for k, v in ev.alphas.items()}) for i in range(args.tasks)]
     for i, g in enumerate(genotypes):
         print(f"task {i:3d}: accuracy {100 * ev.accuracies[i]:5.1f}%  {steps} steps  "
