@@ -27,9 +27,11 @@ def resolve_checkpoint(args) -> Path:
 
 
 def _warm_start(args):
-    """The checkpoint named by the arguments, its model and its config with the command-line changes."""
+    """The checkpoint named by the arguments, its model, its config with the command-line changes, and the
+    process group: under torchrun the test tasks are split across ranks (every rank reads the checkpoint)."""
+    from metanas import distributed
     from metanas.checkpoint import load_checkpoint, model_from_checkpoint
-    from metanas.runtime import resolve_device, seed_everything
+    from metanas.runtime import seed_everything
 
     path = resolve_checkpoint(args)
     state = load_checkpoint(path)
@@ -42,12 +44,12 @@ def _warm_start(args):
         cfg.inner.eval_steps = args.steps
     if args.no_arch_adapt:  # baseline: meta-learned alpha, weights adapted, architecture not
         cfg.inner.lr_alpha = 0.0
-    device = resolve_device(cfg.run.device)
+    dist = distributed.init(cfg)
     seed_everything(args.seed)
-    return path, state, model.to(device), cfg, device
+    return path, state, model.to(dist.device), cfg, dist
 
 
-def _adapt_family(args, path, state, model, cfg, device, name: str, progress: bool = True):
+def _adapt_family(args, path, state, model, cfg, dist, name: str, progress: bool = True):
     """Adapt the warm start to ``args.tasks`` test tasks of family ``name``: (family, Evaluation, genotypes, steps)."""
     import torch
 
@@ -66,7 +68,7 @@ def _adapt_family(args, path, state, model, cfg, device, name: str, progress: bo
     steps = eval_steps(cfg)
     ev = evaluate(model, learner.params(), sets.test, args.tasks, learner.inner_kwargs(steps=steps),
                   torch.Generator().manual_seed(args.seed), chunk=1 if args.command == "adapt" else 10, curve=True,
-                  progress=progress, device=device)
+                  progress=progress and dist.is_main, device=dist.device, dist=dist)
     genotypes = [model.derive({k: v[i] for k, v in ev.alphas.items()}, cfg.search.k) for i in range(args.tasks)]
     return family, ev, genotypes, steps
 
@@ -78,13 +80,27 @@ def cmd_adapt(args) -> None:
     from metanas.tracking import PARENT, Tracker
 
     kind = args.command
-    if getattr(args, "suite", None):
-        return cmd_suite(args)
-    path, state, model, cfg, device = _warm_start(args)
-    tracker = None if args.no_track else Tracker(
+    warm = _warm_start(args)
+    try:
+        if getattr(args, "suite", None):
+            return _suite(args, *warm)
+        _adapt_one(args, *warm)
+    finally:
+        warm[-1].close()
+
+
+def _adapt_one(args, path, state, model, cfg, dist) -> None:
+    from metanas.estimation import op_wins
+    from metanas.space import genotype_str, genotype_to_json
+    from metanas.tracking import PARENT, Tracker
+
+    kind = args.command
+    tracker = None if args.no_track or not dist.is_main else Tracker(
         cfg, kind, run_name=f"{kind}-{args.task}",
         tags={PARENT: state["run_id"], "metanas.warm_start": state["run_id"], "metanas.family": args.task})
-    family, ev, genotypes, steps = _adapt_family(args, path, state, model, cfg, device, args.task)
+    family, ev, genotypes, steps = _adapt_family(args, path, state, model, cfg, dist, args.task)
+    if not dist.is_main:  # rank 0 prints and logs for all
+        return
     wins = op_wins(ev.alphas)
     if kind == "adapt":
         for i, g in enumerate(genotypes):
@@ -123,7 +139,7 @@ def suite_families(suite: str, home: str) -> list[str]:
     return [home, *others]
 
 
-def cmd_suite(args) -> None:
+def _suite(args, path, state, model, cfg, dist) -> None:
     """One warm start over a suite of task families: a markdown + CSV table, logged to one MLflow run."""
     import csv
     import io
@@ -131,20 +147,22 @@ def cmd_suite(args) -> None:
     from metanas.space import genotype_distance
     from metanas.tracking import PARENT, Tracker
 
-    path, state, model, cfg, device = _warm_start(args)
     warm_genotype = model.derive({k: v.detach() for k, v in model.named_parameters()}, cfg.search.k)
     rows = []
     for name in suite_families(args.suite, state["family"]):
         try:
-            family, ev, genotypes, steps = _adapt_family(args, path, state, model, cfg, device, name, progress=False)
+            family, ev, genotypes, steps = _adapt_family(args, path, state, model, cfg, dist, name, progress=False)
         except MetanasError as e:  # e.g. a data set that cannot be downloaded here, or other ways
             rows.append((name, None, None, f"skipped: {e}"))
             print(f"{name}: skipped ({e})")
             continue
-        dist = (sum(genotype_distance(g, warm_genotype) for g in genotypes) / len(genotypes)
-                if warm_genotype is not None else float("nan"))
-        rows.append((name, ev, steps, f"{dist:.3f}"))
-        print(f"{name}: {ev.summary()}, {steps} steps, genotype distance {dist:.3f}", flush=True)
+        distance = (sum(genotype_distance(g, warm_genotype) for g in genotypes) / len(genotypes)
+                    if warm_genotype is not None else float("nan"))
+        rows.append((name, ev, steps, f"{distance:.3f}"))
+        if dist.is_main:
+            print(f"{name}: {ev.summary()}, {steps} steps, genotype distance {distance:.3f}", flush=True)
+    if not dist.is_main:
+        return
     lines = [f"| family | accuracy ± 95% CI ({args.tasks} tasks) | steps | genotype distance from warm start |",
              "|---|---|---|---|"]
     lines += [f"| {n} | {100 * e.mean:.2f} ± {100 * e.ci95:.2f}% | {st} | {d} |" if e else f"| {n} | - | - | {d} |"

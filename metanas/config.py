@@ -20,6 +20,7 @@ from metanas.errors import MetanasError
 from metanas.space.ops import DEFAULT_OPS, OPS
 
 ALGORITHMS = ("maml", "fomaml", "reptile")
+BACKENDS = ("auto", "gloo", "nccl")
 INNER_VARIANTS = ("joint", "alternating")
 SPACES = ("darts", "conv4")
 
@@ -86,8 +87,13 @@ class RunConfig:
     tracking_uri: Optional[str] = None  # None: sqlite:///<abs output_dir>/mlflow.db
     experiment: str = "metanas"
     name: Optional[str] = None
-    threads: int = 0  # torch intra-op threads; 0: torch's default
+    threads: int = 0  # torch intra-op threads; 0: torch's default (under torchrun: the cores split over local ranks)
     progress: bool = True
+    # Under torchrun (metanas/distributed.py): auto = nccl for CUDA devices, gloo on CPU.
+    backend: str = "auto"
+    # Seconds a collective waits for the other ranks before this rank gives up: a rank that died or hangs makes
+    # the others fail with a clear error instead of waiting for torch's default 30 minutes.
+    dist_timeout: int = 300
 
 
 @dataclass
@@ -188,6 +194,8 @@ def validate(cfg: Config) -> None:
     d = cfg.run.device
     _require(d in ("auto", "cpu", "cuda") or d.startswith("cuda:"), "run.device", d, "auto, cpu, cuda or cuda:N")
     _require(cfg.run.threads >= 0, "run.threads", cfg.run.threads, "must be >= 0")
+    _require(cfg.run.backend in BACKENDS, "run.backend", cfg.run.backend, f"one of {BACKENDS}")
+    _require(cfg.run.dist_timeout >= 1, "run.dist_timeout", cfg.run.dist_timeout, "seconds, must be >= 1")
 
 
 def to_yaml(cfg: Config) -> str:

@@ -12,6 +12,7 @@ class MetanasError(Exception):
 def exit_on_error(main):
     """Wrap a CLI entry point: a MetanasError becomes one line on stderr and exit code 2."""
     import functools
+    import os
     import sys
 
     @functools.wraps(main)
@@ -22,7 +23,8 @@ def exit_on_error(main):
             print(f"metanas: error: {e}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
-            print("metanas: interrupted", file=sys.stderr)
+            if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops; one line is enough
+                print("metanas: interrupted", file=sys.stderr)
             sys.exit(130)
 
     return wrapper

@@ -51,11 +51,12 @@ def op_wins(alphas: Params) -> dict[str, torch.Tensor]:
 
 
 def evaluate(model, params: Params, taskset, n_tasks: int, inner: dict, generator: torch.Generator,
-             chunk: int = 10, curve: bool = False, progress: bool = False, device="cpu") -> Evaluation:
+             chunk: int = 10, curve: bool = False, progress: bool = False, device="cpu", dist=None) -> Evaluation:
     """Adapt ``params`` to ``n_tasks`` tasks drawn from ``taskset`` with ``generator``.
 
     ``chunk`` tasks are adapted together under ``vmap`` (chunk=1 gives honest per-task latency).
-    ``inner`` holds :func:`adapt`'s keyword arguments.
+    ``inner`` holds :func:`adapt`'s keyword arguments. ``dist`` (a :class:`metanas.distributed.Dist`):
+    each rank adapts its slice of the same task sequence and every rank gets all tasks' results, in order.
     """
 
     def one_task(p, sx, sy, qx, qy):
@@ -67,24 +68,30 @@ def evaluate(model, params: Params, taskset, n_tasks: int, inner: dict, generato
             trace = acc(adapted)[None]
         return trace, {k: v for k, v in adapted.items() if is_alpha(k)}
 
+    mine = dist.shard(n_tasks) if dist is not None else range(n_tasks)
+    for _ in range(mine.start):  # the tasks of lower ranks: drawn and dropped, so the sequence is a 1-rank run's
+        taskset.sample(generator)
     batched = vmap(one_task, in_dims=(None, 0, 0, 0, 0))
     traces, alphas, seconds = [], [], []
-    bar = tqdm(total=n_tasks, desc="adapting", leave=False, disable=not progress)
+    bar = tqdm(total=len(mine), desc="adapting", leave=False, disable=not progress)
     with torch.no_grad():  # grad() inside adapt is a transform: it ignores this, the query forward does not
-        for s in range(0, n_tasks, chunk):
-            n = min(chunk, n_tasks - s)
+        for s in range(mine.start, mine.stop, chunk):
+            n = min(chunk, mine.stop - s)
             task = [t.to(device) for t in taskset.sample_batch(n, generator)]
             t0 = time.perf_counter()
             trace, alpha = batched(params, *task) if n > 1 else _unsqueezed(one_task(params, *(t[0] for t in task)))
             trace = trace.cpu()  # waits for the device, so the time below is real
             seconds += [(time.perf_counter() - t0) / n] * n
             traces.append(trace)
-            alphas.append(alpha)
+            alphas.append({k: v.cpu() for k, v in alpha.items()})
             bar.update(n)
     bar.close()
-    trace = torch.cat(traces)
-    return Evaluation(trace[:, -1], trace, {k: torch.cat([a[k] for a in alphas]).cpu() for k in alphas[0]},
-                      torch.tensor(seconds))
+    part = (torch.cat(traces), {k: torch.cat([a[k] for a in alphas]) for k in alphas[0]}, torch.tensor(seconds)) \
+        if traces else None
+    parts = [p for p in (dist.all_gather(part) if dist is not None else [part]) if p is not None]
+    trace = torch.cat([p[0] for p in parts])
+    return Evaluation(trace[:, -1], trace, {k: torch.cat([p[1][k] for p in parts]) for k in parts[0][1]},
+                      torch.cat([p[2] for p in parts]))
 
 
 def _unsqueezed(out):

@@ -129,3 +129,15 @@ class Tracker:
 
     def end(self, status: str = "FINISHED") -> None:
         self._call("set_terminated", self.run_id, status=status)
+
+
+class NullTracker:
+    """What ranks other than 0 log to under torchrun: nothing (one MLflow run per training, not one per rank)."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+
+    def _skip(self, *args, **kwargs) -> None:
+        pass
+
+    log_config = log_metrics = set_tags = log_text = log_dict = log_artifact = log_figure = end = _skip

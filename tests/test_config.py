@@ -27,6 +27,8 @@ def test_overrides_merge_over_yaml_over_defaults(tmp_path):
     ("search.ops=[conv_3x3,conv_9x9]", "conv_9x9"),
     ("inner.variant=bilevel", "inner.variant"),
     ("run.device=tpu", "run.device"),
+    ("run.backend=mpi", "one of ('auto', 'gloo', 'nccl')"),
+    ("run.dist_timeout=0", "run.dist_timeout"),
     ("meta.iterations", "key=value"),
 ])
 def test_bad_config_is_one_clear_error(override, expected):

@@ -11,9 +11,14 @@ Tasks of a meta-batch are processed together with ``torch.func.vmap``
 (``meta.task_chunk`` bounds how many at a time, trading speed for memory);
 ``vectorize=False`` loops instead, which the tests use as the reference.
 The meta-learner owns the optimizer; the model owns neither loss nor optimizer.
+Under torchrun each rank computes the mean over its share of the meta-batch and
+``reduce`` (:meth:`metanas.distributed.Dist.all_reduce_mean`) averages it over
+ranks before the update, so every rank applies the same step.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +40,10 @@ def _accuracy(logits, y):
 class MetaLearner:
     max_nonfinite = 5  # consecutive skipped steps before the run stops
 
-    def __init__(self, model, cfg: Config, ways: int):
+    def __init__(self, model, cfg: Config, ways: int,
+                 reduce: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None):
         self.model, self.cfg, self.ways = model, cfg, ways
+        self.reduce = reduce  # mean over ranks of gradients and metrics; None: one process
         named = dict(model.named_parameters())
         weights = [p for k, p in named.items() if not is_alpha(k)]
         alphas = [p for k, p in named.items() if is_alpha(k)]
@@ -100,6 +107,12 @@ class MetaLearner:
         """One meta-update; returns metrics. Non-finite gradients skip the step."""
         alpha_frozen = iteration < self.cfg.meta.warmup
         grads, loss, acc = self.meta_gradient(task, alpha_frozen)
+        if self.reduce is not None:
+            # Metrics travel with the gradients (one collective), and the finiteness test below runs on the
+            # reduced values: a NaN on any rank is a NaN on all, so every rank skips the same steps.
+            out = self.reduce({**grads, "metric/loss": torch.tensor(loss), "metric/accuracy": torch.tensor(acc)})
+            loss, acc = out.pop("metric/loss").item(), out.pop("metric/accuracy").item()
+            grads = out
         if not all(torch.isfinite(g).all() for g in grads.values()) or not torch.isfinite(torch.tensor(loss)):
             self.nonfinite += 1
             self.skipped += 1
