@@ -101,15 +101,28 @@ def _list_classes(root: Path) -> list[tuple[str, list[Path]]]:
     return classes
 
 
-def _decode(job: tuple[Path, int]) -> np.ndarray:
-    path, size = job
+def preprocess(im: Image.Image, size: int = 28) -> np.ndarray:
+    """One drawing as the networks see it: uint8 [size, size], strokes high (divide by 255 for [0, 1]).
+
+    The single definition shared by the training cache and by ``metanas predict``/``export``, so a
+    shipped model sees user images exactly as it saw Omniglot during meta-training.
+    """
+    # 1-bit True = background; convert to L before resizing (PIL resizes mode "1" with nearest only)
+    # and invert so strokes are high: zero padding and zero-init then mean "no ink".
+    return np.asarray(ImageOps.invert(im.convert("L")).resize((size, size), Image.LANCZOS))
+
+
+def read_image(path: str | os.PathLike, size: int = 28) -> np.ndarray:
+    """:func:`preprocess` of an image file; an unreadable file is a MetanasError naming it."""
     try:
         with Image.open(path) as im:
-            # 1-bit True = background; convert to L before resizing (PIL resizes mode "1" with nearest only)
-            # and invert so strokes are high: zero padding and zero-init then mean "no ink".
-            return np.asarray(ImageOps.invert(im.convert("L")).resize((size, size), Image.LANCZOS))
+            return preprocess(im, size)
     except Exception as e:
         raise MetanasError(f"cannot decode {path}: {e}; delete or replace the file") from None
+
+
+def _decode(job: tuple[Path, int]) -> np.ndarray:
+    return read_image(*job)
 
 
 def _cache_file(root: Path, image_size: int) -> Path:
