@@ -23,7 +23,7 @@ from metanas.errors import MetanasError, exit_on_error
 from metanas.estimation import Evaluation, evaluate
 from metanas.runtime import resolve_device, rng_state, seed_everything, set_rng_state
 from metanas.space import Genotype, derive_genotype, genotype_str, genotype_to_json
-from metanas.strategy import MetaLearner
+from metanas.strategy import MetaLearner, is_alpha
 from metanas.tracking import Tracker
 
 VAL_SEED, TEST_SEED = 1, 2  # offsets from run.seed: the same validation/test tasks at every evaluation
@@ -46,6 +46,12 @@ def derive(cfg: Config, params) -> Genotype:
     return derive_genotype(params, cfg.search.ops, cfg.search.nodes, cfg.search.k)
 
 
+def alpha_snapshot(iteration: int, params) -> dict:
+    """softmax(alpha) of both cells, recorded at each validation for the alpha-evolution plots."""
+    return {"iteration": iteration,
+            **{k: torch.softmax(v.detach().float().cpu(), -1) for k, v in params.items() if is_alpha(k)}}
+
+
 def train(cfg: Config, resume: str | None = None) -> Result:
     t_start = time.perf_counter()
     device = resolve_device(cfg.run.device)
@@ -60,10 +66,12 @@ def train(cfg: Config, resume: str | None = None) -> Result:
     learner = MetaLearner(model, cfg, ways)
     generator = torch.Generator().manual_seed(cfg.run.seed)
     start = 0
+    alphas: list[dict] = []  # alpha_snapshot()s; in the checkpoint, so a resumed run plots its whole history
 
     state = _resume_state(cfg, resume) if resume else None
     if state is not None:
         model.load_state_dict(state["params"])
+        alphas = state.get("alpha_history", [])
         learner.optimizer.load_state_dict(state["optimizer"])
         learner.skipped = state["skipped"]
         set_rng_state(state["rng"], generator)
@@ -80,14 +88,18 @@ def train(cfg: Config, resume: str | None = None) -> Result:
             "config": to_yaml(cfg), "ways": ways, "family": family.name, "run_id": tracker.run_id,
             "iteration": iteration, "params": model.state_dict(), "optimizer": learner.optimizer.state_dict(),
             "skipped": learner.skipped, "rng": rng_state(generator),
-            "genotype": genotype_to_json(derive(cfg, learner.params())),
+            "genotype": genotype_to_json(derive(cfg, learner.params())), "alpha_history": alphas,
         })
 
     def validate(iteration: int) -> Evaluation:
         ev = evaluate(model, learner.params(), sets.validation, cfg.meta.eval_tasks, learner.inner_kwargs(eval_steps(cfg)),
                       torch.Generator().manual_seed(cfg.run.seed + VAL_SEED), device=device)
         tracker.log_metrics({"val/accuracy": ev.mean, "val/ci95": ev.ci95}, step=iteration)
+        alphas.append(alpha_snapshot(iteration, learner.params()))
         return ev
+
+    if not alphas:
+        alphas.append(alpha_snapshot(start, learner.params()))
 
     # SIGINT/SIGTERM finish the current meta-step, checkpoint and exit: a step cut in half (parameters
     # partly updated, sampler advanced) would make the resumed run differ from an uninterrupted one.
@@ -136,7 +148,7 @@ def train(cfg: Config, resume: str | None = None) -> Result:
     tracker.log_metrics({"test/accuracy": test.mean, "test/ci95": test.ci95, "wall_seconds": seconds},
                         step=cfg.meta.iterations)
     tracker.log_dict(genotype_to_json(genotype), "genotype.json")
-    _log_plots(tracker, cfg, params)
+    _log_plots(tracker, cfg, params, genotype, alphas, test, ways)
     tracker.log_artifact(ckpt, "checkpoint")
     tracker.end()
     return Result(tracker.run_id, test, genotype, ckpt, seconds)
@@ -157,11 +169,25 @@ def _resume_state(cfg: Config, resume: str) -> dict:
     return state
 
 
-def _log_plots(tracker: Tracker, cfg: Config, params) -> None:
-    from metanas.plots import plot_alphas
+def _log_plots(tracker: Tracker, cfg: Config, params, genotype: Genotype, alphas: list[dict],
+               test: Evaluation, ways: int) -> None:
+    from metanas import plots
 
-    fig = plot_alphas(params, cfg.search.ops)
-    tracker.log_figure(fig, "plots/alphas.png")
+    ops = cfg.search.ops
+    # Learning curves come from the MLflow store, not from memory: a resumed run then plots its whole history.
+    histories = tracker.metric_histories(["train/accuracy", "train/loss", "val/accuracy", "val/ci95"])
+    figures = {
+        "alphas.png": plots.plot_alphas(params, ops),
+        "genotype.png": plots.plot_genotype(genotype, f"meta-learned genotype ({cfg.task.family})", ops),
+        "alpha_evolution.png": plots.plot_alpha_evolution(alphas, ops),
+        "alpha_entropy.png": plots.plot_alpha_entropy(alphas, ops),
+        "learning_curves.png": plots.plot_learning_curves(histories, f"meta-training ({cfg.task.family})"),
+        "adaptation_curve.png": plots.plot_adaptation_curve(
+            test.curve, f"test tasks: query accuracy vs adaptation step ({cfg.task.family})", ways),
+    }
+    for name, fig in figures.items():
+        tracker.log_figure(fig, f"plots/{name}")
+        plots.close(fig)
 
 
 def parse_args(argv=None) -> tuple[argparse.Namespace, Config]:

@@ -61,6 +61,9 @@ def test_sigkill_then_resume_ends_identical(tmp_path, reference):
     assert resumed.wait(timeout=300) == 0, resumed.communicate()
     assert final_params(tmp_path) == (run_id, final_params(tmp_path)[1])
     assert same(final_params(tmp_path)[1], reference)
+    # The alpha snapshots for the plots survive the kill: the one taken at the start, then the validation.
+    history = torch.load(tmp_path / "checkpoints" / f"{run_id}.pt", weights_only=True)["alpha_history"]
+    assert [s["iteration"] for s in history] == [0, 24]
 
 
 def test_sigterm_checkpoints_and_says_how_to_resume(tmp_path, reference):
