@@ -37,16 +37,19 @@ def _requirements(*extra: str) -> list[str]:
     return [f"torch=={torch.__version__.split('+')[0]}", *extra]
 
 
-def _log_pt2(module, x: torch.Tensor, **kwargs):
-    """``mlflow.pytorch.log_model`` in ``pt2`` format; ``x``: an example batch (size > 1 keeps the batch dynamic)."""
+def _log_pt2(module, x: torch.Tensor, run_id: str, **kwargs):
+    """``mlflow.pytorch.log_model`` in ``pt2`` format into run ``run_id``; ``x``: an example batch (size > 1)."""
     import mlflow
     from mlflow.models import infer_signature
 
     with torch.no_grad():
         y = module(x)
+    # MLflow 3 files a logged model under the *current* experiment, not its run's: without this it lands in
+    # the Default experiment, whose artifacts live in ./mlruns of whatever folder the command ran in.
+    mlflow.set_experiment(experiment_id=mlflow.MlflowClient().get_run(run_id).info.experiment_id)
     # MLflow logs at INFO/WARNING about environment inference and serving-input checks we do not use.
     logging.getLogger("mlflow").setLevel(logging.ERROR)
-    return mlflow.pytorch.log_model(module, serialization_format="pt2", input_example=x.numpy(),
+    return mlflow.pytorch.log_model(module, serialization_format="pt2", input_example=x.numpy(), run_id=run_id,
                                     signature=infer_signature(x.numpy(), y.numpy()), **kwargs)
 
 
@@ -54,7 +57,7 @@ def register_warm_start(checkpoint: str | Path, name: str, output_dir: str):
     """Log the warm start in ``checkpoint`` as an MLflow model and register it as ``name``; the ModelVersion."""
     from metanas.checkpoint import load_checkpoint, model_from_checkpoint
     from metanas.export import task_image_size
-    from metanas.tracking import client_for
+    from metanas.tracking import Tracker, client_for
 
     checkpoint = Path(checkpoint)
     state = load_checkpoint(checkpoint)
@@ -64,8 +67,10 @@ def register_warm_start(checkpoint: str | Path, name: str, output_dir: str):
     run_id = state["run_id"]
     try:
         client.get_run(run_id)
-    except Exception:  # a checkpoint from another store: register it without the run link
-        run_id = None
+    except Exception:  # a checkpoint from another store: a run of its own holds the model
+        tracker = Tracker(cfg, "register", run_name=f"register-{name}", tags={"metanas.warm_start": run_id})
+        tracker.end()
+        run_id = tracker.run_id
     size = task_image_size(cfg)
     example = torch.rand(2, 1, size, size, generator=torch.Generator().manual_seed(0))
     with tempfile.TemporaryDirectory() as d:

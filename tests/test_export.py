@@ -115,6 +115,7 @@ def test_frozen_batchnorm_reproduces_support_statistics_and_frees_the_batch(smok
 
 def test_mlflow_reloads_the_exported_model(exported, runs_dir):
     import mlflow.pytorch
+    from test_cli import client
 
     from metanas.config import load_config
     from metanas.tracking import client_for
@@ -122,6 +123,8 @@ def test_mlflow_reloads_the_exported_model(exported, runs_dir):
     out, stdout = exported
     client_for(load_config(None, [f"run.output_dir={runs_dir}"]))
     uri = next(line.split()[2] for line in stdout.splitlines() if line.startswith("mlflow model:"))
+    model = client(runs_dir).get_logged_model(uri.removeprefix("models:/"))
+    assert model.artifact_location.startswith((runs_dir / "artifacts").as_uri())  # not ./mlruns of the cwd
     x = torch.rand(3, 1, 28, 28)
     for model_uri in (uri, "models:/omniglot-task/1"):
         loaded = mlflow.pytorch.load_model(model_uri)
