@@ -1,4 +1,4 @@
-"""The ``metanas`` command: ``train``, ``adapt``, ``tasks``, ``ui``."""
+"""The ``metanas`` command: ``train``, ``adapt``, ``export``, ``predict``, ``register``, ``runs``, ``tasks``, ``ui``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,10 @@ def latest_checkpoint(output_dir: str) -> Path:
 
 
 def resolve_checkpoint(args) -> Path:
+    if getattr(args, "model", None):
+        from metanas.registry import fetch_warm_start
+
+        return fetch_warm_start(args.model, args.output_dir)
     if args.checkpoint:
         return Path(args.checkpoint)
     if args.run_id:
@@ -115,6 +119,8 @@ def _adapt_one(args, path, state, model, cfg, dist) -> None:
     print(f"time per task: median {ev.seconds.median():.3f} s")
     print(f"accuracy after each step: {' '.join(f'{100 * a:.1f}' for a in ev.curve.mean(0).tolist())}")
     print(f"warm start: {path} (run {state['run_id']})")
+    if args.plot:
+        print(f"plots: {_plot_adaptation(tracker, args.output_dir, family, cfg, genotypes, ev)}")
     if tracker:
         tracker.log_config(cfg)
         for step, acc in enumerate(ev.curve.mean(0).tolist()):
@@ -185,6 +191,106 @@ def _suite(args, path, state, model, cfg, dist) -> None:
         print(f"run id: {tracker.run_id}")
 
 
+def _plot_adaptation(tracker, output_dir, family, cfg, genotypes, ev) -> Path:
+    """Cell diagram of the first task, op wins per edge over all tasks, accuracy vs step: saved and logged."""
+    import time
+
+    from metanas import plots
+
+    folder = Path(output_dir) / "plots" / (f"adapt-{tracker.run_id}" if tracker else time.strftime("adapt-%Y%m%d-%H%M%S"))
+    figures = {
+        "genotype_task0.png": plots.plot_genotype(
+            genotypes[0], f"{family.name}, task 0: adapted genotype ({100 * ev.accuracies[0]:.0f}% query accuracy)",
+            cfg.search.ops),
+        "op_wins.png": plots.plot_op_wins({family.name: genotypes}, cfg.search.ops, cfg.search.nodes),
+        "adaptation_curve.png": plots.plot_adaptation_curve(
+            ev.curve, f"{family.name}: query accuracy vs adaptation step", family.ways),
+    }
+    for name, fig in figures.items():
+        if tracker:
+            tracker.log_figure(fig, f"plots/{name}")
+        plots.save(fig, folder / name)
+    return folder.resolve()
+
+
+def cmd_export(args) -> None:
+    import torch
+
+    from metanas.checkpoint import load_checkpoint
+    from metanas.export import export_task
+    from metanas.plots import close, plot_genotype
+    from metanas.space import genotype_str
+    from metanas.tracking import PARENT, Tracker
+
+    path = resolve_checkpoint(args)
+    state = load_checkpoint(path)
+    exported = export_task(state, args.task, args.out, steps=args.steps, finetune=args.finetune)
+    with torch.no_grad():
+        predicted = exported.child(exported.support_x).argmax(-1)
+    print(f"exported: {exported.out.resolve()}  ({', '.join(p.name for p in sorted(exported.out.iterdir()))})")
+    print(f"classes: {' '.join(exported.classes)}")
+    print(f"genotype: {genotype_str(exported.genotype)}")
+    print(f"support accuracy: {100 * (predicted == exported.support_y).float().mean():.1f}%")
+    if not args.no_track:
+        from metanas.registry import log_task_model
+
+        cfg = exported.cfg
+        cfg.run.output_dir, cfg.run.tracking_uri = args.output_dir, None
+        tracker = Tracker(cfg, "export", run_name=f"export-{Path(args.task).name}",
+                          tags={PARENT: state["run_id"], "metanas.warm_start": state["run_id"]})
+        for f in sorted(exported.out.iterdir()):
+            tracker.log_artifact(f, "export")
+        fig = plot_genotype(exported.genotype, f"exported task {Path(args.task).name}: child genotype", cfg.search.ops)
+        tracker.log_figure(fig, "plots/genotype.png")
+        close(fig)
+        info = log_task_model(exported, tracker.run_id, args.register)
+        tracker.end()
+        print(f"mlflow model: {info.model_uri}" + (f"  registered: models:/{args.register}/"
+                                                    f"{info.registered_model_version}" if args.register else ""))
+        print(f"run id: {tracker.run_id}")
+
+
+def cmd_predict(args) -> None:
+    from metanas.export import load_task_model
+
+    model_dir = args.model
+    if ":/" in args.model:  # an MLflow model URI: models:/NAME/VERSION, runs:/ID/model, models:/m-...
+        from metanas.registry import download
+
+        model_dir = download(args.model, args.output_dir)
+    model = load_task_model(model_dir)
+    missing = [p for p in args.images if not Path(p).is_file()]
+    if missing:
+        raise MetanasError(f"image {missing[0]} not found: pass image files to classify")
+    for path, label, prob in model.predict(args.images):
+        print(f"{path} -> {label} ({prob:.3f})")
+
+
+def cmd_register(args) -> None:
+    from metanas.registry import register_warm_start
+
+    path = resolve_checkpoint(args)
+    mv = register_warm_start(path, args.name, args.output_dir)
+    print(f"registered: models:/{mv.name}/{mv.version}  (warm start of run {mv.tags.get('metanas.warm_start')}, "
+          f"{mv.tags.get('metanas.family')})")
+
+
+def cmd_runs(args) -> None:
+    from metanas.tracking import recent_runs
+
+    rows = recent_runs(args.output_dir, args.n)
+    metrics = ("test/accuracy", "val/accuracy", "adapt/accuracy")
+    print(f"{'run id':32s}  {'kind':10s} {'name / family':40s} {'status':8s} {'started':16s} "
+          + " ".join(f"{m:>14s}" for m in metrics))
+    for r in rows:
+        print(f"{r['run_id']:32s}  {r['kind']:10s} {r['name'][:40]:40s} {r['status']:8s} {r['started']:16s} "
+              + " ".join(f"{_pct(r['metrics'].get(m)):>14s}" for m in metrics))
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
 def cmd_tasks(args) -> None:
     if args.tasks_command == "show":
         return cmd_tasks_show(args)
@@ -245,20 +351,48 @@ def build_parser() -> argparse.ArgumentParser:
                               ("evaluate", 600, "adapt to many test tasks: accuracy ± 95% CI, per-step curve, op wins")):
         a = sub.add_parser(name, help=text)
         a.add_argument("--task", default="omniglot-5way", help="task family name (tasks/NAME.yaml) or YAML path")
-        src = a.add_mutually_exclusive_group()
-        src.add_argument("--checkpoint", help="checkpoint file (default: the newest under OUTPUT_DIR/checkpoints)")
-        src.add_argument("--run-id", help="MLflow run id of a meta-training run")
+        _add_warm_start_args(a)
         a.add_argument("--tasks", type=int, default=tasks, help=f"number of test tasks (default {tasks})")
         a.add_argument("--steps", type=int, help="adaptation steps (default: the checkpoint's inner.eval_steps)")
         a.add_argument("--no-arch-adapt", action="store_true", help="adapt the weights only, keep the warm alpha")
         a.add_argument("--seed", type=int, default=0, help="seed of the test tasks")
         a.add_argument("--data-root", help="folder containing omniglot-py/ (else $METANAS_DATA)")
-        a.add_argument("--output-dir", default="runs", help="runs folder with checkpoints/ and mlflow.db")
         a.add_argument("--device", default="auto")
         a.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
+        a.add_argument("--plot", action="store_true", help="draw the first task's cells and the op wins per edge "
+                       "over all tasks (run artifacts and OUTPUT_DIR/plots/)")
         if name == "evaluate":
             a.add_argument("--suite", choices=["shift"], help="all shifted / held-out families: one table")
         a.set_defaults(fn=cmd_adapt)
+
+    e = sub.add_parser("export", help="adapt to a support folder and save the discrete child net (torch.export)")
+    e.add_argument("--task", required=True, metavar="DIR",
+                   help="the task's support set: a folder with one sub-folder of images per class")
+    e.add_argument("--out", required=True, metavar="DIR", help="where to write model.pt2, genotype.json, classes.json")
+    _add_warm_start_args(e)
+    e.add_argument("--steps", type=int, help="adaptation steps (default: the checkpoint's inner.eval_steps)")
+    e.add_argument("--finetune", type=int, default=0, metavar="STEPS",
+                   help="SGD steps on the child's weights on the support set after derivation (default 0)")
+    e.add_argument("--register", metavar="NAME", help="also register the logged model under this name")
+    e.add_argument("--no-track", action="store_true", help="do not log an MLflow run and model")
+    e.set_defaults(fn=cmd_export)
+
+    r = sub.add_parser("predict", help="classify images with an exported task model")
+    r.add_argument("--model", required=True, metavar="DIR|URI",
+                   help="the --out folder of metanas export, or an MLflow model URI (models:/NAME/VERSION)")
+    r.add_argument("images", nargs="+", metavar="IMAGE")
+    r.add_argument("--output-dir", default="runs", help="runs folder whose MLflow store resolves a model URI")
+    r.set_defaults(fn=cmd_predict)
+
+    g = sub.add_parser("register", help="register a warm start in the MLflow model registry")
+    g.add_argument("--name", required=True, help="registered model name")
+    _add_warm_start_args(g, registry=False)
+    g.set_defaults(fn=cmd_register)
+
+    n = sub.add_parser("runs", help="list recent MLflow runs with their key metrics")
+    n.add_argument("--output-dir", default="runs")
+    n.add_argument("-n", type=int, default=10, help="how many runs (default 10)")
+    n.set_defaults(fn=cmd_runs)
 
     k = sub.add_parser("tasks", help="list the task families; `tasks show NAME` draws a sample task")
     k.set_defaults(fn=cmd_tasks)
@@ -278,11 +412,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_warm_start_args(p, registry: bool = True) -> None:
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", help="checkpoint file (default: the newest under OUTPUT_DIR/checkpoints)")
+    src.add_argument("--run-id", help="MLflow run id of a meta-training run")
+    if registry:
+        src.add_argument("--model", metavar="models:/NAME/VERSION", help="a registered warm start")
+    p.add_argument("--output-dir", default="runs", help="runs folder with checkpoints/ and mlflow.db")
+
+
 @exit_on_error
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     if getattr(args, "tasks", 1) is not None and getattr(args, "tasks", 1) < 1:
         raise MetanasError("--tasks must be >= 1")
+    if getattr(args, "n", 1) < 1:
+        raise MetanasError("-n must be >= 1")
     args.fn(args)
 
 

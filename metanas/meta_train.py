@@ -25,7 +25,7 @@ from metanas.errors import MetanasError, exit_on_error
 from metanas.estimation import Evaluation, evaluate
 from metanas.runtime import rng_state, seed_everything, set_rng_state
 from metanas.space import Genotype, genotype_str, genotype_to_json
-from metanas.strategy import MetaLearner
+from metanas.strategy import MetaLearner, is_alpha
 from metanas.tracking import NullTracker, Tracker
 
 VAL_SEED, TEST_SEED = 1, 2  # offsets from run.seed: the same validation/test tasks at every evaluation
@@ -50,6 +50,12 @@ def checkpoint_path(cfg: Config, run_id: str) -> Path:
     return Path(cfg.run.output_dir).resolve() / "checkpoints" / f"{run_id}.pt"
 
 
+
+
+def alpha_snapshot(iteration: int, params) -> dict:
+    """softmax(alpha) of both cells, recorded at each validation for the alpha-evolution plots."""
+    return {"iteration": iteration,
+            **{k: torch.softmax(v.detach().float().cpu(), -1) for k, v in params.items() if is_alpha(k)}}
 
 
 def train(cfg: Config, resume: str | None = None) -> Result:
@@ -87,11 +93,13 @@ def _train(cfg: Config, resume: str | None, dist: distributed.Dist) -> Result:
     learner = MetaLearner(model, cfg, ways, reduce=dist.all_reduce_mean)
     generator = torch.Generator().manual_seed(cfg.run.seed)
     start = 0
+    alphas: list[dict] = []  # alpha_snapshot()s; in the checkpoint, so a resumed run plots its whole history
 
     # Rank 0 reads the checkpoint and sends it to the others: only its machine needs the output directory.
     state = dist.on_main(lambda: _resume_state(cfg, resume)) if resume else None
     if state is not None:
         model.load_state_dict(state["params"])
+        alphas = state.get("alpha_history", [])
         learner.optimizer.load_state_dict(state["optimizer"])
         learner.skipped = state["skipped"]
         set_rng_state(state["rng"], generator)
@@ -128,14 +136,18 @@ def _train(cfg: Config, resume: str | None, dist: distributed.Dist) -> Result:
                 "config": to_yaml(cfg), "ways": ways, "family": family.name, "run_id": run_id,
                 "iteration": iteration, "params": params, "optimizer": learner.optimizer.state_dict(),
                 "skipped": learner.skipped, "rng": rng_state(generator),
-                "genotype": genotype_to_json(model.derive(learner.params(), cfg.search.k)),
+                "genotype": genotype_to_json(model.derive(learner.params(), cfg.search.k)), "alpha_history": alphas,
             })
 
     def validate(iteration: int) -> Evaluation:
         ev = evaluate(model, learner.params(), sets.validation, cfg.meta.eval_tasks, learner.inner_kwargs(eval_steps(cfg)),
                       torch.Generator().manual_seed(cfg.run.seed + VAL_SEED), device=device, dist=dist)
         tracker.log_metrics({"val/accuracy": ev.mean, "val/ci95": ev.ci95}, step=iteration)
+        alphas.append(alpha_snapshot(iteration, learner.params()))
         return ev
+
+    if not alphas:
+        alphas.append(alpha_snapshot(start, learner.params()))
 
     # SIGINT/SIGTERM finish the current meta-step, checkpoint and exit: a step cut in half (parameters
     # partly updated, sampler advanced) would make the resumed run differ from an uninterrupted one.
@@ -202,8 +214,8 @@ def _train(cfg: Config, resume: str | None, dist: distributed.Dist) -> Result:
                          "train_seconds": train_seconds}, step=cfg.meta.iterations)
     if genotype is not None:
         tracker.log_dict(genotype_to_json(genotype), "genotype.json")
-    if dist.is_main and model.is_supernet:
-        _log_plots(tracker, cfg, params)
+    if dist.is_main:
+        _log_plots(tracker, cfg, params, genotype, alphas, test, ways)
     tracker.log_artifact(ckpt, "checkpoint")
     tracker.end()
     return Result(run_id, test, genotype, ckpt, seconds, train_seconds, cfg.meta.iterations - start,
@@ -230,11 +242,27 @@ def _resume_state(cfg: Config, resume: str) -> dict:
     return state
 
 
-def _log_plots(tracker: Tracker, cfg: Config, params) -> None:
-    from metanas.plots import plot_alphas
+def _log_plots(tracker: Tracker, cfg: Config, params, genotype: Genotype, alphas: list[dict],
+               test: Evaluation, ways: int) -> None:
+    from metanas import plots
 
-    fig = plot_alphas(params, cfg.search.ops)
-    tracker.log_figure(fig, "plots/alphas.png")
+    ops = cfg.search.ops
+    # Learning curves come from the MLflow store, not from memory: a resumed run then plots its whole history.
+    histories = tracker.metric_histories(["train/accuracy", "train/loss", "val/accuracy", "val/ci95"])
+    figures = {
+        "learning_curves.png": plots.plot_learning_curves(histories, f"meta-training ({cfg.task.family})"),
+        "adaptation_curve.png": plots.plot_adaptation_curve(
+            test.curve, f"test tasks: query accuracy vs adaptation step ({cfg.task.family})", ways),
+    }
+    if genotype is not None:
+        figures["genotype.png"] = plots.plot_genotype(genotype, f"meta-learned genotype ({cfg.task.family})", ops)
+    if "alpha_normal" in params:  # a supernet (not conv4, not a fixed child)
+        figures["alphas.png"] = plots.plot_alphas(params, ops)
+        figures["alpha_evolution.png"] = plots.plot_alpha_evolution(alphas, ops)
+        figures["alpha_entropy.png"] = plots.plot_alpha_entropy(alphas, ops)
+    for name, fig in figures.items():
+        tracker.log_figure(fig, f"plots/{name}")
+        plots.close(fig)
 
 
 def parse_args(argv=None) -> tuple[argparse.Namespace, Config]:

@@ -1,24 +1,379 @@
-"""Pictures of what was learned (matplotlib, headless)."""
+"""Pictures of what was learned (matplotlib, headless): every function returns a Figure.
+
+* :func:`plot_genotype` / :func:`plot_cell`: the cells of a genotype as a graph, drawn with matplotlib
+  alone (no system graphviz), laid out left to right like the DARTS paper's figures.
+* :func:`plot_alphas`, :func:`plot_alpha_evolution`, :func:`plot_alpha_entropy`: the architecture
+  weights, once and over meta-training.
+* :func:`plot_learning_curves`, :func:`plot_adaptation_curve`: accuracy and loss against meta-iteration,
+  query accuracy against adaptation step.
+* :func:`plot_op_wins`: how often each op is kept on each edge across adapted tasks, per task family.
+
+Callers log the figure (``Tracker.log_figure``) or :func:`save` it, then :func:`close` it.
+"""
 
 from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from metanas.space.network import Genotype, edge_index, n_edges  # noqa: E402
+
+CELLS = (("normal", "normal cell"), ("reduce", "reduction cell"))
+# Node colours of the DARTS paper's graphviz figures: inputs green, intermediate nodes blue, output yellow.
+COLORS = {"input": "#b4eeb4", "node": "#add8e6", "output": "#eee8aa"}
+
+
+def save(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Write ``fig`` as a PNG and free it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    close(fig)
+    return path
+
+
+def close(fig) -> None:
+    """Free a figure: pyplot keeps every figure it made alive until closed."""
+    plt.close(fig)
+
+
+def state_name(state: int) -> str:
+    """Input state of a genotype pair: 0, 1 = the two previous cells, 2 + i = node i."""
+    return ("c_{k-2}", "c_{k-1}")[state] if state < 2 else str(state - 2)
+
+
+def edge_labels(nodes: int) -> list[str]:
+    """``"node <- input"`` for every edge index of a cell with ``nodes`` intermediate nodes."""
+    labels = [""] * n_edges(nodes)
+    for i in range(nodes):
+        for j in range(i + 2):
+            labels[edge_index(i, j)] = f"{i} \u2190 {_tex(state_name(j))}"
+    return labels
+
+
+def _tex(name: str) -> str:
+    return f"${name}$" if name.startswith("c_") else name
+
+
+def _op_colors(ops: list[str]) -> dict[str, tuple]:
+    cmap = plt.get_cmap("tab10")
+    return {op: cmap(i % 10) for i, op in enumerate(ops)}
+
+
+# -- cell diagrams ----------------------------------------------------------------------------------------------
+
+DX = 1.7  # horizontal distance between node columns, in data units (= inches at the figure's scale)
+
+
+def _cell_positions(nodes: int) -> dict[str, tuple[float, float]]:
+    # Intermediate nodes zig-zag so that a straight edge never runs through a third node.
+    pos = {"c_{k-2}": (0.0, 1.25), "c_{k-1}": (0.0, -1.25), "c_{k}": (DX * (nodes + 1), 0.0)}
+    for i in range(nodes):
+        pos[str(i)] = (DX * (i + 1), 0.0 if nodes == 1 else 0.6 if i % 2 == 0 else -0.6)
+    return pos
+
+
+def _bezier(p0, p1, rad: float, t: np.ndarray) -> np.ndarray:
+    """Points of matplotlib's ``arc3,rad=rad`` quadratic Bezier (control point = chord midpoint + rad * (dy, -dx))."""
+    p0, p1 = np.asarray(p0), np.asarray(p1)
+    d = p1 - p0
+    c = (p0 + p1) / 2 + rad * np.array([d[1], -d[0]])
+    t = t[:, None]
+    return (1 - t) ** 2 * p0 + 2 * (1 - t) * t * c + t ** 2 * p1
+
+
+def _bend(p0, p1, others: list) -> float:
+    """The curvature that keeps an edge farthest from the nodes it does not connect (straight if clear)."""
+    t = np.linspace(0.1, 0.9, 17)
+    best = None
+    for rad in (0.0, 0.3, -0.3, 0.5, -0.5):
+        pts = _bezier(p0, p1, rad, t)
+        clearance = min((np.linalg.norm(pts - np.asarray(o), axis=1).min() for o in others), default=9.0)
+        if clearance > 0.45:  # clear of every node circle and its label: take the straightest such edge
+            return rad
+        if best is None or clearance > best[0]:
+            best = (clearance, rad)
+    return best[1]
+
+
+def _label_spot(p0, p1, rad: float, taken: list) -> tuple[float, float, float]:
+    """Where on the edge its op label goes: the spot farthest from nodes and labels already placed.
+
+    Two edges that cross mid-way (c_{k-2} -> 1 and c_{k-1} -> 0) would otherwise stack their labels.
+    """
+    best = None
+    for t in (0.5, 0.38, 0.62, 0.3, 0.7):
+        (x, y), = _bezier(p0, p1, rad, np.array([t]))
+        room = min((math.dist((x, y), q) for q in taken), default=9.0)
+        if best is None or room > best[0] + 1e-9:
+            best = (room, t, x, y)
+        if room > 0.75:
+            break
+    _, t, x, y = best
+    c = (np.asarray(p0) + np.asarray(p1)) / 2 + rad * np.array([p1[1] - p0[1], -(p1[0] - p0[0])])
+    dx, dy = 2 * (1 - t) * (c - np.asarray(p0)) + 2 * t * (np.asarray(p1) - c)  # the curve's tangent at t
+    angle = math.degrees(math.atan2(dy, dx))
+    taken.append((x, y))
+    return x, y, angle
+
+
+def plot_cell(cell: list[tuple[str, int]], concat: list[int], ax, title: str = "", ops: list[str] | None = None):
+    """Draw one cell (a genotype's ``normal`` or ``reduce`` list of ``(op, input_state)``) on ``ax``.
+
+    Edges carry their op as a label along the edge and are coloured by op (same colour = same op
+    across cells and figures when ``ops`` is given); dashed grey edges concatenate into the cell output.
+    """
+    nodes = len(concat)
+    k = max(1, len(cell) // nodes)
+    pos = _cell_positions(nodes)
+    colors = _op_colors(ops or sorted({op for op, _ in cell}))
+    seen: Counter = Counter()
+    taken = list(pos.values())
+    for n, (op, state) in enumerate(cell):
+        src, dst = state_name(state), str(n // k)
+        p0, p1 = pos[src], pos[dst]
+        rad = _bend(p0, p1, [p for name, p in pos.items() if name not in (src, dst)])
+        rad += 0.35 * seen[(src, dst)] * (-1) ** seen[(src, dst)]  # a repeated pair bends apart
+        seen[(src, dst)] += 1
+        color = colors.get(op, "0.3")
+        ax.annotate("", xy=p1, xytext=p0, zorder=1,
+                    arrowprops=dict(arrowstyle="-|>", color=color, lw=1.6, shrinkA=15, shrinkB=15,
+                                    connectionstyle=f"arc3,rad={rad}"))
+        mx, my, angle = _label_spot(p0, p1, rad, taken)
+        ax.text(mx, my, op.replace("_", " "), ha="center", va="center", fontsize=7.5, color=color, zorder=3,
+                rotation=angle, rotation_mode="anchor", transform_rotates_text=True,
+                bbox=dict(boxstyle="round,pad=0.12", fc="white", ec="none", alpha=0.9))
+    for i in concat:
+        ax.annotate("", xy=pos["c_{k}"], xytext=pos[state_name(i)], zorder=1,
+                    arrowprops=dict(arrowstyle="-|>", color="0.6", lw=1.0, ls="--", shrinkA=15, shrinkB=15))
+    for name, (x, y) in pos.items():
+        kind = "node" if name.isdigit() else "output" if name == "c_{k}" else "input"
+        ax.text(x, y, _tex(name), ha="center", va="center", fontsize=10, zorder=4,
+                bbox=dict(boxstyle="circle,pad=0.3" if kind == "node" else "round,pad=0.35", fc=COLORS[kind],
+                          ec="0.3"))
+    ax.set_xlim(-0.5, DX * (nodes + 1) + 0.5)
+    ax.set_ylim(-1.75, 1.75)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=10)
+
+
+def plot_genotype(genotype: Genotype, title: str | None = None, ops: list[str] | None = None):
+    """The normal and the reduction cell of ``genotype``, side by side."""
+    nodes = len(genotype.normal_concat)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * (DX * (nodes + 1) + 1.2), 4.0))
+    for ax, (field, label) in zip(axes, CELLS):
+        plot_cell(getattr(genotype, field), getattr(genotype, f"{field}_concat"), ax, label, ops)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+# -- architecture weights ---------------------------------------------------------------------------------------
+
+def _weights(alpha) -> np.ndarray:
+    return torch.softmax(torch.as_tensor(alpha).detach().float().cpu(), -1).numpy()
 
 
 def plot_alphas(params: dict, ops: list[str]):
     """Heatmap of softmax(alpha) per edge x op, normal and reduction cell side by side."""
-    fig, axes = plt.subplots(1, 2, figsize=(2 + 0.9 * len(ops) * 2, 1.5 + 0.35 * params["alpha_normal"].shape[0]))
-    for ax, name in zip(axes, ("alpha_normal", "alpha_reduce")):
-        w = torch.softmax(params[name].detach().float().cpu(), -1).numpy()
-        im = ax.imshow(w, cmap="viridis", vmin=0, aspect="auto")
+    edges = params["alpha_normal"].shape[0]
+    nodes = _nodes_of(edges)
+    fig, axes = plt.subplots(1, 2, figsize=(2 + 0.9 * len(ops) * 2, 1.5 + 0.35 * edges))
+    for ax, (field, label) in zip(axes, CELLS):
+        w = _weights(params[f"alpha_{field}"])
+        # Colours span the data's range: early in meta-training every weight is close to 1/#ops, and a
+        # 0..1 scale would paint one flat colour over the ranking that derivation reads.
+        im = ax.imshow(w, cmap="viridis", aspect="auto")
         ax.set_xticks(range(len(ops)), ops, rotation=60, ha="right", fontsize=8)
-        ax.set_yticks(range(w.shape[0]), [f"edge {e}" for e in range(w.shape[0])], fontsize=8)
-        ax.set_title(f"softmax({name})")
+        ax.set_yticks(range(edges), edge_labels(nodes), fontsize=8)
+        ax.set_title(f"softmax(alpha), {label}", fontsize=10)
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
+    return fig
+
+
+def _nodes_of(edges: int) -> int:
+    nodes = 1
+    while n_edges(nodes) < edges:
+        nodes += 1
+    return nodes
+
+
+def _pick(snapshots: list[dict], most: int) -> list[dict]:
+    if len(snapshots) <= most:
+        return snapshots
+    idx = sorted({round(i * (len(snapshots) - 1) / (most - 1)) for i in range(most)})
+    return [snapshots[i] for i in idx]
+
+
+def plot_alpha_evolution(snapshots: list[dict], ops: list[str], most: int = 6):
+    """softmax(alpha) heatmaps at up to ``most`` evenly spaced snapshots (columns), one row per cell type."""
+    if not snapshots:
+        raise ValueError("no alpha snapshots to plot")
+    shown = _pick(snapshots, most)
+    edges = shown[0]["alpha_normal"].shape[0]
+    labels = edge_labels(_nodes_of(edges))
+    fig, axes = plt.subplots(2, len(shown), squeeze=False, sharex=True, sharey=True, layout="constrained",
+                             figsize=(1.6 + 0.32 * len(ops) * len(shown), 2.4 + 0.55 * edges))
+    # One colour scale over all panels, spanning the data (see plot_alphas).
+    vmin = min(float(s[f"alpha_{c}"].min()) for s in shown for c, _ in CELLS)
+    vmax = max(float(s[f"alpha_{c}"].max()) for s in shown for c, _ in CELLS)
+    for col, snap in enumerate(shown):
+        for row, (field, label) in enumerate(CELLS):
+            ax = axes[row, col]
+            im = ax.imshow(np.asarray(snap[f"alpha_{field}"]), cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
+            if row == 0:
+                ax.set_title(f"iteration {snap['iteration']}", fontsize=9)
+            if col == 0:
+                ax.set_ylabel(label, fontsize=9)
+                ax.set_yticks(range(edges), labels, fontsize=7)
+            ax.set_xticks(range(len(ops)), ops, rotation=70, ha="right", fontsize=7)
+    fig.colorbar(im, ax=axes, fraction=0.02, label=f"softmax(alpha)  (uniform = 1/{len(ops)} = {1 / len(ops):.3f})")
+    fig.suptitle("architecture weights over meta-training (rows: edges, columns: ops)", fontsize=10)
+    return fig
+
+
+def entropy(weights) -> float:
+    """Mean over edges of the entropy (nats) of each edge's op distribution."""
+    w = torch.as_tensor(weights).double().clamp_min(1e-12)
+    return float(-(w * w.log()).sum(-1).mean())
+
+
+def plot_alpha_entropy(snapshots: list[dict], ops: list[str]):
+    """Mean per-edge entropy of softmax(alpha) against meta-iteration; log(#ops) = undecided (uniform)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    its = [s["iteration"] for s in snapshots]
+    for field, label in CELLS:
+        ax.plot(its, [entropy(s[f"alpha_{field}"]) for s in snapshots], marker="o", ms=3, label=label)
+    ax.axhline(math.log(len(ops)), color="0.5", ls="--", lw=1, label=f"uniform (log {len(ops)})")
+    ax.set_xlabel("meta-iteration")
+    ax.set_ylabel("mean edge entropy (nats)")
+    ax.set_title("how decided the architecture is", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+# -- learning curves --------------------------------------------------------------------------------------------
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+    if window <= 1 or len(values) < window:
+        return values
+    kernel = np.ones(window) / window
+    # Valid part only, then pad the start with the running mean so the curve starts at step 0.
+    head = np.cumsum(values[:window - 1]) / np.arange(1, window)
+    return np.concatenate([head, np.convolve(values, kernel, mode="valid")])
+
+
+def plot_learning_curves(histories: dict[str, list[tuple[int, float]]], title: str = "meta-training"):
+    """Accuracy (left) and loss (right) against iteration, from ``{metric: [(step, value), ...]}``.
+
+    Per-iteration train metrics are noisy (a few tasks each): drawn faint with a moving average on top.
+    ``val/accuracy`` gets its ``val/ci95`` band when that is given.
+    """
+    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, points in sorted(histories.items()):
+        if not points or name.endswith("ci95"):
+            continue
+        ax = acc_ax if "accuracy" in name else loss_ax if "loss" in name else None
+        if ax is None:
+            continue
+        steps, values = (np.asarray(v, dtype=float) for v in zip(*sorted(points)))
+        if name.startswith("train/"):
+            line, = ax.plot(steps, values, lw=0.8, alpha=0.3)
+            window = max(1, len(values) // 20)
+            ax.plot(steps, _smooth(values, window), color=line.get_color(), lw=1.8,
+                    label=f"{name} (mean of {window})" if window > 1 else name)
+        else:
+            line, = ax.plot(steps, values, marker="o", ms=4, lw=1.5, label=name)
+            ci = dict(histories.get(name.replace("accuracy", "ci95"), []))
+            if ci and all(s in ci for s in steps):
+                half = np.asarray([ci[s] for s in steps])
+                ax.fill_between(steps, values - half, values + half, color=line.get_color(), alpha=0.15)
+    for ax, label in ((acc_ax, "accuracy"), (loss_ax, "loss")):
+        ax.set_xlabel("meta-iteration")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    acc_ax.set_ylim(0, 1)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_adaptation_curve(curve, title: str = "query accuracy vs adaptation step", ways: int | None = None):
+    """Mean query accuracy (95% CI band over tasks) before (step 0) and after each adaptation step.
+
+    ``curve``: [tasks, steps + 1], as ``Evaluation.curve``; ``ways`` draws the chance level.
+    """
+    c = torch.as_tensor(curve).double()
+    mean = c.mean(0).numpy()
+    half = (1.96 * c.std(0) / math.sqrt(c.shape[0])).nan_to_num(0.0).numpy() if c.shape[0] > 1 else 0 * mean
+    steps = np.arange(c.shape[1])
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    ax.plot(steps, mean, marker="o", label=f"mean over {c.shape[0]} tasks")
+    ax.fill_between(steps, mean - half, mean + half, alpha=0.2, label="95% CI")
+    if ways:
+        ax.axhline(1 / ways, color="0.5", ls="--", lw=1, label=f"chance (1/{ways})")
+    ax.set_xticks(steps)
+    ax.set_xlabel("adaptation step (DARTS on w and alpha)")
+    ax.set_ylabel("query accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+# -- per-task genotype diversity --------------------------------------------------------------------------------
+
+def op_wins(genotypes: list[Genotype], ops: list[str], nodes: int, field: str) -> np.ndarray:
+    """[edges, ops] fraction of genotypes that keep ``op`` on ``edge`` of the ``field`` cell.
+
+    A row sums to the fraction of tasks that keep the edge at all (derivation keeps ``k`` per node).
+    """
+    counts = np.zeros((n_edges(nodes), len(ops)))
+    for g in genotypes:
+        cell = getattr(g, field)
+        k = len(cell) // nodes
+        for n, (op, state) in enumerate(cell):
+            counts[edge_index(n // k, state), ops.index(op)] += 1
+    return counts / max(1, len(genotypes))
+
+
+def plot_op_wins(by_family: dict[str, list[Genotype]], ops: list[str], nodes: int):
+    """Per task family (rows) and cell type (columns): how often each op wins each edge across tasks."""
+    if not by_family:
+        raise ValueError("no genotypes to plot")
+    edges = n_edges(nodes)
+    fig, axes = plt.subplots(len(by_family), 2, squeeze=False, sharex=True, layout="constrained",
+                             figsize=(2.5 + 0.75 * len(ops) * 2, 1.4 + (0.8 + 0.42 * edges) * len(by_family)))
+    for row, (family, genotypes) in enumerate(by_family.items()):
+        distinct = len({(tuple(g.normal), tuple(g.reduce)) for g in genotypes})
+        for col, (field, label) in enumerate(CELLS):
+            ax = axes[row, col]
+            w = op_wins(genotypes, ops, nodes, field)
+            im = ax.imshow(w, cmap="magma_r", vmin=0, vmax=1, aspect="auto")
+            for (e, o), v in np.ndenumerate(w):
+                if v > 0:
+                    ax.text(o, e, f"{v:.0%}" if len(genotypes) > 1 else "x", ha="center", va="center", fontsize=7,
+                            color="white" if v > 0.6 else "black")
+            ax.set_xticks(range(len(ops)), ops, rotation=60, ha="right", fontsize=8)
+            ax.set_yticks(range(edges), edge_labels(nodes), fontsize=8)
+            ax.set_title(f"{family}: {label}\n{len(genotypes)} tasks, {distinct} distinct genotypes", fontsize=9)
+    fig.colorbar(im, ax=axes, fraction=0.025, label="fraction of tasks keeping op on edge")
     return fig

@@ -108,6 +108,10 @@ class Tracker:
         now = int(time.time() * 1000)
         self._call("log_batch", self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
 
+    def metric_histories(self, names: list[str]) -> dict[str, list[tuple[int, float]]]:
+        """``{name: [(step, value), ...]}`` of this run, read back from the store."""
+        return {n: [(m.step, m.value) for m in self.client.get_metric_history(self.run_id, n)] for n in names}
+
     def set_tags(self, tags: dict) -> None:
         for k, v in tags.items():
             self._call("set_tag", self.run_id, k, str(v))
@@ -141,3 +145,22 @@ class NullTracker:
         pass
 
     log_config = log_metrics = set_tags = log_text = log_dict = log_artifact = log_figure = end = _skip
+
+
+def recent_runs(output_dir: str, n: int = 10) -> list[dict]:
+    """The ``n`` most recently started runs of every experiment in the store of ``output_dir``, newest first."""
+    from mlflow.tracking import MlflowClient
+
+    store = Path(output_dir).resolve() / "mlflow.db"
+    if not store.is_file():  # opening a missing store would create (and migrate) an empty one
+        raise MetanasError(f"no MLflow store at {store}: run python -m metanas.meta_train first, or pass "
+                           "--output-dir of a runs folder")
+    client = MlflowClient(f"sqlite:///{store}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, order_by=["attributes.start_time DESC"], max_results=n) if experiments else []
+    return [{
+        "run_id": r.info.run_id, "kind": r.data.tags.get(KIND, "-"), "status": r.info.status,
+        "name": " / ".join(dict.fromkeys(v for v in (r.info.run_name, r.data.tags.get("metanas.family")) if v)) or "-",
+        "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.info.start_time / 1000)),
+        "metrics": dict(r.data.metrics),
+    } for r in runs]

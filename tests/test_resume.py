@@ -62,6 +62,9 @@ def test_sigkill_then_resume_ends_identical(tmp_path, reference):
     resumed_id, params = final_params(tmp_path)
     assert resumed_id == run_id  # the same run (and checkpoint) continued
     assert same(params, reference)
+    # The alpha snapshots for the plots survive the kill: the one taken at the start, then the validation.
+    history = torch.load(tmp_path / "checkpoints" / f"{run_id}.pt", weights_only=True)["alpha_history"]
+    assert [s["iteration"] for s in history] == [0, 24]
 
 
 def test_sigterm_checkpoints_and_says_how_to_resume(tmp_path, reference):

@@ -102,18 +102,35 @@ def _list_classes(root: Path) -> list[tuple[str, list[Path]]]:
     return classes
 
 
+def preprocess(im: Image.Image, size: int = 28) -> np.ndarray:
+    """One drawing as the networks see it: uint8 [size, size], strokes high (divide by 255 for [0, 1]).
+
+    The single definition shared by the training cache and by ``metanas predict``/``export``, so a
+    shipped model sees user images exactly as it saw Omniglot during meta-training.
+    """
+    # 1-bit True = background; convert to L before resizing (PIL resizes mode "1" with nearest only)
+    # and invert so strokes are high: zero padding and zero-init then mean "no ink".
+    return np.asarray(ImageOps.invert(im.convert("L")).resize((size, size), Image.LANCZOS))
+
+
+def read_image(path: str | os.PathLike, size: int = 28) -> np.ndarray:
+    """:func:`preprocess` of an image file; an unreadable file is a MetanasError naming it."""
+    try:
+        with Image.open(path) as im:
+            return preprocess(im, size)
+    except Exception as e:
+        raise MetanasError(f"cannot decode {path}: {e}; delete or replace the file, or set data.skip_corrupt=true "
+                           "to skip unreadable images with a warning") from None
+
+
 def _decode(job: tuple[Path, int, bool]) -> np.ndarray | None:
     path, size, skip_corrupt = job
     try:
-        with Image.open(path) as im:
-            # 1-bit True = background; convert to L before resizing (PIL resizes mode "1" with nearest only)
-            # and invert so strokes are high: zero padding and zero-init then mean "no ink".
-            return np.asarray(ImageOps.invert(im.convert("L")).resize((size, size), Image.LANCZOS))
-    except Exception as e:
+        return read_image(path, size)
+    except MetanasError:
         if skip_corrupt:
             return None
-        raise MetanasError(f"cannot decode {path}: {e}; delete or replace the file, or set data.skip_corrupt=true "
-                           "to skip unreadable images with a warning") from None
+        raise
 
 
 def _cache_file(root: Path, image_size: int) -> Path:
