@@ -28,12 +28,30 @@ def build_model(cfg: Config, n_classes: int, genotype: Genotype | None = None) -
     if genotype is None and s.genotype == "random":
         genotype = random_genotype(s.ops, s.nodes, s.k, torch.Generator().manual_seed(cfg.run.seed))
     elif genotype is None and s.genotype:
-        try:
-            genotype = genotype_from_json(json.loads(Path(s.genotype).read_text()))
-        except (OSError, json.JSONDecodeError) as e:
-            raise MetanasError(f"cannot read genotype file {s.genotype}: {e}; pass a genotype JSON") from None
+        genotype = read_genotype(s.genotype)
+    if genotype is not None and {len(genotype.normal), len(genotype.reduce)} != {s.nodes * s.k}:
+        raise MetanasError(f"the genotype has {len(genotype.normal)} (op, input) pairs per cell but this search space "
+                           f"has {s.nodes} nodes x k={s.k} inputs: use a genotype searched in the same space")
     return Network(n_classes, C=s.channels, cells=s.cells, nodes=s.nodes, ops=s.ops,
                    stem_multiplier=s.stem_multiplier, genotype=genotype)
+
+
+def read_genotype(path: str | os.PathLike) -> Genotype:
+    try:
+        return genotype_from_json(json.loads(Path(path).read_text()))
+    except (OSError, json.JSONDecodeError) as e:
+        raise MetanasError(f"cannot read genotype file {path}: {e}; pass a genotype JSON "
+                           "(genotype.json of a run, of metanas search or of metanas export)") from None
+
+
+def child_of(cfg: Config, params: dict, genotype: Genotype, n_classes: int) -> Network:
+    """The discrete child of ``genotype`` with the supernet weights ``params`` it has (names are shared)."""
+    if cfg.search.space != "darts" or cfg.search.genotype:
+        raise MetanasError("a genotype can only be cut out of a DARTS supernet warm start; this checkpoint is "
+                           f"{'conv4' if cfg.search.space == 'conv4' else 'already a fixed child net'}")
+    child = build_model(cfg, n_classes, genotype)
+    child.load_state_dict({k: params[k].detach().clone() for k in child.state_dict()})
+    return child
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:

@@ -1,4 +1,5 @@
-"""The ``metanas`` command: ``train``, ``adapt``, ``export``, ``predict``, ``register``, ``runs``, ``tasks``, ``ui``."""
+"""The ``metanas`` command: ``train``, ``adapt``, ``evaluate``, ``search``, ``export``, ``predict``, ``register``,
+``runs``, ``tasks``, ``ui``."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def _warm_start(args):
     """The checkpoint named by the arguments, its model, its config with the command-line changes, and the
     process group: under torchrun the test tasks are split across ranks (every rank reads the checkpoint)."""
     from metanas import distributed
-    from metanas.checkpoint import load_checkpoint, model_from_checkpoint
+    from metanas.checkpoint import child_of, load_checkpoint, model_from_checkpoint, read_genotype
     from metanas.runtime import seed_everything
 
     path = resolve_checkpoint(args)
@@ -48,25 +49,36 @@ def _warm_start(args):
         cfg.inner.eval_steps = args.steps
     if args.no_arch_adapt:  # baseline: meta-learned alpha, weights adapted, architecture not
         cfg.inner.lr_alpha = 0.0
+    if getattr(args, "genotype", None):  # a fixed architecture (e.g. from metanas search): weights only
+        model = child_of(cfg, dict(model.named_parameters()), read_genotype(args.genotype), state["ways"])
+        cfg.inner.lr_alpha = 0.0
     dist = distributed.init(cfg)
     seed_everything(args.seed)
     return path, state, model.to(dist.device), cfg, dist
 
 
-def _adapt_family(args, path, state, model, cfg, dist, name: str, progress: bool = True):
-    """Adapt the warm start to ``args.tasks`` test tasks of family ``name``: (family, Evaluation, genotypes, steps)."""
-    import torch
-
-    from metanas.data import get_tasksets, load_family
-    from metanas.estimation import evaluate
-    from metanas.meta_train import eval_steps
-    from metanas.strategy import MetaLearner
+def family_for(state: dict, name: str, path):
+    """Task family ``name``, checked against the ways the warm start at ``path`` was meta-trained for."""
+    from metanas.data import load_family
 
     family = load_family(name)
     if family.ways != state["ways"]:
         raise MetanasError(f"the warm start {path} was meta-trained for {state['ways']}-way tasks but "
                            f"{family.name} is {family.ways}-way: pick a {state['ways']}-way family or meta-train "
                            f"with task.family={family.name}")
+    return family
+
+
+def _adapt_family(args, path, state, model, cfg, dist, name: str, progress: bool = True):
+    """Adapt the warm start to ``args.tasks`` test tasks of family ``name``: (family, Evaluation, genotypes, steps)."""
+    import torch
+
+    from metanas.data import get_tasksets
+    from metanas.estimation import evaluate
+    from metanas.meta_train import eval_steps
+    from metanas.strategy import MetaLearner
+
+    family = family_for(state, name, path)
     sets = get_tasksets(family, cfg.data.root, skip_corrupt=cfg.data.skip_corrupt)
     learner = MetaLearner(model, cfg, family.ways)
     steps = eval_steps(cfg)
@@ -216,7 +228,7 @@ def _plot_adaptation(tracker, output_dir, family, cfg, genotypes, ev) -> Path:
 def cmd_export(args) -> None:
     import torch
 
-    from metanas.checkpoint import load_checkpoint
+    from metanas.checkpoint import load_checkpoint, read_genotype
     from metanas.export import export_task
     from metanas.plots import close, plot_genotype
     from metanas.space import genotype_str
@@ -224,7 +236,8 @@ def cmd_export(args) -> None:
 
     path = resolve_checkpoint(args)
     state = load_checkpoint(path)
-    exported = export_task(state, args.task, args.out, steps=args.steps, finetune=args.finetune)
+    exported = export_task(state, args.task, args.out, steps=args.steps, finetune=args.finetune,
+                           genotype=read_genotype(args.genotype) if args.genotype else None)
     with torch.no_grad():
         predicted = exported.child(exported.support_x).argmax(-1)
     print(f"exported: {exported.out.resolve()}  ({', '.join(p.name for p in sorted(exported.out.iterdir()))})")
@@ -327,6 +340,12 @@ def ui_command(output_dir: str, host: str, port: int) -> list[str]:
     return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
 
 
+def cmd_search(args) -> None:
+    from metanas.search import cmd_search as run
+
+    run(args)
+
+
 def cmd_ui(args) -> None:
     cmd = ui_command(args.output_dir, args.host, args.port)
     print(" ".join(cmd), flush=True)
@@ -355,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--tasks", type=int, default=tasks, help=f"number of test tasks (default {tasks})")
         a.add_argument("--steps", type=int, help="adaptation steps (default: the checkpoint's inner.eval_steps)")
         a.add_argument("--no-arch-adapt", action="store_true", help="adapt the weights only, keep the warm alpha")
+        a.add_argument("--genotype", metavar="FILE.json", help="adapt the weights of this fixed architecture only "
+                       "(e.g. the best_genotype.json of metanas search), cut out of the supernet warm start")
         a.add_argument("--seed", type=int, default=0, help="seed of the test tasks")
         a.add_argument("--data-root", help="folder containing omniglot-py/ (else $METANAS_DATA)")
         a.add_argument("--device", default="auto")
@@ -373,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--steps", type=int, help="adaptation steps (default: the checkpoint's inner.eval_steps)")
     e.add_argument("--finetune", type=int, default=0, metavar="STEPS",
                    help="SGD steps on the child's weights on the support set after derivation (default 0)")
+    e.add_argument("--genotype", metavar="FILE.json", help="export this fixed architecture (weights adapted) "
+                   "instead of the genotype derived from the adapted alpha")
     e.add_argument("--register", metavar="NAME", help="also register the logged model under this name")
     e.add_argument("--no-track", action="store_true", help="do not log an MLflow run and model")
     e.set_defaults(fn=cmd_export)
@@ -383,6 +406,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("images", nargs="+", metavar="IMAGE")
     r.add_argument("--output-dir", default="runs", help="runs folder whose MLflow store resolves a model URI")
     r.set_defaults(fn=cmd_predict)
+
+    h = sub.add_parser("search", help="search a genotype for a task family with a discrete strategy, scored on the "
+                       "meta-learned supernet (random, evolution, reinforce, bohb, darts)")
+    h.add_argument("--task", default="omniglot-5way", help="task family name (tasks/NAME.yaml) or YAML path")
+    h.add_argument("--strategy", default="evolution",
+                   help="random | evolution | reinforce | bohb | darts (default evolution)")
+    h.add_argument("--compare", action="store_true", help="run every strategy with the same budget and seed: "
+                   "table (markdown + CSV) and best-so-far plot")
+    h.add_argument("--budget", type=float, default=200, help="evaluations per strategy: one = one candidate adapted "
+                   "and scored on all --val-tasks validation tasks (default 200)")
+    h.add_argument("--val-tasks", type=int, default=20, help="validation tasks a candidate is scored on (default 20)")
+    h.add_argument("--test-tasks", type=int, default=600, help="fresh test tasks for the winner (default 600)")
+    _add_warm_start_args(h)
+    h.add_argument("--steps", type=int, help="adaptation steps per task (default: the checkpoint's inner.eval_steps)")
+    h.add_argument("--seed", type=int, default=0, help="seed of the strategies and of the tasks")
+    h.add_argument("--data-root", help="folder containing omniglot-py/ (else $METANAS_DATA)")
+    h.add_argument("--device", default="auto")
+    h.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
+    h.set_defaults(fn=cmd_search, no_arch_adapt=False)
 
     g = sub.add_parser("register", help="register a warm start in the MLflow model registry")
     g.add_argument("--name", required=True, help="registered model name")

@@ -51,8 +51,10 @@ def op_wins(alphas: Params) -> dict[str, torch.Tensor]:
 
 
 def evaluate(model, params: Params, taskset, n_tasks: int, inner: dict, generator: torch.Generator,
-             chunk: int = 10, curve: bool = False, progress: bool = False, device="cpu", dist=None) -> Evaluation:
-    """Adapt ``params`` to ``n_tasks`` tasks drawn from ``taskset`` with ``generator``.
+             chunk: int = 10, curve: bool = False, progress: bool = False, device="cpu", dist=None,
+             skip: int = 0) -> Evaluation:
+    """Adapt ``params`` to ``n_tasks`` tasks drawn from ``taskset`` with ``generator`` (after drawing and
+    dropping ``skip`` tasks, so tasks ``[skip, skip + n_tasks)`` of the seeded sequence are adapted).
 
     ``chunk`` tasks are adapted together under ``vmap`` (chunk=1 gives honest per-task latency).
     ``inner`` holds :func:`adapt`'s keyword arguments. ``dist`` (a :class:`metanas.distributed.Dist`):
@@ -69,7 +71,7 @@ def evaluate(model, params: Params, taskset, n_tasks: int, inner: dict, generato
         return trace, {k: v for k, v in adapted.items() if is_alpha(k)}
 
     mine = dist.shard(n_tasks) if dist is not None else range(n_tasks)
-    for _ in range(mine.start):  # the tasks of lower ranks: drawn and dropped, so the sequence is a 1-rank run's
+    for _ in range(skip + mine.start):  # lower ranks' tasks: drawn and dropped, so the sequence is a 1-rank run's
         taskset.sample(generator)
     batched = vmap(one_task, in_dims=(None, 0, 0, 0, 0))
     traces, alphas, seconds = [], [], []
@@ -92,6 +94,32 @@ def evaluate(model, params: Params, taskset, n_tasks: int, inner: dict, generato
     trace = torch.cat([p[0] for p in parts])
     return Evaluation(trace[:, -1], trace, {k: torch.cat([p[1][k] for p in parts]) for k in parts[0][1]},
                       torch.cat([p[2] for p in parts]))
+
+
+class ChildNetScorer:
+    """A genotype's quality for a task family, with weight sharing (as in ENAS).
+
+    The child net of the genotype takes the meta-learned supernet weights it has (names are shared, alpha is
+    dropped), adapts its weights for ``inner['steps']`` steps on each task's support set and is scored on the
+    query set. Every candidate sees the same seeded sequence of ``tasks`` tasks from ``taskset`` (common random
+    numbers: candidates differ by architecture, not by luck of the draw). ``spent`` counts evaluations: tasks
+    adapted / ``tasks``, so one candidate scored on all tasks costs 1 whatever the strategy.
+    """
+
+    def __init__(self, build_child, params: Params, taskset, tasks: int, inner: dict, seed: int, device="cpu"):
+        self.build_child, self.params, self.taskset = build_child, params, taskset
+        self.tasks, self.inner, self.seed, self.device = tasks, inner, seed, device
+        self.spent = 0.0
+
+    def accuracies(self, genotype, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Query accuracy of ``genotype``'s child on tasks ``[start, stop)`` of the sequence."""
+        stop = self.tasks if stop is None else stop
+        child = self.build_child(genotype).to(self.device)
+        p = {k: self.params[k] for k, _ in child.named_parameters()}
+        ev = evaluate(child, p, self.taskset, stop - start, self.inner, torch.Generator().manual_seed(self.seed),
+                      device=self.device, skip=start)
+        self.spent += (stop - start) / self.tasks
+        return ev.accuracies
 
 
 def _unsqueezed(out):

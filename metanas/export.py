@@ -99,15 +99,6 @@ def freeze_batchnorm(net: nn.Module, x: torch.Tensor) -> nn.Module:
     return net.eval()
 
 
-def child_from_adapted(cfg, adapted: dict, genotype: Genotype, n_classes: int) -> Network:
-    """The discrete child of ``genotype`` with the adapted supernet weights it has (names are shared)."""
-    from metanas.checkpoint import build_model
-
-    child = build_model(cfg, n_classes, genotype)
-    child.load_state_dict({k: adapted[k].detach().clone() for k in child.state_dict()})
-    return child
-
-
 @dataclass
 class Exported:
     out: Path
@@ -121,14 +112,17 @@ class Exported:
 
 
 def export_task(state: dict, support: str | os.PathLike, out: str | os.PathLike, steps: int | None = None,
-                finetune: int = 0) -> Exported:
-    """Adapt a warm start (a loaded checkpoint) to the support folder and save the discrete child in ``out``."""
-    from metanas.checkpoint import model_from_checkpoint
+                finetune: int = 0, genotype: Genotype | None = None) -> Exported:
+    """Adapt a warm start (a loaded checkpoint) to the support folder and save the discrete child in ``out``.
+
+    ``genotype`` (e.g. found by ``metanas search``): adapt that fixed child's weights instead of deriving one."""
+    from metanas.checkpoint import child_of, model_from_checkpoint
     from metanas.meta_train import eval_steps
-    from metanas.space import derive_genotype
     from metanas.strategy import MetaLearner, adapt
 
     model, cfg = model_from_checkpoint(state)
+    if genotype is not None:
+        model = child_of(cfg, dict(model.named_parameters()), genotype, state["ways"])
     image_size = task_image_size(cfg)
     x, y, classes = load_support(support, image_size)
     if len(classes) != state["ways"]:
@@ -141,8 +135,12 @@ def export_task(state: dict, support: str | os.PathLike, out: str | os.PathLike,
     learner = MetaLearner(model, cfg, len(classes))
     steps = eval_steps(cfg) if steps is None else steps
     adapted = adapt(model, learner.params(), x, y, **learner.inner_kwargs(steps=steps))
-    genotype = derive_genotype(adapted, cfg.search.ops, cfg.search.nodes, cfg.search.k)
-    child = child_from_adapted(cfg, adapted, genotype, len(classes))
+    genotype = model.derive(adapted, cfg.search.k)
+    if model.is_supernet:
+        child = child_of(cfg, adapted, genotype, len(classes))
+    else:  # a fixed architecture (--genotype, or a child-net checkpoint) is its own child
+        child = model
+        child.load_state_dict({k: v.detach() for k, v in adapted.items()})
     if finetune:
         # The child drops the ops it did not keep, so its output differs from the supernet's; a few SGD
         # steps on the support set (same inner learning rate) let its weights settle into the new graph.

@@ -69,7 +69,7 @@ def test_evaluate_shift_suite_writes_a_table_over_families(smoke_run, runs_dir):
                   "--output-dir", str(runs_dir))
     assert out.returncode == 0, out.stderr
     table = [line for line in out.stdout.splitlines() if line.startswith("| ")]
-    families = {line.split("|")[1].strip() for line in table[2:]}
+    families = {line.split("|")[1].strip() for line in table[1:]}  # header row, then one row per family
     assert {"omniglot-5way", "omniglot-5way-shift-blur", "omniglot-5way-shift-mixed", "digits-5way"} <= families
     blur = next(line for line in table if line.startswith("| omniglot-5way-shift-blur "))
     assert "±" in blur and 0.0 <= float(blur.split("|")[4]) <= 1.0

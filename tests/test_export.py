@@ -11,8 +11,8 @@ import pytest
 import torch
 from conftest import run_cli
 
-from metanas.checkpoint import load_checkpoint, model_from_checkpoint
-from metanas.export import child_from_adapted, export_task, freeze_batchnorm, load_support, load_task_model
+from metanas.checkpoint import child_of, load_checkpoint, model_from_checkpoint
+from metanas.export import export_task, freeze_batchnorm, load_support, load_task_model
 from metanas.space import derive_genotype
 from metanas.strategy import MetaLearner, adapt
 
@@ -102,7 +102,7 @@ def test_frozen_batchnorm_reproduces_support_statistics_and_frees_the_batch(smok
     x, y, _ = load_support(drawings[0])
     learner = MetaLearner(model, cfg, 5)
     adapted = adapt(model, learner.params(), x, y, **learner.inner_kwargs())
-    child = child_from_adapted(cfg, adapted, derive_genotype(adapted, cfg.search.ops, cfg.search.nodes), 5)
+    child = child_of(cfg, adapted, derive_genotype(adapted, cfg.search.ops, cfg.search.nodes), 5)
     with torch.no_grad():
         batch_stats = child(x)
         frozen = freeze_batchnorm(copy.deepcopy(child), x)

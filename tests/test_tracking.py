@@ -9,7 +9,8 @@ from mlflow.tracking import MlflowClient
 
 def test_two_processes_writing_one_store_both_finish_with_all_metrics(tmp_path):
     cmd = [sys.executable, "-m", "metanas.meta_train", "--config", "configs/smoke.yaml", "meta.iterations=8",
-           f"run.output_dir={tmp_path}", "run.progress=false"]
+           f"run.output_dir={tmp_path}", "run.progress=false",
+           "run.threads=1"]  # one core each: two 2-thread OpenMP pools on 2 cores spin-wait ~20x slower
     procs = [subprocess.Popen(cmd + [f"run.seed={seed}"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for seed in (0, 1)]
     outs = [p.communicate(timeout=300) for p in procs]
