@@ -172,7 +172,8 @@ def _suite(args, path, state, model, cfg, dist) -> None:
             family, ev, genotypes, steps = _adapt_family(args, path, state, model, cfg, dist, name, progress=False)
         except MetanasError as e:  # e.g. a data set that cannot be downloaded here, or other ways
             rows.append((name, None, None, f"skipped: {e}"))
-            print(f"{name}: skipped ({e})")
+            if dist.is_main:  # every rank hits the same error; one line is enough
+                print(f"{name}: skipped ({e})")
             continue
         distance = (sum(genotype_distance(g, warm_genotype) for g in genotypes) / len(genotypes)
                     if warm_genotype is not None else float("nan"))
