@@ -133,7 +133,8 @@ def _search(args, path, state, model, cfg, dist) -> None:
     from metanas.tracking import PARENT, Tracker
 
     family = family_for(state, args.task, path)
-    sets = get_tasksets(family, cfg.data.root, skip_corrupt=cfg.data.skip_corrupt)
+    # query size of meta-training (task.queries): scoring the query set is most of a child's cost
+    sets = get_tasksets(family, cfg.data.root, queries=cfg.task.queries, skip_corrupt=cfg.data.skip_corrupt)
     params = {k: v.detach() for k, v in model.named_parameters()}
     steps = eval_steps(cfg)
     names = list(STRATEGIES) if args.compare else [args.strategy]
