@@ -29,3 +29,11 @@ def test_baselines_and_time_to_accuracy_benchmarks(tmp_path):
     out = run_cli("benchmarks/time_to_accuracy.py", "--out", str(tmp_path / "t.png"), *common)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_scaling_benchmark_runs_one_and_two_torchrun_processes():
+    out = run_cli("benchmarks/scaling.py", "--procs", "1", "2", "--meta-batch", "2", "--iterations", "2",
+                  "--config", "configs/smoke.yaml")
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines() if line.strip() and line.split()[0] in ("1", "2")]
+    assert [r[0] for r in rows] == ["1", "2"] and rows[0][4] == "1.00x" and float(rows[1][2]) > 0
