@@ -91,11 +91,6 @@ def _adapt_family(args, path, state, model, cfg, dist, name: str, progress: bool
 
 def cmd_adapt(args) -> None:
     """``adapt`` (a few tasks, one at a time, every task shown) and ``evaluate`` (many tasks, batched, summary)."""
-    from metanas.estimation import op_wins
-    from metanas.space import genotype_str, genotype_to_json
-    from metanas.tracking import PARENT, Tracker
-
-    kind = args.command
     warm = _warm_start(args)
     try:
         if getattr(args, "suite", None):

@@ -99,27 +99,30 @@ def evaluate(model, params: Params, taskset, n_tasks: int, inner: dict, generato
 class ChildNetScorer:
     """A genotype's quality for a task family, with weight sharing (as in ENAS).
 
-    The child net of the genotype takes the meta-learned supernet weights it has (names are shared, alpha is
-    dropped), adapts its weights for ``inner['steps']`` steps on each task's support set and is scored on the
-    query set. Every candidate sees the same seeded sequence of ``tasks`` tasks from ``taskset`` (common random
+    ``build_child(genotype)`` is the child net holding the meta-learned supernet weights it has (names are shared,
+    alpha is dropped); it adapts its weights for ``inner['steps']`` steps on each task's support set and is scored on
+    the query set. Every candidate sees the same seeded sequence of ``tasks`` tasks from ``taskset`` (common random
     numbers: candidates differ by architecture, not by luck of the draw). ``spent`` counts evaluations: tasks
     adapted / ``tasks``, so one candidate scored on all tasks costs 1 whatever the strategy.
     """
 
-    def __init__(self, build_child, params: Params, taskset, tasks: int, inner: dict, seed: int, device="cpu"):
-        self.build_child, self.params, self.taskset = build_child, params, taskset
+    def __init__(self, build_child, taskset, tasks: int, inner: dict, seed: int, device="cpu"):
+        self.build_child, self.taskset = build_child, taskset
         self.tasks, self.inner, self.seed, self.device = tasks, inner, seed, device
         self.spent = 0.0
 
-    def accuracies(self, genotype, start: int = 0, stop: int | None = None) -> torch.Tensor:
-        """Query accuracy of ``genotype``'s child on tasks ``[start, stop)`` of the sequence."""
+    def evaluate(self, genotype, start: int = 0, stop: int | None = None) -> Evaluation:
+        """``genotype``'s child adapted to tasks ``[start, stop)`` of the sequence."""
         stop = self.tasks if stop is None else stop
         child = self.build_child(genotype).to(self.device)
-        p = {k: self.params[k] for k, _ in child.named_parameters()}
-        ev = evaluate(child, p, self.taskset, stop - start, self.inner, torch.Generator().manual_seed(self.seed),
-                      device=self.device, skip=start)
+        ev = evaluate(child, {k: v.detach() for k, v in child.named_parameters()}, self.taskset, stop - start,
+                      self.inner, torch.Generator().manual_seed(self.seed), device=self.device, skip=start)
         self.spent += (stop - start) / self.tasks
-        return ev.accuracies
+        return ev
+
+    def accuracies(self, genotype, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Query accuracy of ``genotype``'s child on tasks ``[start, stop)`` of the sequence."""
+        return self.evaluate(genotype, start, stop).accuracies
 
 
 def _unsqueezed(out):

@@ -29,7 +29,7 @@ from torch import nn
 
 from metanas.data.omniglot import read_image
 from metanas.errors import MetanasError
-from metanas.space import Genotype, Network, genotype_from_json, genotype_to_json
+from metanas.space import Genotype, genotype_from_json, genotype_to_json
 
 FORMAT = "metanas-export"
 VERSION = 1

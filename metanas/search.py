@@ -16,13 +16,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from metanas.errors import MetanasError
-from metanas.estimation import ChildNetScorer, Evaluation, evaluate
-from metanas.space import Genotype, Network, genotype_str, genotype_to_json
+from metanas.estimation import ChildNetScorer, Evaluation
+from metanas.space import Network, genotype_str, genotype_to_json
 from metanas.space.encoding import GenotypeEncoding
-from metanas.strategy.discrete import STRATEGIES, Trial, best, best_so_far, search
+from metanas.strategy.discrete import STRATEGIES, Trial, best, best_so_far, search, strategy_class
 
 
 @dataclass
@@ -35,8 +33,9 @@ class SearchResult:
     extra: dict = field(default_factory=dict)
 
 
-def scorer_for(model, params, cfg, sets, val_tasks: int, steps: int, seed: int, device="cpu"):
-    """Weight-sharing scorer on ``sets.validation``, and a function that scores a genotype on ``sets.test``."""
+def scorers(model, params, cfg, sets, val_tasks: int, test_tasks: int, steps: int, seed: int, device="cpu"):
+    """Weight-sharing scorers of a genotype: on ``val_tasks`` of ``sets.validation`` (the search's) and on
+    ``test_tasks`` fresh tasks of ``sets.test`` (the winner's report)."""
     from metanas.checkpoint import child_of
     from metanas.strategy import MetaLearner
 
@@ -46,15 +45,9 @@ def scorer_for(model, params, cfg, sets, val_tasks: int, steps: int, seed: int, 
                            "classes, e.g. omniglot-5way")
     ways = sets.test.ways
     build = lambda g: child_of(cfg, params, g, ways)
-    inner = MetaLearner(build(model.derive(params, cfg.search.k)), cfg, ways).inner_kwargs(steps=steps)
-    scorer = ChildNetScorer(build, params, sets.validation, val_tasks, inner, seed, device)
-
-    def test(genotype: Genotype, tasks: int) -> Evaluation:
-        child = build(genotype).to(device)
-        p = {k: v for k, v in scorer.params.items() if k in dict(child.named_parameters())}
-        return evaluate(child, p, sets.test, tasks, inner, torch.Generator().manual_seed(seed + 1), device=device)
-
-    return scorer, test
+    inner = MetaLearner(model, cfg, ways).inner_kwargs(alpha_frozen=True, steps=steps)  # a child has no alpha
+    return (ChildNetScorer(build, sets.validation, val_tasks, inner, seed, device),
+            ChildNetScorer(build, sets.test, test_tasks, inner, seed + 1, device))
 
 
 def run_strategies(names: list[str], model, params, cfg, sets, budget: float, val_tasks: int, test_tasks: int,
@@ -64,12 +57,11 @@ def run_strategies(names: list[str], model, params, cfg, sets, budget: float, va
 
     encoding = GenotypeEncoding(cfg.search.ops, cfg.search.nodes, cfg.search.k)
     warm = model.derive(params, cfg.search.k)
+    classes = [strategy_class(name) for name in names]  # every name checked before any work
     results = []
-    for name in names:
-        if name not in STRATEGIES:
-            raise MetanasError(f"unknown strategy {name!r}: choose from {', '.join(STRATEGIES)}")
-        scorer, test = scorer_for(model, params, cfg, sets, val_tasks, steps, seed, device)
-        strategy = STRATEGIES[name](encoding, seed, **({"genotype": warm} if name == "darts" else {}))
+    for name, cls in zip(names, classes):
+        scorer, tester = scorers(model, params, cfg, sets, val_tasks, test_tasks, steps, seed, device)
+        strategy = cls(encoding, seed, **({"genotype": warm} if name == "darts" else {}))
         bar = tqdm(total=budget, desc=f"search {name}", disable=not progress, leave=False,
                    bar_format="{l_bar}{bar}| {n:.1f}/{total} evaluations [{elapsed}<{remaining}{postfix}]")
         top_score = [float("nan")]
@@ -86,7 +78,7 @@ def run_strategies(names: list[str], model, params, cfg, sets, budget: float, va
         bar.close()
         top = best(trials, val_tasks)
         extra = {"probabilities": strategy.probabilities()} if hasattr(strategy, "probabilities") else {}
-        results.append(SearchResult(name, trials, top, test(top.genotype, test_tasks), seconds, extra))
+        results.append(SearchResult(name, trials, top, tester.evaluate(top.genotype), seconds, extra))
     return results
 
 
@@ -113,8 +105,8 @@ def cmd_search(args) -> None:
 
     if args.budget <= 0 or args.val_tasks < 1 or args.test_tasks < 2:
         raise MetanasError("--budget must be > 0, --val-tasks >= 1 and --test-tasks >= 2")
-    if not args.compare and args.strategy not in STRATEGIES:
-        raise MetanasError(f"unknown strategy {args.strategy!r}: choose from {', '.join(STRATEGIES)}")
+    if not args.compare:
+        strategy_class(args.strategy)  # a typo fails before the checkpoint and the data are loaded
     path, state, model, cfg, dist = _warm_start(args)
     if not isinstance(model, Network) or not model.is_supernet:
         raise MetanasError(f"{path} is not a DARTS supernet warm start (it is {cfg.search.space}"

@@ -3,7 +3,6 @@
 The README's error table lists the same cases.
 """
 
-import warnings
 
 import pytest
 import torch

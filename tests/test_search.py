@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from metanas.checkpoint import load_checkpoint, model_from_checkpoint
 from metanas.data import get_tasksets, load_family
 from metanas.search import run_strategies
-from metanas.space import derive_genotype, genotype_distance, random_genotype
+from metanas.space import derive_genotype, genotype_distance, genotype_from_json, genotype_str, random_genotype
 from metanas.space.encoding import GenotypeEncoding
 from metanas.strategy.discrete import STRATEGIES, best, search
 
@@ -152,8 +152,6 @@ def test_search_cli_end_to_end_logs_to_mlflow_and_its_genotype_adapts(smoke_run,
                       "--output-dir", str(runs_dir), "--no-track")
     assert adapted.returncode == 0, adapted.stderr
     assert "w only (architecture fixed)" in adapted.stdout
-    from metanas.space import genotype_from_json, genotype_str
-
     assert genotype_str(genotype_from_json(json.loads(best_file.read_text()))) in adapted.stdout
 
 

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from torch.func import functional_call
 
 from metanas.config import load_config
 from metanas.space import Network

@@ -36,7 +36,7 @@ from metanas.space.network import Genotype
 class Strategy:
     """Propose decision vectors (``ask``), learn from their scores (``tell``)."""
 
-    def __init__(self, encoding: GenotypeEncoding, seed: int = 0, **kwargs):
+    def __init__(self, encoding: GenotypeEncoding, seed: int = 0):
         self.encoding, self.rng = encoding, random.Random(seed)
 
     def ask(self) -> list[int] | None:
@@ -165,6 +165,13 @@ class DartsArgmax(Strategy):
 
 STRATEGIES: dict[str, type[Strategy]] = {"random": RandomSearch, "evolution": RegularizedEvolution,
                                          "reinforce": Reinforce, "bohb": BOHB, "darts": DartsArgmax}
+
+
+def strategy_class(name: str) -> type[Strategy]:
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise MetanasError(f"unknown strategy {name!r}: choose from {', '.join(STRATEGIES)}") from None
 
 
 @dataclass

@@ -26,7 +26,7 @@ from torch.func import functional_call, grad_and_value, vmap
 
 from metanas.config import Config
 from metanas.errors import MetanasError
-from metanas.strategy.darts import Params, adapt, is_alpha, loss_fn
+from metanas.strategy.darts import Params, adapt, is_alpha
 
 
 class NonFiniteError(MetanasError):
