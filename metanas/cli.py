@@ -69,8 +69,10 @@ def family_for(state: dict, name: str, path):
     return family
 
 
-def _adapt_family(args, path, state, model, cfg, dist, name: str, progress: bool = True):
-    """Adapt the warm start to ``args.tasks`` test tasks of family ``name``: (family, Evaluation, genotypes, steps)."""
+def _adapt_family(args, path, state, model, cfg, dist, name: str, progress: bool = True, curve: bool = True):
+    """Adapt the warm start to ``args.tasks`` test tasks of family ``name``: (family, Evaluation, genotypes, steps).
+
+    ``curve``: also score the query set before and after every step (steps + 1 query forwards per task, not 1)."""
     import torch
 
     from metanas.data import get_tasksets
@@ -83,7 +85,7 @@ def _adapt_family(args, path, state, model, cfg, dist, name: str, progress: bool
     learner = MetaLearner(model, cfg, family.ways)
     steps = eval_steps(cfg)
     ev = evaluate(model, learner.params(), sets.test, args.tasks, learner.inner_kwargs(steps=steps),
-                  torch.Generator().manual_seed(args.seed), chunk=1 if args.command == "adapt" else 10, curve=True,
+                  torch.Generator().manual_seed(args.seed), chunk=1 if args.command == "adapt" else 10, curve=curve,
                   progress=progress and dist.is_main, device=dist.device, dist=dist)
     genotypes = [model.derive({k: v[i] for k, v in ev.alphas.items()}, cfg.search.k) for i in range(args.tasks)]
     return family, ev, genotypes, steps
@@ -164,7 +166,7 @@ def _suite(args, path, state, model, cfg, dist) -> None:
     rows = []
     for name in suite_families(args.suite, state["family"]):
         try:
-            family, ev, genotypes, steps = _adapt_family(args, path, state, model, cfg, dist, name, progress=False)
+            family, ev, genotypes, steps = _adapt_family(args, path, state, model, cfg, dist, name, progress=False, curve=False)
         except MetanasError as e:  # e.g. a data set that cannot be downloaded here, or other ways
             rows.append((name, None, None, f"skipped: {e}"))
             if dist.is_main:  # every rank hits the same error; one line is enough

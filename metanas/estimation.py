@@ -61,31 +61,36 @@ def evaluate(model, params: Params, taskset, n_tasks: int, inner: dict, generato
     each rank adapts its slice of the same task sequence and every rank gets all tasks' results, in order.
     """
 
-    def one_task(p, sx, sy, qx, qy):
-        acc = lambda q: (functional_call(model, q, (qx,)).argmax(-1) == qy).float().mean()
-        if curve:
-            adapted, trace = adapt(model, p, sx, sy, trace=acc, **inner)
-        else:
-            adapted = adapt(model, p, sx, sy, **inner)
-            trace = acc(adapted)[None]
-        return trace, {k: v for k, v in adapted.items() if is_alpha(k)}
+    def one_task(p, sx, sy):  # -> (adapted params, every param stacked over [before, after each step] or [after])
+        adapted = adapt(model, p, sx, sy, trajectory=curve, **inner)
+        return adapted if curve else (adapted, {k: v[None] for k, v in adapted.items()})
+
+    def scores(path, qx, qy):  # query accuracy at each point of one task's path: [points]
+        # A plain loop, not vmap: the query forward with per-task weights under vmap is a grouped conv,
+        # ~2x slower on CPU than one forward per task (measured); the support steps gain from vmap.
+        points = next(iter(path.values())).shape[0]
+        return torch.stack([(functional_call(model, {k: v[s] for k, v in path.items()}, (qx,)).argmax(-1) == qy)
+                            .float().mean() for s in range(points)])
 
     mine = dist.shard(n_tasks) if dist is not None else range(n_tasks)
     for _ in range(skip + mine.start):  # lower ranks' tasks: drawn and dropped, so the sequence is a 1-rank run's
         taskset.sample(generator)
-    batched = vmap(one_task, in_dims=(None, 0, 0, 0, 0))
+    batched = vmap(one_task, in_dims=(None, 0, 0))
     traces, alphas, seconds = [], [], []
     bar = tqdm(total=len(mine), desc="adapting", leave=False, disable=not progress)
     with torch.no_grad():  # grad() inside adapt is a transform: it ignores this, the query forward does not
         for s in range(mine.start, mine.stop, chunk):
             n = min(chunk, mine.stop - s)
-            task = [t.to(device) for t in taskset.sample_batch(n, generator)]
+            sx, sy, qx, qy = [t.to(device) for t in taskset.sample_batch(n, generator)]
             t0 = time.perf_counter()
-            trace, alpha = batched(params, *task) if n > 1 else _unsqueezed(one_task(params, *(t[0] for t in task)))
-            trace = trace.cpu()  # waits for the device, so the time below is real
-            seconds += [(time.perf_counter() - t0) / n] * n
+            if n > 1:
+                adapted, path = batched(params, sx, sy)
+            else:
+                adapted, path = (_unsqueezed(o) for o in one_task(params, sx[0], sy[0]))
+            trace = torch.stack([scores({k: v[i] for k, v in path.items()}, qx[i], qy[i]) for i in range(n)]).cpu()
+            seconds += [(time.perf_counter() - t0) / n] * n  # .cpu() above waits for the device: the time is real
             traces.append(trace)
-            alphas.append({k: v.cpu() for k, v in alpha.items()})
+            alphas.append({k: v.cpu() for k, v in adapted.items() if is_alpha(k)})
             bar.update(n)
     bar.close()
     part = (torch.cat(traces), {k: torch.cat([a[k] for a in alphas]) for k in alphas[0]}, torch.tensor(seconds)) \
@@ -125,6 +130,5 @@ class ChildNetScorer:
         return self.evaluate(genotype, start, stop).accuracies
 
 
-def _unsqueezed(out):
-    trace, alpha = out
-    return trace[None], {k: v[None] for k, v in alpha.items()}
+def _unsqueezed(params: Params) -> Params:
+    return {k: v[None] for k, v in params.items()}

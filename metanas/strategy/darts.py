@@ -18,7 +18,6 @@ Variants (``inner.variant``):
 
 from __future__ import annotations
 
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -56,15 +55,15 @@ def _halves(x, y, ways: int):
 
 def adapt(model, params: Params, x, y, steps: int, lr: float, lr_alpha: float, variant: str = "joint",
           second_order: bool = False, ways: int = 1,
-          trace: Callable[[Params], torch.Tensor] | None = None):
+          trajectory: bool = False):
     """Adapt ``params`` to one task's support set ``(x, y)``.
 
-    Returns the adapted params, or ``(params, stacked trace)`` when ``trace`` is
-    given: ``trace(p)`` evaluated before the first and after every step (e.g.
-    query accuracy, to show accuracy against adaptation steps).
+    Returns the adapted params, or ``(params, path)`` with ``trajectory``: ``path[k]`` stacks
+    ``params[k]`` before the first and after every step on a leading dim (e.g. to score the query set
+    after each step, showing accuracy against adaptation steps).
     """
     g = grad(lambda p, xb, yb: loss_fn(model, p, xb, yb))
-    traced = [trace(params)] if trace else None
+    path = [params] if trajectory else None
     if variant == "alternating":
         (xw, yw), (xa, ya) = _halves(x, y, ways)  # ways is static: y.max() cannot be read under vmap
     for _ in range(steps):
@@ -73,6 +72,6 @@ def adapt(model, params: Params, x, y, steps: int, lr: float, lr_alpha: float, v
         else:
             params = _sgd(params, g(params, xw, yw), lr, 0.0, second_order)
             params = _sgd(params, g(params, xa, ya), 0.0, lr_alpha, second_order)
-        if trace:
-            traced.append(trace(params))
-    return (params, torch.stack(traced)) if trace else params
+        if trajectory:
+            path.append(params)
+    return (params, {k: torch.stack([p[k] for p in path]) for k in params}) if trajectory else params
