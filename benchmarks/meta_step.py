@@ -32,8 +32,11 @@ from metanas.config import load_config
 from metanas.data import get_tasksets, load_family
 from metanas.strategy import MetaLearner, is_alpha
 
+# One query per class: the issue's >= 2.3 TFLOP per meta-iteration is the 100 support passes (10 tasks x 5 steps
+# x weight + alpha step x 22.8 GFLOP) plus a query set the size of a support set; 15 queries per class would add
+# 3.4 TFLOP, and under vmap of 10 tasks (750 query images at once) the kernel killed it at 12.5 GB (measured).
 REFERENCE = ["search.cells=4", "search.nodes=3", "search.channels=28", "search.stem_multiplier=3",
-             "meta.meta_batch=10", "inner.steps=5", "task.queries=15", "inner.variant=alternating",
+             "meta.meta_batch=10", "inner.steps=5", "task.queries=1", "inner.variant=alternating",
              "meta.algorithm=fomaml"]
 
 
@@ -144,7 +147,8 @@ def main() -> None:
         out = subprocess.run([sys.executable, __file__, "--method", method, "--repeats", str(args.repeats),
                               "--no-reference", *overrides, *extra], capture_output=True, text=True)
         if out.returncode:
-            sys.exit(out.stderr)
+            why = f"killed by signal {-out.returncode} (out of memory?)" if out.returncode < 0 else out.stderr
+            sys.exit(f"meta_step.py: {method} {' '.join(extra)} failed: {why}")
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     flops, rate50 = flops_per_iteration(overrides)

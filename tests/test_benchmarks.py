@@ -29,6 +29,10 @@ def test_baselines_and_time_to_accuracy_benchmarks(tmp_path):
     out = run_cli("benchmarks/time_to_accuracy.py", "--out", str(tmp_path / "t.png"), *common)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = run_cli("benchmarks/time_to_accuracy.py", "--from-csv", str(tmp_path / "b.csv"), "--out",
+                  str(tmp_path / "c.png"), f"run.output_dir={tmp_path}")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count(" iterations, test ") == 2 and (tmp_path / "c.png").stat().st_size > 0
 
 
 def test_scaling_benchmark_runs_one_and_two_torchrun_processes():
