@@ -41,7 +41,13 @@ REFERENCE = ["search.cells=4", "search.nodes=3", "search.channels=28", "search.s
 
 
 def peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    """This process's peak RSS. VmHWM, not getrusage: Linux carries ru_maxrss over fork + exec, so a child
+    would report the parent's peak (here: the batch-50 FLOP-rate probe) whenever its own is lower."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 2**20  # kB
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 def naive_iteration(model, cfg, task, phases: dict) -> None:
