@@ -3,7 +3,6 @@
 The README's error table lists the same cases.
 """
 
-
 import pytest
 import torch
 from conftest import run_cli

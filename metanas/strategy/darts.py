@@ -18,7 +18,6 @@ Variants (``inner.variant``):
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad
