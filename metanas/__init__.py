@@ -1,6 +1,26 @@
-"""metanas: meta-learning neural architecture search across task distributions."""
+"""metanas: meta-learning neural architecture search across task distributions.
+
+The Python API (see :mod:`metanas.api`): ``load_config``, ``train``, ``load``, ``adapt``, ``evaluate``.
+Imported lazily, so ``metanas --help`` does not pay for torch and MLflow.
+"""
 
 from metanas.errors import MetanasError
 
 __version__ = "0.1.0"
-__all__ = ["MetanasError", "__version__"]
+__all__ = ["MetanasError", "__version__", "load_config", "train", "load", "adapt", "evaluate"]
+
+
+def __getattr__(name):
+    if name == "load_config":
+        from metanas.config import load_config
+
+        return load_config
+    if name == "train":
+        from metanas.meta_train import train
+
+        return train
+    if name in ("load", "adapt", "evaluate"):
+        from metanas import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'metanas' has no attribute {name!r}")

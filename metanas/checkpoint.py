@@ -1,4 +1,10 @@
-"""Warm starts on disk: build the model a config describes, save and load checkpoints.
+"""Warm starts on disk: the model a config describes, typed warm starts, training state.
+
+* :func:`build_model`: the network a config describes (a supernet, or the child ``search.genotype`` names).
+* :class:`WarmStart`: a meta-trained ``(w, alpha)`` with its config, space, ways, family, run id and
+  iteration, loaded from a checkpoint path, a run id, or a registered model (``models:/NAME/VERSION``).
+  Nothing outside this module reads a checkpoint's raw dict.
+* :class:`TrainingState`: what meta-training saves and restores for an exact resume.
 
 Checkpoints are written atomically (temp file, fsync, rename): a process
 killed at any moment leaves the previous checkpoint intact.
@@ -6,60 +12,41 @@ killed at any moment leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
-import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 
-from metanas.config import Config, from_yaml
+from metanas.config import Config, from_yaml, to_yaml
 from metanas.errors import MetanasError
-from metanas.space import Conv4, Genotype, Network, genotype_from_json, random_genotype
+from metanas.execution import create_policy
+from metanas.space import SearchSpace, alphas_of, create_space, is_alpha
 
 FORMAT = "metanas-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: search spaces as objects (architectures tagged with their space), policy generator state
 
 
-def build_model(cfg: Config, n_classes: int, genotype: Genotype | None = None) -> Network | Conv4:
-    """The model a config describes; ``genotype`` overrides ``search.genotype`` (a checkpoint's own)."""
-    s = cfg.search
-    if s.space == "conv4":
-        return Conv4(n_classes, s.channels)
-    if genotype is None and s.genotype == "random":
-        genotype = random_genotype(s.ops, s.nodes, s.k, torch.Generator().manual_seed(cfg.run.seed))
-    elif genotype is None and s.genotype:
-        genotype = read_genotype(s.genotype)
-    if genotype is not None and {len(genotype.normal), len(genotype.reduce)} != {s.nodes * s.k}:
-        raise MetanasError(f"the genotype has {len(genotype.normal)} (op, input) pairs per cell but this search space "
-                           f"has {s.nodes} nodes x k={s.k} inputs: use a genotype searched in the same space")
-    return Network(n_classes, C=s.channels, cells=s.cells, nodes=s.nodes, ops=s.ops,
-                   stem_multiplier=s.stem_multiplier, genotype=genotype)
+def build_model(cfg: Config, n_classes: int, arch: Any = None, in_channels: int = 1
+                ) -> tuple[nn.Module, SearchSpace, Any]:
+    """``(model, space, arch)``: the supernet, or the child of ``arch`` (default: ``search.genotype``)."""
+    space = create_space(cfg.search)
+    if arch is None:
+        arch = space.resolve(cfg.search.genotype, cfg.run.seed)
+    if arch is None:
+        return space.supernet(n_classes, create_policy(cfg.search.policy), in_channels), space, None
+    return space.child(arch, n_classes, in_channels), space, arch
 
 
-def read_genotype(path: str | os.PathLike) -> Genotype:
-    try:
-        return genotype_from_json(json.loads(Path(path).read_text()))
-    except (OSError, json.JSONDecodeError) as e:
-        raise MetanasError(f"cannot read genotype file {path}: {e}; pass a genotype JSON "
-                           "(genotype.json of a run, of metanas search or of metanas export)") from None
-
-
-def child_of(cfg: Config, params: dict, genotype: Genotype, n_classes: int) -> Network:
-    """The discrete child of ``genotype`` with the supernet weights ``params`` it has (names are shared)."""
-    if cfg.search.space != "darts" or cfg.search.genotype:
-        raise MetanasError("a genotype can only be cut out of a DARTS supernet warm start; this checkpoint is "
-                           f"{'conv4' if cfg.search.space == 'conv4' else 'already a fixed child net'}")
-    child = build_model(cfg, n_classes, genotype)
-    child.load_state_dict({k: params[k].detach().clone() for k in child.state_dict()})
-    return child
-
-
-def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """``write(file)`` into a temp file beside ``path``, fsync, rename: readers see the old or the new file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
-        torch.save({"format": FORMAT, "version": VERSION, **state}, f)
+        write(f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -71,8 +58,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
     return path
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    path = Path(path)
+def _read(path: Path) -> dict:
     if not path.is_file():
         raise MetanasError(f"checkpoint {path} not found: pass --checkpoint PATH or --run-id ID of a meta-training run")
     try:
@@ -88,13 +74,121 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return state
 
 
-def model_from_checkpoint(state: dict, path="checkpoint") -> tuple[Network, Config]:
-    cfg = from_yaml(state["config"])
-    fixed = genotype_from_json(state["genotype"]) if cfg.search.genotype and state.get("genotype") else None
-    model = build_model(cfg, state["ways"], fixed)
-    try:
-        model.load_state_dict(state["params"])
-    except RuntimeError as e:
-        raise MetanasError(f"{path}: its weights do not match the search space in its own config "
-                           f"({str(e).splitlines()[0][:160]}): the file is damaged or was edited") from None
-    return model, cfg
+def checkpoint_path(output_dir: str, run_id: str) -> Path:
+    return Path(output_dir).resolve() / "checkpoints" / f"{run_id}.pt"
+
+
+def resolve(ref: str | os.PathLike | None, output_dir: str = "runs") -> Path:
+    """A checkpoint file from a path, a run id (under ``output_dir``), a registered model (``models:/NAME/V``),
+    or ``None`` (the newest checkpoint under ``output_dir``)."""
+    if ref is None:
+        found = sorted((Path(output_dir) / "checkpoints").glob("*.pt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise MetanasError(f"no checkpoint under {Path(output_dir).resolve()}/checkpoints: run "
+                               "python -m metanas.meta_train first, or pass --checkpoint PATH / --run-id ID")
+        return found[-1]
+    ref = str(ref)
+    if ref.startswith("models:/"):
+        from metanas.registry import fetch_warm_start
+
+        return fetch_warm_start(ref, output_dir)
+    if ref.endswith(".pt") or os.sep in ref or Path(ref).is_file():
+        return Path(ref)
+    return checkpoint_path(output_dir, ref)
+
+
+@dataclass
+class WarmStart:
+    """A meta-learned ``(w, alpha)`` (or a fixed architecture's ``w``) and what it was trained for."""
+
+    config: Config
+    space: SearchSpace
+    model: nn.Module
+    ways: int
+    family: str
+    run_id: str
+    iteration: int
+    arch: Any = None  # a child net's fixed architecture; None for a supernet
+    path: Path | None = None
+
+    @classmethod
+    def load(cls, ref: str | os.PathLike | None = None, output_dir: str = "runs") -> "WarmStart":
+        """From a checkpoint path, a run id, a registered model ``models:/NAME/VERSION``, or the newest one."""
+        path = resolve(ref, output_dir)
+        state = _read(path)
+        cfg = from_yaml(state["config"])
+        space = create_space(cfg.search)
+        arch = space.from_json(state["arch"]) if cfg.search.genotype and state.get("arch") else None
+        model, space, arch = build_model(cfg, state["ways"], arch)
+        try:
+            model.load_state_dict(state["params"])
+        except RuntimeError as e:
+            raise MetanasError(f"{path}: its weights do not match the search space in its own config "
+                               f"({str(e).splitlines()[0][:160]}): the file is damaged or was edited") from None
+        return cls(cfg, space, model, state["ways"], state["family"], state["run_id"], state["iteration"], arch, path)
+
+    @property
+    def params(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach() for k, v in self.model.named_parameters()}
+
+    @property
+    def is_supernet(self) -> bool:
+        return any(is_alpha(k) for k in self.params)
+
+    def derive(self, params: dict | None = None):
+        """The architecture ``params``' alphas select (default: the warm start's own); a child's fixed one."""
+        if not self.is_supernet:
+            return self.arch
+        return self.space.derive(alphas_of(self.params if params is None else params))
+
+    def child(self, arch, params: dict | None = None) -> nn.Module:
+        """The discrete child of ``arch`` holding the supernet weights it inherits (from ``params`` if given)."""
+        if not self.is_supernet:
+            raise MetanasError("a genotype can only be cut out of a supernet warm start; this checkpoint is already "
+                               f"a fixed architecture ({self.space.describe(self.arch)})")
+        net = self.space.child(arch, self.ways)
+        net.load_state_dict(self.space.inherit(net, self.params if params is None else params, arch))
+        return net
+
+    def fixed(self, arch) -> "WarmStart":
+        """This warm start cut down to the child of ``arch`` (e.g. a genotype found by ``metanas search``)."""
+        return WarmStart(self.config, self.space, self.child(arch), self.ways, self.family, self.run_id,
+                         self.iteration, arch, self.path)
+
+    def check_family(self, family) -> None:
+        if family.ways != self.ways:
+            raise MetanasError(f"the warm start {self.path} was meta-trained for {self.ways}-way tasks but "
+                               f"{family.name} is {family.ways}-way: pick a {self.ways}-way family or meta-train "
+                               f"with task.family={family.name}")
+
+    def to(self, device) -> "WarmStart":
+        self.model.to(device)
+        return self
+
+
+@dataclass
+class TrainingState:
+    """Everything an exact resume needs, besides the config (which must be the same)."""
+
+    run_id: str
+    family: str
+    ways: int
+    iteration: int
+    params: dict
+    optimizer: dict
+    skipped: int
+    rng: dict
+    arch: dict | None  # the derived (supernet) or fixed (child) architecture, as the space's JSON
+    alpha_history: list = field(default_factory=list)
+
+    def save(self, path: str | os.PathLike, cfg: Config) -> Path:
+        state = {"format": FORMAT, "version": VERSION, "config": to_yaml(cfg), **self.__dict__}
+        return atomic_write(path, lambda f: torch.save(state, f))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, cfg: Config) -> "TrainingState":
+        state = _read(Path(path))
+        if state["config"] != to_yaml(cfg):
+            raise MetanasError(f"--resume {path}: the checkpoint was written with a different config; resume with "
+                               "the same --config and overrides as the original run")
+        return cls(**{k: state[k] for k in cls.__dataclass_fields__ if k in state})

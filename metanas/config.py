@@ -17,12 +17,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from metanas.errors import MetanasError
-from metanas.space.ops import DEFAULT_OPS, OPS
+from metanas.space.base import require as _require
 
 ALGORITHMS = ("maml", "fomaml", "reptile")
 BACKENDS = ("auto", "gloo", "nccl")
 INNER_VARIANTS = ("joint", "alternating")
-SPACES = ("darts", "conv4")
 
 
 @dataclass
@@ -34,16 +33,24 @@ class TaskConfig:
 
 
 @dataclass
-class SearchConfig:
-    # darts: the DARTS supernet (or, with `genotype`, one fixed child of it); conv4: MAML's fixed conv net
-    space: str = "darts"
-    genotype: Optional[str] = None  # None: search; "random": a random child; or a genotype JSON file
+class SpaceConfig:
+    """``search.*``: the search space and how its supernet is executed (each space reads the keys it uses)."""
+    space: str = "darts"  # a registered space: darts (DARTS cells) or chain (layers of op x width; conv4 is one)
+    # None: the supernet; "random": a random child (drawn with run.seed); a name the space knows (chain: conv4);
+    # or a genotype JSON file
+    genotype: Optional[str] = None
+    policy: str = "mixture"  # execution policy: mixture (softmax over all choices) or gumbel (one sampled path)
+    channels: Optional[int] = None  # None: the space's default (darts: 8 per cell; chain: 64, the widest layer)
+    ops: Optional[list[str]] = None  # None: the space's default op set
+    # darts
     cells: int = 3
     nodes: int = 2
-    channels: int = 8
     stem_multiplier: int = 2
     k: int = 2  # inputs kept per node when deriving a genotype
-    ops: list[str] = field(default_factory=lambda: list(DEFAULT_OPS))
+    # chain
+    layers: int = 4
+    widths: Optional[list[int]] = None  # None: channels x (1/2, 3/4, 1)
+    entangled: bool = True  # one superkernel per layer (ops and widths are slices) or one kernel per op
 
 
 @dataclass
@@ -55,6 +62,11 @@ class InnerConfig:
     # alternating: a weight step on one half of the support set, then an alpha step on the other half.
     variant: str = "joint"
     eval_steps: Optional[int] = None  # steps at adaptation/test time; None: same as `steps`
+    # Execution-policy temperature at the first inner step, annealed geometrically to final_temperature at the
+    # last step and the query (None: constant): a low final temperature makes each task's adapted architecture
+    # near-discrete (METANAS), so adapting alpha changes what the network computes.
+    temperature: float = 1.0
+    final_temperature: Optional[float] = None
 
 
 @dataclass
@@ -67,6 +79,9 @@ class MetaConfig:
     lr_alpha: float = 1e-3  # Adam on the initial alpha
     warmup: int = 0  # first iterations meta-learn weights with alpha frozen (METANAS)
     task_chunk: int = 0  # tasks per vmap call (0: the whole meta-batch); lower to save memory
+    # Cost-aware objective (ProxylessNAS, FBNet): add cost_weight x E[FLOPs under softmax(alpha)] / FLOPs of the
+    # space's reference (chain: conv4; darts: uniform alpha) to the architecture's meta-objective.
+    cost_weight: float = 0.0
     eval_every: int = 100
     eval_tasks: int = 40
     test_tasks: int = 600
@@ -99,7 +114,7 @@ class RunConfig:
 @dataclass
 class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
-    search: SearchConfig = field(default_factory=SearchConfig)
+    search: SpaceConfig = field(default_factory=SpaceConfig)
     inner: InnerConfig = field(default_factory=InnerConfig)
     meta: MetaConfig = field(default_factory=MetaConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -158,31 +173,28 @@ def load_config(config_file: str | os.PathLike | None = None, overrides: list[st
     return obj
 
 
-def _require(ok: bool, key: str, value: Any, rule: str) -> None:
-    if not ok:
-        raise MetanasError(f"bad value for config key '{key}': {value!r} ({rule})")
-
-
 def validate(cfg: Config) -> None:
+    from metanas.execution import POLICIES
+    from metanas.space import create_space
+
     for key in ("ways", "shots", "queries"):
         v = getattr(cfg.task, key)
         _require(v is None or v >= 1, f"task.{key}", v, "must be >= 1")
+    _require(cfg.task.ways is None or cfg.task.ways >= 2, "task.ways", cfg.task.ways,
+             "a task needs >= 2 classes (a 1-way task is always right)")
     s = cfg.search
-    _require(s.space in SPACES, "search.space", s.space, f"one of {SPACES}")
-    _require(s.genotype in (None, "random") or Path(s.genotype).is_file(), "search.genotype", s.genotype,
-             "null, random, or an existing genotype JSON file")
-    for key in ("cells", "nodes", "channels", "stem_multiplier", "k"):
-        _require(getattr(s, key) >= 1, f"search.{key}", getattr(s, key), "must be >= 1")
-    _require(s.k <= 2, "search.k", s.k, "node 0 has only 2 inputs: use 1 or 2")
-    _require(s.channels % 2 == 0, "search.channels", s.channels, "must be even (factorized reduction halves it)")
-    unknown = [o for o in s.ops if o not in OPS]
-    _require(not unknown, "search.ops", unknown, f"unknown op; choose from {sorted(OPS)}")
-    _require(len(s.ops) >= 1 and len(set(s.ops)) == len(s.ops), "search.ops", s.ops, "non-empty, no duplicates")
+    _require(s.policy in POLICIES, "search.policy", s.policy, f"one of {', '.join(POLICIES)}")
+    space = create_space(s)
+    _require(s.genotype in (None, "random") or s.genotype in space.named() or Path(s.genotype).is_file(),
+             "search.genotype", s.genotype, f"null, random, {''.join(n + ', ' for n in space.named())}"
+             "or an existing genotype JSON file")
     i = cfg.inner
     _require(i.steps >= 0, "inner.steps", i.steps, "must be >= 0")
     _require(i.eval_steps is None or i.eval_steps >= 0, "inner.eval_steps", i.eval_steps, "must be >= 0")
     _require(i.lr >= 0 and i.lr_alpha >= 0, "inner.lr/inner.lr_alpha", (i.lr, i.lr_alpha), "must be >= 0")
     _require(i.variant in INNER_VARIANTS, "inner.variant", i.variant, f"one of {INNER_VARIANTS}")
+    _require(i.temperature > 0 and (i.final_temperature is None or i.final_temperature > 0),
+             "inner.temperature/inner.final_temperature", (i.temperature, i.final_temperature), "must be > 0")
     m = cfg.meta
     _require(m.algorithm in ALGORITHMS, "meta.algorithm", m.algorithm, f"one of {ALGORITHMS}")
     for key in ("iterations", "warmup", "task_chunk"):
@@ -190,6 +202,7 @@ def validate(cfg: Config) -> None:
     for key in ("meta_batch", "eval_every", "eval_tasks", "test_tasks", "checkpoint_every"):
         _require(getattr(m, key) >= 1, f"meta.{key}", getattr(m, key), "must be >= 1")
     _require(m.time_budget >= 0, "meta.time_budget", m.time_budget, "seconds, >= 0")
+    _require(m.cost_weight >= 0, "meta.cost_weight", m.cost_weight, "must be >= 0")
     _require(m.lr > 0 and m.lr_alpha >= 0, "meta.lr/meta.lr_alpha", (m.lr, m.lr_alpha), "lr > 0, lr_alpha >= 0")
     d = cfg.run.device
     _require(d in ("auto", "cpu", "cuda") or d.startswith("cuda:"), "run.device", d, "auto, cpu, cuda or cuda:N")

@@ -181,6 +181,22 @@ def init(cfg: Config) -> Dist:
     return Dist(rank, world, local_rank, local_world, device)
 
 
+def check_same_experiment(cfg: Config, dist: Dist) -> None:
+    """Every rank must run the same experiment (data paths, output dir, threads may differ per machine),
+    and the meta-batch must split evenly over the ranks."""
+    from metanas.config import to_yaml
+
+    mine = "".join(to_yaml(getattr(cfg, k)) for k in ("task", "search", "inner", "meta")) + f"seed: {cfg.run.seed}"
+    configs = dist.all_gather(mine)
+    if len(set(configs)) > 1:
+        differ = [r for r, c in enumerate(configs) if c != configs[0]]
+        raise MetanasError(f"ranks {differ} were started with another experiment config than rank 0: run the same "
+                           "torchrun command, --config and overrides on every machine")
+    if cfg.meta.meta_batch % dist.world:
+        raise MetanasError(f"meta.meta_batch={cfg.meta.meta_batch} does not split evenly over {dist.world} ranks: "
+                           f"use a multiple of {dist.world} (each rank adapts meta_batch / ranks tasks per step)")
+
+
 def checksum(params: dict[str, torch.Tensor]) -> str:
     """sha256 over the exact bytes of the parameters, in key order: equal iff the parameters are identical."""
     h = hashlib.sha256()

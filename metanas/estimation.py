@@ -13,10 +13,11 @@ import time
 from dataclasses import dataclass
 
 import torch
-from torch.func import functional_call, vmap
+from torch.func import vmap
 from tqdm import tqdm
 
-from metanas.strategy.darts import Params, adapt, is_alpha
+from metanas.inner_loop import InnerLoop, Params
+from metanas.space.base import is_alpha
 
 
 def mean_ci95(values: torch.Tensor) -> tuple[float, float]:
@@ -45,31 +46,33 @@ class Evaluation:
         return f"{100 * self.mean:.2f} ± {100 * self.ci95:.2f}% ({self.accuracies.numel()} tasks)"
 
 
-def op_wins(alphas: Params) -> dict[str, torch.Tensor]:
-    """Per cell type, the fraction of tasks in which each op has the largest adapted alpha: [edges, ops]."""
-    return {k: torch.nn.functional.one_hot(v.argmax(-1), v.shape[-1]).float().mean(0) for k, v in alphas.items()}
+def paired_difference(a: Evaluation, b: Evaluation) -> tuple[float, float]:
+    """Mean and 95% CI half-width of the per-task difference ``a - b`` on the same tasks (a paired comparison:
+    the task-to-task spread that both share cancels)."""
+    if a.accuracies.shape != b.accuracies.shape:
+        raise ValueError("a paired difference needs the same tasks in both evaluations")
+    return mean_ci95(a.accuracies - b.accuracies)
 
 
-def evaluate(model, params: Params, taskset, n_tasks: int, inner: dict, generator: torch.Generator,
+def evaluate(model, params: Params, taskset, n_tasks: int, inner: InnerLoop, generator: torch.Generator,
              chunk: int = 10, curve: bool = False, progress: bool = False, device="cpu", dist=None,
              skip: int = 0) -> Evaluation:
     """Adapt ``params`` to ``n_tasks`` tasks drawn from ``taskset`` with ``generator`` (after drawing and
     dropping ``skip`` tasks, so tasks ``[skip, skip + n_tasks)`` of the seeded sequence are adapted).
 
-    ``chunk`` tasks are adapted together under ``vmap`` (chunk=1 gives honest per-task latency).
-    ``inner`` holds :func:`adapt`'s keyword arguments. ``dist`` (a :class:`metanas.distributed.Dist`):
+    ``chunk`` tasks are adapted together under ``vmap`` (chunk=1 gives honest per-task latency). ``dist`` (a :class:`metanas.distributed.Dist`):
     each rank adapts its slice of the same task sequence and every rank gets all tasks' results, in order.
     """
 
     def one_task(p, sx, sy):  # -> (adapted params, every param stacked over [before, after each step] or [after])
-        adapted = adapt(model, p, sx, sy, trajectory=curve, **inner)
+        adapted = inner.adapt(model, p, sx, sy, trajectory=curve)
         return adapted if curve else (adapted, {k: v[None] for k, v in adapted.items()})
 
     def scores(path, qx, qy):  # query accuracy at each point of one task's path: [points]
         # A plain loop, not vmap: the query forward with per-task weights under vmap is a grouped conv,
         # ~2x slower on CPU than one forward per task (measured); the support steps gain from vmap.
         points = next(iter(path.values())).shape[0]
-        return torch.stack([(functional_call(model, {k: v[s] for k, v in path.items()}, (qx,)).argmax(-1) == qy)
+        return torch.stack([(inner.logits(model, {k: v[s] for k, v in path.items()}, qx).argmax(-1) == qy)
                             .float().mean() for s in range(points)])
 
     mine = dist.shard(n_tasks) if dist is not None else range(n_tasks)
@@ -104,14 +107,14 @@ def evaluate(model, params: Params, taskset, n_tasks: int, inner: dict, generato
 class ChildNetScorer:
     """A genotype's quality for a task family, with weight sharing (as in ENAS).
 
-    ``build_child(genotype)`` is the child net holding the meta-learned supernet weights it has (names are shared,
-    alpha is dropped); it adapts its weights for ``inner['steps']`` steps on each task's support set and is scored on
+    ``build_child(genotype)`` is the child net holding the meta-learned supernet weights it inherits (alpha is
+    dropped); it adapts its weights for ``inner.steps`` steps on each task's support set and is scored on
     the query set. Every candidate sees the same seeded sequence of ``tasks`` tasks from ``taskset`` (common random
     numbers: candidates differ by architecture, not by luck of the draw). ``spent`` counts evaluations: tasks
     adapted / ``tasks``, so one candidate scored on all tasks costs 1 whatever the strategy.
     """
 
-    def __init__(self, build_child, taskset, tasks: int, inner: dict, seed: int, device="cpu"):
+    def __init__(self, build_child, taskset, tasks: int, inner: InnerLoop, seed: int, device="cpu"):
         self.build_child, self.taskset = build_child, taskset
         self.tasks, self.inner, self.seed, self.device = tasks, inner, seed, device
         self.spent = 0.0

@@ -1,8 +1,8 @@
 """Ship an adapted task model: support folder -> DARTS adaptation -> discrete child -> ``torch.export`` program.
 
 ``export_task`` adapts the warm start (w and alpha) to a support set given as a folder of class
-sub-folders, derives the task's genotype from the adapted alpha, builds that discrete child net and
-warm-starts it with the adapted supernet weights it has (same parameter names: no surgery). The
+sub-folders, derives the task's architecture from the adapted alpha, builds that discrete child net and
+warm-starts it with the adapted supernet weights it inherits (the search space's ``inherit``). The
 result is saved as a ``torch.export`` program (``model.pt2``, loadable without metanas or pickle:
 ``torch.export.load(path).module()``) next to ``genotype.json``, ``classes.json`` and ``model.json``.
 
@@ -29,7 +29,6 @@ from torch import nn
 
 from metanas.data.omniglot import read_image
 from metanas.errors import MetanasError
-from metanas.space import Genotype, genotype_from_json, genotype_to_json
 
 FORMAT = "metanas-export"
 VERSION = 1
@@ -103,62 +102,50 @@ def freeze_batchnorm(net: nn.Module, x: torch.Tensor) -> nn.Module:
 class Exported:
     out: Path
     child: nn.Module  # eval mode, BatchNorm frozen on the support set
-    genotype: Genotype
+    genotype: object  # the space's architecture
     classes: list[str]
     support_x: torch.Tensor
     support_y: torch.Tensor
     program: object  # torch.export.ExportedProgram
-    cfg: object  # the warm start's Config
+    warm: object  # the WarmStart it was adapted from
 
 
-def export_task(state: dict, support: str | os.PathLike, out: str | os.PathLike, steps: int | None = None,
-                finetune: int = 0, genotype: Genotype | None = None) -> Exported:
-    """Adapt a warm start (a loaded checkpoint) to the support folder and save the discrete child in ``out``.
+def export_task(warm, support: str | os.PathLike, out: str | os.PathLike, steps: int | None = None,
+                finetune: int = 0) -> Exported:
+    """Adapt ``warm`` (a :class:`~metanas.checkpoint.WarmStart`; a fixed one for a given genotype) to the support
+    folder and save the discrete child in ``out``."""
+    from metanas import api
+    from metanas.inner_loop import InnerLoop
 
-    ``genotype`` (e.g. found by ``metanas search``): adapt that fixed child's weights instead of deriving one."""
-    from metanas.checkpoint import child_of, model_from_checkpoint
-    from metanas.meta_train import eval_steps
-    from metanas.strategy import MetaLearner, adapt
-
-    model, cfg = model_from_checkpoint(state)
-    if genotype is not None:
-        model = child_of(cfg, dict(model.named_parameters()), genotype, state["ways"])
-    image_size = task_image_size(cfg)
+    image_size = task_image_size(warm.config)
     x, y, classes = load_support(support, image_size)
-    if len(classes) != state["ways"]:
+    if len(classes) != warm.ways:
         raise MetanasError(f"the support folder {support} has {len(classes)} classes but the warm start was "
-                           f"meta-trained for {state['ways']}-way tasks: give it {state['ways']} class sub-folders")
+                           f"meta-trained for {warm.ways}-way tasks: give it {warm.ways} class sub-folders")
     shots = torch.bincount(y)
-    if cfg.inner.variant == "alternating" and not bool((shots == shots[0]).all()):
+    if warm.config.inner.variant == "alternating" and not bool((shots == shots[0]).all()):
         raise MetanasError(f"the warm start adapts with inner.variant=alternating, which splits every class's shots "
                            f"in half: give every class in {support} the same number of images (got {shots.tolist()})")
-    learner = MetaLearner(model, cfg, len(classes))
-    steps = eval_steps(cfg) if steps is None else steps
-    adapted = adapt(model, learner.params(), x, y, **learner.inner_kwargs(steps=steps))
-    genotype = model.derive(adapted, cfg.search.k)
-    if model.is_supernet:
-        child = child_of(cfg, adapted, genotype, len(classes))
-    else:  # a fixed architecture (--genotype, or a child-net checkpoint) is its own child
-        child = model
-        child.load_state_dict({k: v.detach() for k, v in adapted.items()})
+    adapted = api.adapt(warm, x, y, steps)
+    child = adapted.child()
     if finetune:
         # The child drops the ops it did not keep, so its output differs from the supernet's; a few SGD
         # steps on the support set (same inner learning rate) let its weights settle into the new graph.
-        p = adapt(child, {k: v.detach() for k, v in child.named_parameters()}, x, y, steps=finetune,
-                  lr=cfg.inner.lr, lr_alpha=0.0)
-        child.load_state_dict(p)
+        inner = InnerLoop(steps=finetune, lr=warm.config.inner.lr, lr_alpha=0.0, ways=warm.ways)
+        child.load_state_dict(inner.adapt(child, {k: v.detach() for k, v in child.named_parameters()}, x, y))
     freeze_batchnorm(child, x)
     program = save_program(child, x, Path(out) / "model.pt2")
     out = Path(out)
-    (out / "genotype.json").write_text(json.dumps(genotype_to_json(genotype), indent=1) + "\n")
+    (out / "genotype.json").write_text(json.dumps(warm.space.dump(adapted.arch), indent=1) + "\n")
     (out / "classes.json").write_text(json.dumps(classes, indent=1) + "\n")
     (out / "model.json").write_text(json.dumps({
         "format": FORMAT, "version": VERSION, "image_size": image_size, "classes": len(classes),
-        "warm_start_run_id": state.get("run_id"), "family": state.get("family"), "support": str(Path(support).resolve()),
-        "adaptation_steps": steps, "finetune_steps": finetune, "ops": list(cfg.search.ops),
+        "warm_start_run_id": warm.run_id, "family": warm.family, "support": str(Path(support).resolve()),
+        "adaptation_steps": adapted.inner.steps, "finetune_steps": finetune, "space": warm.space.name,
+        "architecture": warm.space.describe(adapted.arch),
         "preprocess": "grayscale, invert (strokes high), resize to image_size (Lanczos), divide by 255",
     }, indent=1) + "\n")
-    return Exported(out, child, genotype, classes, x, y, program, cfg)
+    return Exported(out, child, adapted.arch, classes, x, y, program, warm)
 
 
 def task_image_size(cfg) -> int:
@@ -188,7 +175,7 @@ class TaskModel:
 
     module: nn.Module
     classes: list[str]
-    genotype: Genotype
+    genotype: dict  # the architecture, as its space's JSON
     image_size: int
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
@@ -221,5 +208,5 @@ def load_task_model(model_dir: str | os.PathLike) -> TaskModel:
     except Exception as e:  # truncated or foreign archive
         raise MetanasError(f"cannot load {found['model.pt2']} ({str(e).splitlines()[0][:120]}): re-export the model") from None
     classes = json.loads(found["classes.json"].read_text())
-    genotype = genotype_from_json(json.loads(found["genotype.json"].read_text()))
+    genotype = json.loads(found["genotype.json"].read_text())
     return TaskModel(module, classes, genotype, int(meta["image_size"]))

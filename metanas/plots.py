@@ -6,7 +6,8 @@
   weights, once and over meta-training.
 * :func:`plot_learning_curves`, :func:`plot_adaptation_curve`: accuracy and loss against meta-iteration,
   query accuracy against adaptation step.
-* :func:`plot_op_wins`: how often each op is kept on each edge across adapted tasks, per task family.
+* :func:`plot_op_wins`: how often each choice wins each edge or layer across adapted tasks, per task family.
+* :func:`plot_chain`: a chain-space architecture.
 
 Callers log the figure (``Tracker.log_figure``) or :func:`save` it, then :func:`close` it.
 """
@@ -24,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from metanas.space.network import Genotype, edge_index, n_edges  # noqa: E402
+from metanas.space.darts import Genotype, edge_index, n_edges  # noqa: E402
 
 CELLS = (("normal", "normal cell"), ("reduce", "reduction cell"))
 # Node colours of the DARTS paper's graphviz figures: inputs green, intermediate nodes blue, output yellow.
@@ -185,29 +186,26 @@ def _weights(alpha) -> np.ndarray:
     return torch.softmax(torch.as_tensor(alpha).detach().float().cpu(), -1).numpy()
 
 
-def plot_alphas(params: dict, ops: list[str]):
-    """Heatmap of softmax(alpha) per edge x op, normal and reduction cell side by side."""
-    edges = params["alpha_normal"].shape[0]
-    nodes = _nodes_of(edges)
-    fig, axes = plt.subplots(1, 2, figsize=(2 + 0.9 * len(ops) * 2, 1.5 + 0.35 * edges))
-    for ax, (field, label) in zip(axes, CELLS):
-        w = _weights(params[f"alpha_{field}"])
-        # Colours span the data's range: early in meta-training every weight is close to 1/#ops, and a
+def _title(name: str) -> str:
+    return {"alpha_normal": "normal cell", "alpha_reduce": "reduction cell"}.get(name, name.removeprefix("alpha_"))
+
+
+def plot_alphas(params: dict, labels: dict[str, tuple[list[str], list[str]]]):
+    """Heatmap of softmax(alpha) per row (edge, layer) x choice, one panel per alpha (``space.alpha_labels()``)."""
+    fig, axes = plt.subplots(1, len(labels), squeeze=False,
+                             figsize=(2 + sum(0.9 * len(c) for _, c in labels.values()),
+                                      1.5 + 0.35 * max(len(r) for r, _ in labels.values())))
+    for ax, (name, (rows, cols)) in zip(axes[0], labels.items()):
+        w = _weights(params[name])
+        # Colours span the data's range: early in meta-training every weight is close to uniform, and a
         # 0..1 scale would paint one flat colour over the ranking that derivation reads.
         im = ax.imshow(w, cmap="viridis", aspect="auto")
-        ax.set_xticks(range(len(ops)), ops, rotation=60, ha="right", fontsize=8)
-        ax.set_yticks(range(edges), edge_labels(nodes), fontsize=8)
-        ax.set_title(f"softmax(alpha), {label}", fontsize=10)
+        ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(len(rows)), rows, fontsize=8)
+        ax.set_title(f"softmax(alpha), {_title(name)}", fontsize=10)
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     return fig
-
-
-def _nodes_of(edges: int) -> int:
-    nodes = 1
-    while n_edges(nodes) < edges:
-        nodes += 1
-    return nodes
 
 
 def _pick(snapshots: list[dict], most: int) -> list[dict]:
@@ -217,48 +215,48 @@ def _pick(snapshots: list[dict], most: int) -> list[dict]:
     return [snapshots[i] for i in idx]
 
 
-def plot_alpha_evolution(snapshots: list[dict], ops: list[str], most: int = 6):
-    """softmax(alpha) heatmaps at up to ``most`` evenly spaced snapshots (columns), one row per cell type."""
+def plot_alpha_evolution(snapshots: list[dict], labels: dict[str, tuple[list[str], list[str]]], most: int = 6):
+    """softmax(alpha) heatmaps at up to ``most`` evenly spaced snapshots (columns), one row per alpha."""
     if not snapshots:
         raise ValueError("no alpha snapshots to plot")
     shown = _pick(snapshots, most)
-    edges = shown[0]["alpha_normal"].shape[0]
-    labels = edge_labels(_nodes_of(edges))
-    fig, axes = plt.subplots(2, len(shown), squeeze=False, sharex=True, sharey=True, layout="constrained",
-                             figsize=(1.6 + 0.32 * len(ops) * len(shown), 2.4 + 0.55 * edges))
+    width = max(len(c) for _, c in labels.values())
+    height = max(len(r) for r, _ in labels.values())
+    fig, axes = plt.subplots(len(labels), len(shown), squeeze=False, layout="constrained",
+                             figsize=(1.6 + 0.32 * width * len(shown), 1.4 + (0.55 + 0.3 * height) * len(labels)))
     # One colour scale over all panels, spanning the data (see plot_alphas).
-    vmin = min(float(s[f"alpha_{c}"].min()) for s in shown for c, _ in CELLS)
-    vmax = max(float(s[f"alpha_{c}"].max()) for s in shown for c, _ in CELLS)
+    vmin = min(float(s[n].min()) for s in shown for n in labels)
+    vmax = max(float(s[n].max()) for s in shown for n in labels)
     for col, snap in enumerate(shown):
-        for row, (field, label) in enumerate(CELLS):
+        for row, (name, (rows, cols)) in enumerate(labels.items()):
             ax = axes[row, col]
-            im = ax.imshow(np.asarray(snap[f"alpha_{field}"]), cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
+            im = ax.imshow(np.asarray(snap[name]), cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
             if row == 0:
                 ax.set_title(f"iteration {snap['iteration']}", fontsize=9)
+            ax.set_yticks(range(len(rows)), rows if col == 0 else [], fontsize=7)
             if col == 0:
-                ax.set_ylabel(label, fontsize=9)
-                ax.set_yticks(range(edges), labels, fontsize=7)
-            ax.set_xticks(range(len(ops)), ops, rotation=70, ha="right", fontsize=7)
-    fig.colorbar(im, ax=axes, fraction=0.02, label=f"softmax(alpha)  (uniform = 1/{len(ops)} = {1 / len(ops):.3f})")
-    fig.suptitle("architecture weights over meta-training (rows: edges, columns: ops)", fontsize=10)
+                ax.set_ylabel(_title(name), fontsize=9)
+            ax.set_xticks(range(len(cols)), cols, rotation=70, ha="right", fontsize=7)
+    fig.colorbar(im, ax=axes, fraction=0.02, label="softmax(alpha)")
+    fig.suptitle("architecture weights over meta-training (rows: edges or layers, columns: choices)", fontsize=10)
     return fig
 
 
 def entropy(weights) -> float:
-    """Mean over edges of the entropy (nats) of each edge's op distribution."""
+    """Mean over rows of the entropy (nats) of each row's choice distribution."""
     w = torch.as_tensor(weights).double().clamp_min(1e-12)
     return float(-(w * w.log()).sum(-1).mean())
 
 
-def plot_alpha_entropy(snapshots: list[dict], ops: list[str]):
-    """Mean per-edge entropy of softmax(alpha) against meta-iteration; log(#ops) = undecided (uniform)."""
+def plot_alpha_entropy(snapshots: list[dict], labels: dict[str, tuple[list[str], list[str]]]):
+    """Mean per-row entropy of softmax(alpha) against meta-iteration; log(#choices) = undecided (uniform)."""
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     its = [s["iteration"] for s in snapshots]
-    for field, label in CELLS:
-        ax.plot(its, [entropy(s[f"alpha_{field}"]) for s in snapshots], marker="o", ms=3, label=label)
-    ax.axhline(math.log(len(ops)), color="0.5", ls="--", lw=1, label=f"uniform (log {len(ops)})")
+    for name, (_, cols) in labels.items():
+        line, = ax.plot(its, [entropy(s[name]) for s in snapshots], marker="o", ms=3, label=_title(name))
+        ax.axhline(math.log(len(cols)), color=line.get_color(), ls="--", lw=1, label=f"uniform (log {len(cols)})")
     ax.set_xlabel("meta-iteration")
-    ax.set_ylabel("mean edge entropy (nats)")
+    ax.set_ylabel("mean entropy per row (nats)")
     ax.set_title("how decided the architecture is", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -341,41 +339,49 @@ def plot_adaptation_curve(curve, title: str = "query accuracy vs adaptation step
 
 # -- per-task genotype diversity --------------------------------------------------------------------------------
 
-def op_wins(genotypes: list[Genotype], ops: list[str], nodes: int, field: str) -> np.ndarray:
-    """[edges, ops] fraction of genotypes that keep ``op`` on ``edge`` of the ``field`` cell.
-
-    A row sums to the fraction of tasks that keep the edge at all (derivation keeps ``k`` per node).
-    """
-    counts = np.zeros((n_edges(nodes), len(ops)))
-    for g in genotypes:
-        cell = getattr(g, field)
-        k = len(cell) // nodes
-        for n, (op, state) in enumerate(cell):
-            counts[edge_index(n // k, state), ops.index(op)] += 1
-    return counts / max(1, len(genotypes))
-
-
-def plot_op_wins(by_family: dict[str, list[Genotype]], ops: list[str], nodes: int):
-    """Per task family (rows) and cell type (columns): how often each op wins each edge across tasks."""
+def plot_op_wins(by_family: dict[str, dict[str, torch.Tensor]], labels: dict[str, tuple[list[str], list[str]]],
+                 tasks: dict[str, int] | None = None):
+    """Per task family (rows) and alpha (columns): how often each choice wins each row (edge, layer) across
+    adapted tasks. ``by_family[family]`` is ``space.choice_wins(archs)``; ``tasks[family]`` how many archs."""
     if not by_family:
-        raise ValueError("no genotypes to plot")
-    edges = n_edges(nodes)
-    fig, axes = plt.subplots(len(by_family), 2, squeeze=False, sharex=True, layout="constrained",
-                             figsize=(2.5 + 0.75 * len(ops) * 2, 1.4 + (0.8 + 0.42 * edges) * len(by_family)))
-    for row, (family, genotypes) in enumerate(by_family.items()):
-        distinct = len({(tuple(g.normal), tuple(g.reduce)) for g in genotypes})
-        for col, (field, label) in enumerate(CELLS):
+        raise ValueError("no architectures to plot")
+    width = max(len(c) for _, c in labels.values())
+    height = max(len(r) for r, _ in labels.values())
+    fig, axes = plt.subplots(len(by_family), len(labels), squeeze=False, layout="constrained",
+                             figsize=(2.5 + 0.75 * width * len(labels), 1.4 + (0.8 + 0.42 * height) * len(by_family)))
+    for row, (family, wins) in enumerate(by_family.items()):
+        for col, (name, (rows, cols)) in enumerate(labels.items()):
             ax = axes[row, col]
-            w = op_wins(genotypes, ops, nodes, field)
+            w = np.asarray(wins[name])
             im = ax.imshow(w, cmap="magma_r", vmin=0, vmax=1, aspect="auto")
             for (e, o), v in np.ndenumerate(w):
                 if v > 0:
-                    ax.text(o, e, f"{v:.0%}" if len(genotypes) > 1 else "x", ha="center", va="center", fontsize=7,
+                    ax.text(o, e, f"{v:.0%}", ha="center", va="center", fontsize=7,
                             color="white" if v > 0.6 else "black")
-            ax.set_xticks(range(len(ops)), ops, rotation=60, ha="right", fontsize=8)
-            ax.set_yticks(range(edges), edge_labels(nodes), fontsize=8)
-            ax.set_title(f"{family}: {label}\n{len(genotypes)} tasks, {distinct} distinct genotypes", fontsize=9)
-    fig.colorbar(im, ax=axes, fraction=0.025, label="fraction of tasks keeping op on edge")
+            ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=8)
+            ax.set_yticks(range(len(rows)), rows, fontsize=8)
+            n = f", {tasks[family]} tasks" if tasks and family in tasks else ""
+            ax.set_title(f"{family}: {_title(name)}{n}", fontsize=9)
+    fig.colorbar(im, ax=axes, fraction=0.025, label="fraction of tasks choosing it")
+    return fig
+
+
+def plot_chain(arch, ops: list[str], max_width: int, title: str | None = None):
+    """A chain architecture as a row of layer boxes: op and width, box height proportional to the width."""
+    fig, ax = plt.subplots(figsize=(1.8 + 1.7 * len(arch), 2.6))
+    colors = _op_colors(ops)
+    for l, (op, w) in enumerate(arch):
+        h = 0.4 + 1.2 * w / max_width
+        ax.add_patch(plt.Rectangle((l * 1.7, -h / 2), 1.3, h, fc=colors[op], ec="0.3"))
+        ax.text(l * 1.7 + 0.65, 0, f"{_tex(op)}\n@{w}", ha="center", va="center", fontsize=8)
+        if l:
+            ax.annotate("", (l * 1.7, 0), (l * 1.7 - 0.4, 0), arrowprops=dict(arrowstyle="->", color="0.3"))
+    ax.set_xlim(-0.3, 1.7 * len(arch))
+    ax.set_ylim(-1.0, 1.0)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
     return fig
 
 

@@ -55,16 +55,16 @@ def _log_pt2(module, x: torch.Tensor, run_id: str, **kwargs):
 
 def register_warm_start(checkpoint: str | Path, name: str, output_dir: str):
     """Log the warm start in ``checkpoint`` as an MLflow model and register it as ``name``; the ModelVersion."""
-    from metanas.checkpoint import load_checkpoint, model_from_checkpoint
+    from metanas.checkpoint import WarmStart
     from metanas.export import task_image_size
     from metanas.tracking import Tracker, client_for
 
     checkpoint = Path(checkpoint)
-    state = load_checkpoint(checkpoint)
-    model, cfg = model_from_checkpoint(state, checkpoint)
+    warm = WarmStart.load(checkpoint)
+    model, cfg = warm.model, warm.config
     cfg.run.output_dir, cfg.run.tracking_uri = output_dir, None
     client = client_for(cfg)
-    run_id = state["run_id"]
+    run_id = warm.run_id
     try:
         client.get_run(run_id)
     except Exception:  # a checkpoint from another store: a run of its own holds the model
@@ -78,10 +78,10 @@ def register_warm_start(checkpoint: str | Path, name: str, output_dir: str):
         shutil.copyfile(checkpoint, copy)
         info = _log_pt2(model, example, name="warm_start", run_id=run_id, extra_files=[str(copy)],
                         pip_requirements=_requirements(), registered_model_name=name,
-                        tags={"metanas.kind": "warm_start", "metanas.family": state["family"]})
+                        tags={"metanas.kind": "warm_start", "metanas.family": warm.family})
     version = info.registered_model_version
-    for key, value in {"metanas.warm_start": state["run_id"], "metanas.family": state["family"],
-                       "metanas.ways": state["ways"], "metanas.iteration": state["iteration"]}.items():
+    for key, value in {"metanas.warm_start": warm.run_id, "metanas.family": warm.family,
+                       "metanas.ways": warm.ways, "metanas.iteration": warm.iteration}.items():
         client.set_model_version_tag(name, str(version), key, str(value))
     return client.get_model_version(name, str(version))
 

@@ -24,11 +24,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rng_state(generator: torch.Generator) -> dict:
-    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]), "sampler": generator.get_state()}
+def rng_state(**generators: torch.Generator) -> dict:
+    """The global torch and Python RNG states and each named generator's (e.g. sampler=..., policy=...)."""
+    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+            **{k: g.get_state() for k, g in generators.items()}}
 
 
-def set_rng_state(state: dict, generator: torch.Generator) -> None:
+def set_rng_state(state: dict, **generators: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate((3, tuple(state["python"]), None))
-    generator.set_state(state["sampler"])
+    for k, g in generators.items():
+        g.set_state(state[k])

@@ -135,6 +135,12 @@ class Tracker:
         self._call("set_terminated", self.run_id, status=status)
 
 
+def child_tracker(cfg: Config, kind: str, warm_start_run_id: str, run_name: str, **tags) -> Tracker:
+    """A run that uses a warm start (adapt, evaluate, search, export): nested under its meta-training run."""
+    return Tracker(cfg, kind, run_name=run_name,
+                   tags={PARENT: warm_start_run_id, "metanas.warm_start": warm_start_run_id, **tags})
+
+
 class NullTracker:
     """What ranks other than 0 log to under torchrun: nothing (one MLflow run per training, not one per rank)."""
 

@@ -1,9 +1,11 @@
-"""Search space: candidate ops, DARTS cells, supernet / child net, genotypes."""
+"""Search spaces behind a registry: ``create_space(cfg.search)`` returns the space ``search.space`` names.
 
-from metanas.space.conv4 import Conv4
-from metanas.space.network import (Genotype, Network, derive_genotype, genotype_distance, genotype_from_json,
-                                   genotype_str, genotype_to_json, random_genotype)
-from metanas.space.ops import DEFAULT_OPS, OPS
+A space registers itself with ``@register_space`` in its own module; the imports below are the
+registry's lines (adding a space: its file, and one line here).
+"""
 
-__all__ = ["DEFAULT_OPS", "OPS", "Conv4", "Genotype", "random_genotype", "Network", "derive_genotype", "genotype_distance", "genotype_from_json", "genotype_str",
-           "genotype_to_json"]
+from metanas.space.base import SPACES, SearchSpace, alphas_of, create_space, is_alpha, list_spaces, register_space
+from metanas.space import darts  # noqa: F401  (registers "darts")
+from metanas.space import chain  # noqa: F401  (registers "chain")
+
+__all__ = ["SPACES", "SearchSpace", "alphas_of", "create_space", "is_alpha", "list_spaces", "register_space"]

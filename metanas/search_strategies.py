@@ -1,7 +1,7 @@
 """Discrete search strategies over genotypes, scored on the meta-learned supernet.
 
 The four families of the NAS literature, each as an ask/tell ``Strategy`` on
-the plain decision vectors of :class:`metanas.space.encoding.GenotypeEncoding`:
+the plain decision vectors of :class:`metanas.space.encoding.Encoding` (each space's ``encoding()``):
 
 * ``random``: uniform samples, the baseline every NAS method must beat.
 * ``evolution``: regularized (aging) evolution, Real et al. 2019: tournament
@@ -29,14 +29,13 @@ from dataclasses import dataclass
 import torch
 
 from metanas.errors import MetanasError
-from metanas.space.encoding import GenotypeEncoding
-from metanas.space.network import Genotype
+from metanas.space.encoding import Encoding
 
 
 class Strategy:
     """Propose decision vectors (``ask``), learn from their scores (``tell``)."""
 
-    def __init__(self, encoding: GenotypeEncoding, seed: int = 0):
+    def __init__(self, encoding: Encoding, seed: int = 0):
         self.encoding, self.rng = encoding, random.Random(seed)
 
     def ask(self) -> list[int] | None:
@@ -152,7 +151,7 @@ class BOHB(Strategy):
 class DartsArgmax(Strategy):
     """The meta-learned alpha's argmax genotype, proposed once."""
 
-    def __init__(self, encoding, seed=0, genotype: Genotype | None = None):
+    def __init__(self, encoding, seed=0, genotype=None):
         super().__init__(encoding, seed)
         if genotype is None:
             raise MetanasError("the darts strategy needs the warm start's derived genotype (a supernet checkpoint)")
@@ -177,7 +176,7 @@ def strategy_class(name: str) -> type[Strategy]:
 @dataclass
 class Trial:
     x: list[int]
-    genotype: Genotype
+    genotype: object  # an architecture of the space
     score: float  # mean validation accuracy over ``tasks`` tasks
     tasks: int  # < scorer.tasks: stopped early (multi-fidelity); not a candidate for the best
     spent: float  # evaluations spent so far, this one included

@@ -11,6 +11,10 @@ Tasks of a meta-batch are processed together with ``torch.func.vmap``
 (``meta.task_chunk`` bounds how many at a time, trading speed for memory);
 ``vectorize=False`` loops instead, which the tests use as the reference.
 The meta-learner owns the optimizer; the model owns neither loss nor optimizer.
+An execution policy that samples (``gumbel``) gets one sample per vmap call, drawn here, outside
+``vmap``, from the meta-learner's own seeded generator (saved with every checkpoint).
+With ``meta.cost_weight``, the expected cost of the architecture under alpha (a differentiable
+function of alpha, from the search space) is added to alpha's meta-objective.
 Under torchrun each rank computes the mean over its share of the meta-batch and
 ``reduce`` (:meth:`metanas.distributed.Dist.all_reduce_mean`) averages it over
 ranks before the update, so every rank applies the same step.
@@ -22,11 +26,15 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from torch.func import functional_call, grad_and_value, vmap
+from torch.func import grad_and_value, vmap
 
 from metanas.config import Config
 from metanas.errors import MetanasError
-from metanas.strategy.darts import Params, adapt, is_alpha
+from metanas.execution import executing
+from metanas.inner_loop import InnerLoop, Params
+from metanas.space.base import alphas_of, is_alpha
+
+POLICY_SEED = 3  # offset from run.seed of the generator that draws the execution policy's samples
 
 
 class NonFiniteError(MetanasError):
@@ -41,9 +49,13 @@ class MetaLearner:
     max_nonfinite = 5  # consecutive skipped steps before the run stops
 
     def __init__(self, model, cfg: Config, ways: int,
-                 reduce: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None):
+                 reduce: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+                 cost: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None):
         self.model, self.cfg, self.ways = model, cfg, ways
         self.reduce = reduce  # mean over ranks of gradients and metrics; None: one process
+        self.cost = cost  # alphas -> expected cost relative to the space's reference (for meta.cost_weight)
+        self.inner = InnerLoop.from_config(cfg, ways, "meta-train")
+        self.generator = torch.Generator().manual_seed(cfg.run.seed + POLICY_SEED)
         named = dict(model.named_parameters())
         weights = [p for k, p in named.items() if not is_alpha(k)]
         alphas = [p for k, p in named.items() if is_alpha(k)]
@@ -57,22 +69,21 @@ class MetaLearner:
     def params(self) -> Params:
         return {k: p.detach() for k, p in self.model.named_parameters()}
 
-    def inner_kwargs(self, alpha_frozen: bool = False, steps: int | None = None) -> dict:
-        i = self.cfg.inner
-        return dict(steps=i.steps if steps is None else steps, lr=i.lr, lr_alpha=0.0 if alpha_frozen else i.lr_alpha,
-                    variant=i.variant, ways=self.ways)
-
     # -- per-task objectives (pure functions of params and one task) --------------------------------------------
+    def _inner(self, alpha_frozen: bool) -> InnerLoop:
+        return self.inner.weights_only() if alpha_frozen else self.inner
+
     def _query_objective(self, params, sx, sy, qx, qy, alpha_frozen):
-        adapted = adapt(self.model, params, sx, sy, second_order=self.cfg.meta.algorithm == "maml",
-                        **self.inner_kwargs(alpha_frozen))
-        logits = functional_call(self.model, adapted, (qx,))
+        inner = self._inner(alpha_frozen)
+        adapted = inner.adapt(self.model, params, sx, sy, second_order=self.cfg.meta.algorithm == "maml")
+        logits = inner.logits(self.model, adapted, qx)
         return F.cross_entropy(logits, qy), _accuracy(logits, qy).detach()
 
     def _reptile_delta(self, params, sx, sy, qx, qy, alpha_frozen):
+        inner = self._inner(alpha_frozen)
         x, y = torch.cat([sx, qx]), torch.cat([sy, qy])
-        adapted = adapt(self.model, params, x, y, **self.inner_kwargs(alpha_frozen))
-        logits = functional_call(self.model, adapted, (x,))
+        adapted = inner.adapt(self.model, params, x, y)
+        logits = inner.logits(self.model, adapted, x)
         delta = {k: params[k] - adapted[k] for k in params}
         return delta, (F.cross_entropy(logits, y).detach(), _accuracy(logits, y).detach())
 
@@ -94,14 +105,28 @@ class MetaLearner:
         B = task[0].shape[0]
         chunk = self.cfg.meta.task_chunk or B
         total, losses, accs = None, [], []
+        policy = getattr(self.model, "policy", None)
         for s in range(0, B, chunk):
             part = tuple(t[s:s + chunk] for t in task)
-            g, (loss, acc) = self.task_gradients(params, part, alpha_frozen, vectorize)
+            # one sample per vmap call (see metanas/execution.py), drawn whether or not it is then vectorized
+            sample = policy.draw(alphas_of(params), self.generator) if policy is not None and policy.samples else None
+            with executing(self.model, sample=sample):
+                g, (loss, acc) = self.task_gradients(params, part, alpha_frozen, vectorize)
             g = {k: v.sum(0) for k, v in g.items()}
             total = g if total is None else {k: total[k] + g[k] for k in g}
             losses.append(loss)
             accs.append(acc)
-        return {k: v / B for k, v in total.items()}, torch.cat(losses).mean().item(), torch.cat(accs).mean().item()
+        grads = {k: v / B for k, v in total.items()}
+        if self.cost is not None and self.cfg.meta.cost_weight and not alpha_frozen:
+            for k, g in self._cost_gradient(params).items():
+                grads[k] = grads[k] + g
+        return grads, torch.cat(losses).mean().item(), torch.cat(accs).mean().item()
+
+    def _cost_gradient(self, params) -> Params:
+        """Gradient of ``meta.cost_weight x expected cost / reference cost`` w.r.t. each alpha."""
+        alphas = {k: v.detach().requires_grad_() for k, v in alphas_of(params).items()}
+        penalty = self.cfg.meta.cost_weight * self.cost(alphas)
+        return dict(zip(alphas, torch.autograd.grad(penalty, list(alphas.values()))))
 
     def step(self, task, iteration: int) -> dict:
         """One meta-update; returns metrics. Non-finite gradients skip the step."""

@@ -1,0 +1,95 @@
+"""The Python API a researcher scripts against (the CLI commands are thin layers over it).
+
+    import metanas
+    cfg = metanas.load_config("configs/smoke.yaml", ["meta.iterations=20"])
+    result = metanas.train(cfg)                          # meta-train: test accuracy, run id, checkpoint
+    warm = metanas.load(result.run_id, output_dir=cfg.run.output_dir)   # or a path, or "models:/NAME/1"
+    task = metanas.adapt(warm, support_x, support_y)     # the task's own architecture and weights
+    task.arch, task.predict(query_x)
+    family, ev = metanas.evaluate(warm, "omniglot-5way", tasks=100)     # many test tasks: ev.mean, ev.ci95
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from metanas.checkpoint import WarmStart
+from metanas.estimation import Evaluation
+from metanas.inner_loop import InnerLoop, Params
+from metanas.space import alphas_of
+
+
+def load(ref: str | None = None, output_dir: str = "runs") -> WarmStart:
+    """A warm start from a checkpoint path, an MLflow run id, a registered model (``models:/NAME/VERSION``),
+    or ``None`` (the newest checkpoint under ``output_dir``)."""
+    return WarmStart.load(ref, output_dir)
+
+
+def inner_loop(warm: WarmStart, steps: int | None = None, adapt_arch: bool = True) -> InnerLoop:
+    """The warm start's evaluation-phase inner loop (``inner.eval_steps``), optionally overridden."""
+    inner = InnerLoop.from_config(warm.config, warm.ways, "evaluate", adapt_arch=adapt_arch and warm.is_supernet)
+    return inner if steps is None else InnerLoop(**{**inner.__dict__, "steps": steps})
+
+
+@dataclass
+class Adapted:
+    """A warm start adapted to one task: its architecture, its parameters, and a predictor."""
+
+    warm: WarmStart
+    params: Params
+    inner: InnerLoop
+    arch: Any
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.inner.logits(self.warm.model, self.params, x.to(next(iter(self.params.values())).device))
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Class indices (0..ways-1, in the order of the support labels) for images ``x [N, C, H, W]``."""
+        return self.logits(x).argmax(-1)
+
+    def child(self) -> torch.nn.Module:
+        """The discrete child net of :attr:`arch` with the adapted weights (a fixed architecture: itself)."""
+        if not self.warm.is_supernet:
+            net = self.warm.space.child(self.arch, self.warm.ways)
+            net.load_state_dict(self.params)
+            return net
+        return self.warm.child(self.arch, self.params)
+
+
+def adapt(warm: WarmStart, support_x: torch.Tensor, support_y: torch.Tensor, steps: int | None = None,
+          adapt_arch: bool = True) -> Adapted:
+    """Adapt ``(w, alpha)`` to one task's support set (``support_y``: labels 0..ways-1, class-major for
+    ``inner.variant=alternating``)."""
+    inner = inner_loop(warm, steps, adapt_arch)
+    device = next(warm.model.parameters()).device
+    params = inner.adapt(warm.model, warm.params, support_x.to(device), support_y.to(device))
+    params = {k: v.detach() for k, v in params.items()}
+    arch = warm.space.derive(alphas_of(params)) if warm.is_supernet else warm.arch
+    return Adapted(warm, params, inner, arch)
+
+
+def evaluate(warm: WarmStart, family: str, tasks: int = 600, seed: int = 0, steps: int | None = None,
+             adapt_arch: bool = True, data_root: str | None = None, chunk: int = 10, curve: bool = True,
+             progress: bool = False, dist=None) -> tuple[Any, Evaluation]:
+    """Adapt to ``tasks`` test tasks of ``family`` (seeded by ``seed``): ``(TaskFamily, Evaluation)``."""
+    from metanas.data import get_tasksets, load_family
+    from metanas.estimation import evaluate as run
+
+    fam = load_family(family)
+    warm.check_family(fam)
+    sets = get_tasksets(fam, data_root or warm.config.data.root, skip_corrupt=warm.config.data.skip_corrupt)
+    device = next(warm.model.parameters()).device
+    ev = run(warm.model, warm.params, sets.test, tasks, inner_loop(warm, steps, adapt_arch),
+             torch.Generator().manual_seed(seed), chunk=chunk, curve=curve, progress=progress, device=device, dist=dist)
+    return fam, ev
+
+
+def architectures(warm: WarmStart, ev: Evaluation) -> list:
+    """Each evaluated task's adapted architecture."""
+    if not warm.is_supernet:
+        return [warm.arch] * ev.accuracies.numel()
+    return [warm.space.derive({k: v[i] for k, v in ev.alphas.items()}) for i in range(ev.accuracies.numel())]

@@ -1,0 +1,193 @@
+"""``metanas adapt`` (a few tasks, one at a time, each shown) and ``metanas evaluate`` (many tasks, batched; a suite
+of families; the paired architecture-adaptation ablation)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from metanas.commands import add_warm_start_args, load_warm_start
+from metanas.errors import MetanasError
+
+
+def register(sub) -> None:
+    for name, tasks, text in (("adapt", 20, "adapt a meta-trained warm start to new tasks, showing each"),
+                              ("evaluate", 600, "adapt to many test tasks: accuracy ± 95% CI, per-step curve, op wins")):
+        a = sub.add_parser(name, help=text)
+        a.add_argument("--task", default="omniglot-5way", help="task family name (tasks/NAME.yaml) or YAML path")
+        add_warm_start_args(a)
+        a.add_argument("--tasks", type=int, default=tasks, help=f"number of test tasks (default {tasks})")
+        a.add_argument("--steps", type=int, help="adaptation steps (default: the checkpoint's inner.eval_steps)")
+        a.add_argument("--no-arch-adapt", action="store_true", help="adapt the weights only, keep the warm alpha")
+        a.add_argument("--genotype", metavar="FILE.json", help="adapt the weights of this fixed architecture only "
+                       "(e.g. the best_genotype.json of metanas search), cut out of the supernet warm start")
+        a.add_argument("--seed", type=int, default=0, help="seed of the test tasks")
+        a.add_argument("--data-root", help="folder containing omniglot-py/ (else $METANAS_DATA)")
+        a.add_argument("--device", default="auto")
+        a.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
+        a.add_argument("--plot", action="store_true", help="draw the first task's architecture and the choice wins "
+                       "over all tasks (run artifacts and OUTPUT_DIR/plots/)")
+        if name == "evaluate":
+            a.add_argument("--suite", choices=["shift"], help="all shifted / held-out families: one table")
+            a.add_argument("--paired", action="store_true", help="also adapt the same tasks with the architecture "
+                           "fixed and report the paired per-task difference (architecture adaptation's gain) ± 95% CI")
+        a.set_defaults(fn=cmd_adapt)
+
+
+def cmd_adapt(args) -> None:
+    if args.tasks < 1:
+        raise MetanasError("--tasks must be >= 1")
+    warm, dist = load_warm_start(args)
+    try:
+        if getattr(args, "suite", None):
+            return _suite(args, warm, dist)
+        _adapt_one(args, warm, dist)
+    finally:
+        dist.close()
+
+
+def _evaluate(args, warm, dist, family: str, progress=True, curve=True, adapt_arch=None):
+    from metanas import api
+
+    adapt_arch = not args.no_arch_adapt if adapt_arch is None else adapt_arch
+    return api.evaluate(warm, family, args.tasks, args.seed, args.steps, adapt_arch, warm.config.data.root,
+                        chunk=1 if args.command == "adapt" else 10, curve=curve,
+                        progress=progress and dist.is_main, dist=dist)
+
+
+def _paired(args, warm, dist, family: str, ev, **kw):
+    """The same tasks with the architecture fixed: (Evaluation, mean difference, CI half-width) or None."""
+    from metanas.estimation import paired_difference
+
+    if not getattr(args, "paired", False) or args.no_arch_adapt or not warm.is_supernet:
+        return None
+    _, fixed = _evaluate(args, warm, dist, family, adapt_arch=False, **kw)
+    return (fixed, *paired_difference(ev, fixed))
+
+
+def _adapt_one(args, warm, dist) -> None:
+    from metanas import api
+    from metanas.tracking import child_tracker
+
+    kind = args.command
+    tracker = None if args.no_track or not dist.is_main else child_tracker(
+        warm.config, kind, warm.run_id, f"{kind}-{args.task}", **{"metanas.family": args.task})
+    family, ev = _evaluate(args, warm, dist, args.task)
+    paired = _paired(args, warm, dist, args.task, ev)
+    if not dist.is_main:  # rank 0 prints and logs for all
+        return
+    inner = api.inner_loop(warm, args.steps, not args.no_arch_adapt)
+    archs = api.architectures(warm, ev)
+    space = warm.space
+    wins = space.choice_wins(archs)
+    if kind == "adapt":
+        for i, a in enumerate(archs):
+            print(f"task {i:3d}: accuracy {100 * ev.accuracies[i]:5.1f}%  {inner.steps} steps  "
+                  f"{ev.seconds[i]:.3f} s  {space.describe(a)}")
+    else:
+        for name, w in wins.items():
+            rows, cols = space.alpha_labels()[name]
+            print(f"choice wins ({name}, fraction of tasks): " + "  ".join(
+                f"{rows[e]}:{cols[int(row.argmax())]}={row.max():.2f}" for e, row in enumerate(w)))
+    what = "w and alpha" if inner.adapts_arch else "w only (architecture fixed)"
+    print(f"query accuracy: {ev.summary()}  [{family.name}, {inner.steps} steps on {what}]")
+    if paired:
+        print(f"architecture fixed, same tasks: {paired[0].summary()}")
+        print(f"paired difference (adapted - fixed): {100 * paired[1]:+.2f} ± {100 * paired[2]:.2f} points")
+    print(f"time per task: median {ev.seconds.median():.3f} s")
+    print(f"accuracy after each step: {' '.join(f'{100 * a:.1f}' for a in ev.curve.mean(0).tolist())}")
+    print(f"warm start: {warm.path} (run {warm.run_id})")
+    if args.plot:
+        print(f"plots: {_plot_adaptation(tracker, args.output_dir, family, warm, archs, ev)}")
+    if tracker:
+        tracker.log_config(warm.config)
+        for step, acc in enumerate(ev.curve.mean(0).tolist()):
+            tracker.log_metrics({f"{kind}/accuracy_at_step": acc}, step=step)
+        metrics = {f"{kind}/accuracy": ev.mean, f"{kind}/ci95": ev.ci95,
+                   f"{kind}/seconds_per_task": ev.seconds.median().item()}
+        if paired:
+            metrics |= {f"{kind}/paired_gain": paired[1], f"{kind}/paired_gain_ci95": paired[2]}
+        tracker.log_metrics(metrics, step=inner.steps)
+        tracker.log_dict({"genotypes": [space.dump(a) for a in archs], "accuracies": ev.accuracies.tolist(),
+                          "choice_wins": {k: v.tolist() for k, v in wins.items()}}, "adapted_genotypes.json")
+        tracker.end()
+        print(f"run id: {tracker.run_id}")
+
+
+def suite_families(suite: str, home: str) -> list[str]:
+    """``shift``: the warm start's own family (reference), then every shifted, held-out or other-data-set family."""
+    from metanas.data import list_families, load_family
+
+    if suite != "shift":
+        raise MetanasError(f"unknown suite {suite!r}: the only suite is 'shift'")
+    others = [n for n in list_families()
+              if n != home and ((f := load_family(n)).shifts or f.held_out or f.split == "all")]
+    return [home, *others]
+
+
+def _suite(args, warm, dist) -> None:
+    """One warm start over a suite of task families: a markdown + CSV table, logged to one MLflow run."""
+    from metanas import api
+    from metanas.tables import csv_text, markdown, pct
+    from metanas.tracking import child_tracker
+
+    home = warm.derive()
+    rows = []
+    for name in suite_families(args.suite, warm.family):
+        try:
+            family, ev = _evaluate(args, warm, dist, name, progress=False, curve=False)
+            paired = _paired(args, warm, dist, name, ev, progress=False, curve=False)
+        except MetanasError as e:  # e.g. a data set that cannot be downloaded here, or other ways
+            rows.append((name, None, None, f"skipped: {e}"))
+            if dist.is_main:  # every rank hits the same error; one line is enough
+                print(f"{name}: skipped ({e})")
+            continue
+        archs = api.architectures(warm, ev)
+        distance = sum(warm.space.distance(a, home) for a in archs) / len(archs)
+        rows.append((name, ev, paired, f"{distance:.3f}"))
+        if dist.is_main:
+            gain = f", paired gain {100 * paired[1]:+.2f} ± {100 * paired[2]:.2f}" if paired else ""
+            print(f"{name}: {ev.summary()}{gain}, architecture distance {distance:.3f}", flush=True)
+    if not dist.is_main:
+        return
+    steps = api.inner_loop(warm, args.steps).steps
+    head = ["family", f"accuracy ± 95% CI ({args.tasks} tasks)", "architecture fixed", "paired gain (points)",
+            "steps", "architecture distance from warm start"]
+    md = markdown(head, [[n, pct(e.mean, e.ci95), pct(p[0].mean, p[0].ci95) if p else "-",
+                          f"{100 * p[1]:+.2f} ± {100 * p[2]:.2f}" if p else "-", steps, d] if e else [n, "-", "-", "-", "-", d]
+                         for n, e, p, d in rows])
+    csv = csv_text(["family", "accuracy", "ci95", "fixed_accuracy", "paired_gain", "paired_gain_ci95", "steps",
+                    "genotype_distance"],
+                   [[n, e.mean if e else "", e.ci95 if e else "", p[0].mean if p else "", p[1] if p else "",
+                     p[2] if p else "", steps if e else "", d] for n, e, p, d in rows])
+    print(md)
+    if not args.no_track:
+        tracker = child_tracker(warm.config, "evaluate", warm.run_id, f"evaluate-suite-{args.suite}")
+        tracker.log_text(md + "\n", f"suite_{args.suite}.md")
+        tracker.log_text(csv, f"suite_{args.suite}.csv")
+        for n, e, p, _ in rows:
+            if e:
+                tracker.log_metrics({f"suite/{n}/accuracy": e.mean, f"suite/{n}/ci95": e.ci95}
+                                    | ({f"suite/{n}/paired_gain": p[1]} if p else {}), step=0)
+        tracker.end()
+        print(f"run id: {tracker.run_id}")
+
+
+def _plot_adaptation(tracker, output_dir, family, warm, archs, ev) -> Path:
+    """The first task's architecture, choice wins over all tasks, accuracy vs step: saved and logged."""
+    from metanas import plots
+
+    folder = Path(output_dir) / "plots" / (f"adapt-{tracker.run_id}" if tracker else time.strftime("adapt-%Y%m%d-%H%M%S"))
+    figures = {
+        "genotype_task0.png": warm.space.draw(
+            archs[0], f"{family.name}, task 0: adapted architecture ({100 * ev.accuracies[0]:.0f}% query accuracy)"),
+        "op_wins.png": plots.plot_op_wins({family.name: warm.space.choice_wins(archs)}, warm.space.alpha_labels(),
+                                          {family.name: len(archs)}),
+        "adaptation_curve.png": plots.plot_adaptation_curve(
+            ev.curve, f"{family.name}: query accuracy vs adaptation step", family.ways),
+    }
+    for name, fig in figures.items():
+        if tracker:
+            tracker.log_figure(fig, f"plots/{name}")
+        plots.save(fig, folder / name)
+    return folder.resolve()

@@ -1,0 +1,292 @@
+"""The chain space: ``search.layers`` stride-2 layers, each choosing an op and a width.
+
+A layer is ``op -> BatchNorm (affine, batch statistics) -> ReLU -> max-pool 2``, as in MAML's
+conv4, so conv4 (4 x ``conv_3x3`` @ 64) is one architecture of the space (``search.genotype:
+conv4``), and a search that can keep it can never be worse than that baseline by construction
+of the space. Choices per layer (two alphas: ``alpha_op [layers, ops]``, ``alpha_width [layers,
+widths]``):
+
+* ops (``OPS``): dense ``conv_3x3``, ``conv_5x5``, ``dil_conv_3x3`` (3x3, dilation 2) and
+  ``sep_conv_3x3`` (depthwise 3x3 + pointwise);
+* widths (``search.widths``): output channels.
+
+**Weight entanglement** (``search.entangled: true``, Single-Path NAS / OFA): the dense ops of a
+layer are slices of one 5x5 *superkernel* (``conv_3x3`` its centre, ``dil_conv_3x3`` its every
+other tap), and a width its first channels, so every sampled path trains the same weights and a
+child is a slice. With ``entangled: false`` each dense op owns its kernel (widths still share).
+
+Execution: a dense weight per choice (mixture, or a per-task argmax) runs **one** 5x5 convolution
+with the weighted sum of the op kernels (convolution is linear in the kernel) and multiplies the
+channels by the weighted width staircase; a sampled :class:`~metanas.execution.Path` runs only the
+chosen op at the chosen width (sliced kernels: a 3x3 @ 32 path costs what a 3x3 @ 32 net costs).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from metanas.errors import MetanasError
+from metanas.execution import Executed, Mixture, Path
+from metanas.space.base import SearchSpace, register_space, require
+from metanas.space.encoding import Encoding
+from metanas.space.ops import bn
+
+# op -> (kernel taps per side, dilation); sep_conv_3x3 is depthwise 3x3 + pointwise 1x1
+OPS = {"conv_3x3": (3, 1), "conv_5x5": (5, 1), "dil_conv_3x3": (3, 2), "sep_conv_3x3": (3, 1)}
+SEP = "sep_conv_3x3"
+
+
+def _embed(op: str) -> torch.Tensor:
+    """[k, 5]: places an op's k taps on the 5x5 superkernel's grid (centre, or every other tap)."""
+    k, d = OPS[op]
+    E = torch.zeros(k, 5)
+    for i in range(k):
+        E[i, (5 - (k - 1) * d) // 2 + i * d] = 1.0
+    return E
+
+
+def _to5(kernel: torch.Tensor, op: str) -> torch.Tensor:
+    """An op's own kernel ``[..., k, k]`` on the 5x5 grid (vmap-safe: a product with constants, no writes)."""
+    E = _embed(op).to(kernel)
+    return torch.einsum("...ij,ia,jb->...ab", kernel, E, E) if kernel.shape[-1] != 5 else kernel
+
+
+def _from5(kernel: torch.Tensor, op: str) -> torch.Tensor:
+    """The slice of a 5x5 superkernel that an op reads (its centre, or every other tap)."""
+    if kernel.shape[-1] != 5 or OPS[op][0] == 5:
+        return kernel
+    return kernel[..., 1:4, 1:4] if OPS[op][1] == 1 else kernel[..., ::2, ::2]
+
+
+class ChainNet(Executed):
+    """The supernet (``arch=None``: every choice, alphas) or a child (``arch``: one (op, width) per layer)."""
+
+    def __init__(self, n_classes: int, ops: list[str], widths: list[int], layers: int, in_channels: int = 1,
+                 entangled: bool = True, arch=None, policy=None):
+        super().__init__(policy or Mixture())
+        self.ops, self.widths, self.arch, self.entangled = list(ops), list(widths), arch, entangled
+        self.dense = [o for o in self.ops if o != SEP]
+        W = max(widths)
+        self.layers = nn.ModuleList()
+        cin = in_channels
+        for l in range(layers):
+            w = W if arch is None else arch[l][1]
+            ops_here = self.ops if arch is None else [arch[l][0]]
+            layer = nn.Module()
+            bound = 1 / math.sqrt(cin * 9)  # a 3x3 conv's default scale (BatchNorm follows, so it only starts)
+            param = lambda *shape: nn.Parameter(torch.empty(*shape).uniform_(-bound, bound))
+            dense = [o for o in ops_here if o != SEP]
+            if dense and entangled:
+                size = 5 if arch is None and any(o != "conv_3x3" for o in dense) else OPS[dense[0]][0]
+                layer.kernel = param(w, cin, size, size)
+            elif dense:
+                for o in dense:
+                    layer.register_parameter(f"kernel_{o}", param(w, cin, OPS[o][0], OPS[o][0]))
+            if SEP in ops_here:
+                layer.sep_dw = param(cin, 1, 3, 3)
+                layer.sep_pw = nn.Parameter(torch.empty(w, cin, 1, 1).uniform_(-1 / math.sqrt(cin), 1 / math.sqrt(cin)))
+            layer.bias = nn.Parameter(torch.zeros(w))
+            layer.bn = bn(w, affine=True)  # a module, so that export can freeze a child's statistics
+            self.layers.append(layer)
+            cin = w
+        self.classifier = nn.Linear(cin, n_classes)
+        if arch is None:
+            self.alpha_op = nn.Parameter(1e-3 * torch.randn(layers, len(self.ops)))
+            self.alpha_width = nn.Parameter(1e-3 * torch.randn(layers, len(widths)))
+
+    def _kernel(self, layer, op: str) -> torch.Tensor:
+        return layer.kernel if self.entangled else getattr(layer, f"kernel_{op}")
+
+    def _path(self, layer, x, op: str, w: int) -> torch.Tensor:
+        """Only ``op`` at width ``w``: sliced kernels, so the cost is that op's at that width."""
+        cin = x.shape[1]
+        if op == SEP:
+            y = F.conv2d(x, layer.sep_dw[:cin], padding=1, groups=cin)
+            return F.conv2d(y, layer.sep_pw[:w, :cin], layer.bias[:w])
+        k, d = OPS[op]
+        kernel = _from5(self._kernel(layer, op)[:w, :cin], op)
+        return F.conv2d(x, kernel, layer.bias[:w], padding=d * (k - 1) // 2, dilation=d)
+
+    def _mixed(self, layer, x, p: torch.Tensor) -> torch.Tensor:
+        """Every op weighted by ``p [ops]``: one 5x5 convolution with the weighted kernel, plus the separable op."""
+        kernel = 0
+        for o, op in enumerate(self.ops):
+            if op == SEP:
+                continue
+            own = self._kernel(layer, op)
+            kernel = kernel + p[o] * (_to5(_from5(own, op), op) if self.entangled else _to5(own, op))
+        y = F.conv2d(x, kernel, layer.bias, padding=2) if self.dense else layer.bias[:, None, None]
+        if SEP in self.ops:
+            cin = x.shape[1]
+            sep = F.conv2d(F.conv2d(x, layer.sep_dw, padding=1, groups=cin), layer.sep_pw)
+            y = y + p[self.ops.index(SEP)] * sep
+        return y
+
+    def forward(self, x):
+        if self.arch is not None:
+            choices = [(self.ops.index(op), self.widths.index(w)) for op, w in self.arch]
+            p_op = p_w = None
+        else:
+            p_op, p_w = self.mix("alpha_op", self.alpha_op), self.mix("alpha_width", self.alpha_width)
+            if isinstance(p_op, Path):
+                choices = list(zip(p_op.index, p_w.index))
+        W = torch.tensor(self.widths)
+        for l, layer in enumerate(self.layers):
+            if p_op is None or isinstance(p_op, Path):
+                o, wi = choices[l]
+                w = self.widths[wi]
+                y = self._path(layer, x, self.ops[o], w)
+                if p_op is None:  # a child: its own BatchNorm module
+                    y = F.relu(layer.bn(y))
+                else:
+                    y = F.relu(F.batch_norm(y, None, None, layer.bn.weight[:w], layer.bn.bias[:w], training=True))
+                    y = y * (p_op.gate[l] * p_w.gate[l])
+            else:
+                y = self._mixed(layer, x, p_op[l])
+                y = F.relu(layer.bn(y))
+                # width staircase: channel c is kept with the weight of every width above c
+                keep = ((torch.arange(max(self.widths))[:, None] < W[None, :]).to(y) * p_w[l]).sum(-1)
+                y = y * keep[:, None, None]
+            x = F.max_pool2d(y, 2)
+        features = x.mean((-2, -1))
+        weight = self.classifier.weight[:, :features.shape[1]]
+        return F.linear(features, weight, self.classifier.bias)
+
+
+class ChainEncoding(Encoding):
+    def __init__(self, ops: list[str], widths: list[int], layers: int):
+        self.ops, self.widths = ops, widths
+        self.decisions = [d for l in range(layers) for d in ((f"layer{l}.op", len(ops)), (f"layer{l}.width", len(widths)))]
+
+    def encode(self, arch):
+        return [x for op, w in arch for x in (self.ops.index(op), self.widths.index(w))]
+
+    def decode(self, x):
+        return tuple((self.ops[x[i]], self.widths[x[i + 1]]) for i in range(0, len(x), 2))
+
+
+def _flops(op: str, cin, w, size: int):
+    """FLOPs (2 x multiply-adds) per image of one layer's op at input width ``cin``, output width ``w``."""
+    if op == SEP:
+        return 2 * size * size * (9 * cin + w * cin)
+    return 2 * size * size * OPS[op][0] ** 2 * w * cin
+
+
+@register_space
+class ChainSpace(SearchSpace):
+    name = "chain"
+    description = "stride-2 layers (op -> BN -> ReLU -> pool), each choosing an op and a width; conv4 is a member"
+    default_ops = list(OPS)
+    default_channels = 64
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.widths = list(cfg.widths) if cfg.widths else [self.channels // 2, 3 * self.channels // 4, self.channels]
+
+    def validate(self):
+        s = self.cfg
+        require(s.layers >= 1, "search.layers", s.layers, "must be >= 1")
+        unknown = [o for o in self.ops if o not in OPS]
+        require(not unknown, "search.ops", unknown, f"unknown chain op; choose from {list(OPS)}")
+        require(len(set(self.ops)) == len(self.ops), "search.ops", self.ops, "no duplicates")
+        widths = s.widths or [self.channels]
+        require(all(w >= 1 for w in widths) and len(set(widths)) == len(widths) and list(widths) == sorted(widths),
+                "search.widths", widths, "distinct increasing channel counts >= 1")
+
+    def supernet(self, n_classes, policy, in_channels=1):
+        return ChainNet(n_classes, self.ops, self.widths, self.cfg.layers, in_channels, self.cfg.entangled,
+                        policy=policy)
+
+    def child(self, arch, n_classes, in_channels=1):
+        bad = [(op, w) for op, w in arch if op not in self.ops or w not in self.widths]
+        if len(arch) != self.cfg.layers or bad:
+            raise MetanasError(f"architecture {self.describe(arch)} is not in this chain space ({self.cfg.layers} layers "
+                               f"of {self.ops} x widths {self.widths}): use one searched in the same space")
+        return ChainNet(n_classes, self.ops, self.widths, self.cfg.layers, in_channels, self.cfg.entangled, arch=arch)
+
+    def inherit(self, child, params, arch):
+        """A child's weights are slices of the supernet's (first channels; the op's taps of a superkernel)."""
+        out = {}
+        for name, p in child.state_dict().items():
+            src = params[name].detach()
+            if name.startswith("layers."):
+                l = int(name.split(".")[1])
+                src = src[tuple(slice(0, n) for n in p.shape[:2])]
+                if name.endswith(".kernel"):
+                    src = _from5(src, arch[l][0])
+            elif name == "classifier.weight":
+                src = src[:, :p.shape[1]]
+            out[name] = src.clone()
+        return out
+
+    def derive(self, alphas):
+        op = alphas["alpha_op"].detach().argmax(-1).tolist()
+        w = alphas["alpha_width"].detach().argmax(-1).tolist()
+        return tuple((self.ops[o], self.widths[i]) for o, i in zip(op, w))
+
+    def random(self, generator):
+        return tuple((self.ops[int(torch.randint(len(self.ops), (1,), generator=generator))],
+                      self.widths[int(torch.randint(len(self.widths), (1,), generator=generator))])
+                     for _ in range(self.cfg.layers))
+
+    def named(self):
+        conv4 = (("conv_3x3", 64),) * self.cfg.layers
+        return {"conv4": conv4} if self.cfg.layers == 4 and "conv_3x3" in self.ops and 64 in self.widths else {}
+
+    def encoding(self):
+        return ChainEncoding(self.ops, self.widths, self.cfg.layers)
+
+    def to_json(self, arch):
+        return {"layers": [[op, w] for op, w in arch]}
+
+    def from_json(self, d):
+        try:
+            return tuple((str(op), int(w)) for op, w in d["layers"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise MetanasError(f"not a chain architecture ({e}): expected {{\"layers\": [[op, width], ...]}}") from None
+
+    def describe(self, arch):
+        return " > ".join(f"{op}@{w}" for op, w in arch)
+
+    def draw(self, arch, title=None):
+        from metanas import plots
+
+        return plots.plot_chain(arch, self.ops, max(self.widths), title)
+
+    def alpha_labels(self):
+        rows = [f"layer {l}" for l in range(self.cfg.layers)]
+        return {"alpha_op": (rows, self.ops), "alpha_width": (rows, [str(w) for w in self.widths])}
+
+    def choice_wins(self, archs):
+        n = max(1, len(archs))
+        op = torch.zeros(self.cfg.layers, len(self.ops))
+        width = torch.zeros(self.cfg.layers, len(self.widths))
+        for arch in archs:
+            for l, (o, w) in enumerate(arch):
+                op[l, self.ops.index(o)] += 1 / n
+                width[l, self.widths.index(w)] += 1 / n
+        return {"alpha_op": op, "alpha_width": width}
+
+    def _cost(self, p_op, p_w, n_classes, image_size, in_channels):
+        """FLOPs per image for per-layer op probabilities ``p_op`` and width probabilities ``p_w`` (one-hot: a child)."""
+        W = torch.tensor(self.widths).to(p_w)
+        total, cin, size = 0.0, torch.tensor(float(in_channels)), image_size
+        for l in range(self.cfg.layers):
+            w = (p_w[l] * W).sum()  # E[width]: independent choices per layer, so E[w * cin] = E[w] E[cin]
+            total = total + sum(p_op[l, o] * _flops(op, cin, w, size) for o, op in enumerate(self.ops))
+            cin, size = w, size // 2
+        return total + 2 * n_classes * cin
+
+    def expected_cost(self, alphas, n_classes, image_size, in_channels=1):
+        return self._cost(F.softmax(alphas["alpha_op"], -1), F.softmax(alphas["alpha_width"], -1), n_classes,
+                          image_size, in_channels)
+
+    def cost(self, arch, n_classes, image_size, in_channels=1):
+        x = self.encoding().encode(arch)
+        p_op = F.one_hot(torch.tensor(x[0::2]), len(self.ops)).float()
+        p_w = F.one_hot(torch.tensor(x[1::2]), len(self.widths)).float()
+        return float(self._cost(p_op, p_w, n_classes, image_size, in_channels))
