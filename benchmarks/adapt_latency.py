@@ -13,13 +13,12 @@ import argparse
 
 import torch
 
-from metanas.checkpoint import build_model, load_checkpoint, model_from_checkpoint
+from metanas.checkpoint import WarmStart, build_model
 from metanas.config import load_config
 from metanas.data import get_tasksets, load_family
-from metanas.estimation import evaluate
-from metanas.meta_train import TEST_SEED, eval_steps
+from metanas.estimation import TEST_SEED, evaluate
+from metanas.inner_loop import InnerLoop
 from metanas.runtime import resolve_device
-from metanas.strategy import MetaLearner
 
 
 def main() -> None:
@@ -29,27 +28,27 @@ def main() -> None:
     p.add_argument("overrides", nargs="*", help="config overrides when no checkpoint is given")
     args = p.parse_args()
     if args.checkpoint:
-        state = load_checkpoint(args.checkpoint)
-        model, cfg = model_from_checkpoint(state, args.checkpoint)
+        warm = WarmStart.load(args.checkpoint)
+        model, cfg = warm.model, warm.config
     else:
         cfg = load_config(None, args.overrides)
         torch.manual_seed(cfg.run.seed)
-        model = build_model(cfg, cfg.task.ways or 5)
+        model = build_model(cfg, cfg.task.ways or 5)[0]
     device = resolve_device(cfg.run.device)
     model.to(device)
     sets = get_tasksets(load_family(cfg.task.family), cfg.data.root, cfg.task.ways, cfg.task.shots, cfg.task.queries)
-    learner = MetaLearner(model, cfg, sets.test.ways)
-    kw = learner.inner_kwargs(steps=eval_steps(cfg))
+    inner = InnerLoop.from_config(cfg, sets.test.ways, "evaluate")
+    params = {k: v.detach() for k, v in model.named_parameters()}
 
     def run(curve):
-        return evaluate(model, learner.params(), sets.test, args.tasks, kw,
+        return evaluate(model, params, sets.test, args.tasks, inner,
                         torch.Generator().manual_seed(cfg.run.seed + TEST_SEED), chunk=1, curve=curve, device=device)
 
     run(False)  # warm-up: allocator, kernels
     timed = run(False)
     traced = run(True)
     s = timed.seconds
-    print(f"device: {device}, {kw['steps']} inner steps on w and alpha ({cfg.inner.variant}), "
+    print(f"device: {device}, {inner.steps} inner steps on w and alpha ({cfg.inner.variant}), "
           f"{sets.test.ways}-way {sets.test.shots}-shot, {args.tasks} tasks")
     print(f"latency per task: median {s.median():.3f} s, p90 {s.quantile(0.9):.3f} s")
     print(f"query accuracy: {timed.summary()}")

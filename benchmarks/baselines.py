@@ -1,64 +1,99 @@
 """Baselines run by the same code, on the same held-out tasks, with the same seeds and time budget.
 
-    python benchmarks/baselines.py --budget 600 --test-tasks 600 [key=value ...]
+    python benchmarks/baselines.py --budget 600 --test-tasks 600 [--methods metanas,conv4,...] [key=value ...]
 
-Each method is meta-trained by ``metanas.meta_train.train`` for the same wall-clock budget
-(``meta.time_budget``), then scored on the same ``--test-tasks`` held-out tasks (the test generator
-is seeded by ``run.seed``). Prints a markdown table and writes it (and a CSV) next to ``--out``.
+Each method is meta-trained by ``metanas.train`` for the same wall-clock budget (``meta.time_budget``,
+data loading and validation included), then scored on the same ``--test-tasks`` held-out tasks (the
+test generator is seeded by ``run.seed``). Prints a markdown table and writes it (and a CSV) next to
+``--out``. Methods (``--methods``, comma-separated, in this order):
+
+* ``metanas``: the default config (``python -m metanas.meta_train``), architecture adapted per task;
+* ``no-arch-adapt``: the same warm start, the same test tasks, alpha held at the warm start's (the
+  paired difference to ``metanas`` is printed with its 95% CI);
+* ``conv4``: MAML's conv4 (``configs/baseline-conv4.yaml``: the chain space's conv4 architecture);
+* ``searched``: the best child that ``metanas search`` (evolution, ``--search-budget`` evaluations on
+  validation tasks) finds on the metanas warm start, meta-trained from scratch for the same budget
+  (the search's own time is not in that budget; it is printed);
+* ``random``: a random child of the default space (drawn with ``run.seed``), meta-trained from scratch;
+* ``frozen-alpha``: the supernet with its initial (near-uniform) alpha frozen (weights only).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import json
+import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from metanas.checkpoint import load_checkpoint, model_from_checkpoint
+from metanas import api
+from metanas.checkpoint import WarmStart
 from metanas.config import load_config
-from metanas.data import get_tasksets, load_family
-from metanas.estimation import evaluate
-from metanas.meta_train import TEST_SEED, eval_steps, train
-from metanas.strategy import MetaLearner
+from metanas.estimation import TEST_SEED, paired_difference
+from metanas.meta_train import train
+from metanas.tables import csv_text, markdown, pct
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = [  # (name, config file or None)
-    ("metanas: meta-learned alpha + w, both adapted", None),
-    ("supernet, frozen uniform alpha (weights only)", "configs/baseline-frozen-alpha.yaml"),
-    ("random genotype (child net)", "configs/baseline-random-genotype.yaml"),
-    ("conv4 MAML (fixed architecture)", "configs/baseline-conv4.yaml"),
-]
+CONFIGS = {"metanas": None, "conv4": "configs/baseline-conv4.yaml", "random": "configs/baseline-random-genotype.yaml",
+           "frozen-alpha": "configs/baseline-frozen-alpha.yaml"}
+METHODS = ("metanas", "no-arch-adapt", "conv4", "searched", "random", "frozen-alpha")
 
 
-def no_arch_adapt(checkpoint: Path, cfg_tasks: int):
-    """The metanas warm start, adapted on the same test tasks with alpha frozen (weights only)."""
-    state = load_checkpoint(checkpoint)
-    model, cfg = model_from_checkpoint(state, checkpoint)
-    cfg.inner.lr_alpha = 0.0
-    sets = get_tasksets(load_family(cfg.task.family), cfg.data.root, cfg.task.ways, cfg.task.shots, cfg.task.queries)
-    learner = MetaLearner(model, cfg, state["ways"])
-    return evaluate(model, learner.params(), sets.test, cfg_tasks, learner.inner_kwargs(steps=eval_steps(cfg)),
-                    torch.Generator().manual_seed(cfg.run.seed + TEST_SEED))
+def _train(name, config, common, extra=()):
+    cfg = load_config(ROOT / config if config else None, [*common, *extra])
+    result = train(cfg)
+    warm = WarmStart.load(result.checkpoint)
+    print(f"{name}: {result.test.summary()} after {warm.iteration} iterations ({result.describe})", flush=True)
+    return cfg, result, warm
 
 
-def run_methods(methods, budget: float, test_tasks: int, overrides: list[str], arch_ablation: bool = True):
-    """Meta-train each (name, config) for ``budget`` seconds; rows of (name, test Evaluation, iterations, s, run id)."""
+def _search(warm, budget: float, seed: int) -> Path:
+    """The best child of ``warm``'s space by regularized evolution on validation tasks: a genotype file."""
+    from metanas.commands.search import run_strategies
+    from metanas.data import get_tasksets, load_family
+
+    cfg = warm.config
+    sets = get_tasksets(load_family(warm.family), cfg.data.root, queries=cfg.task.queries)
+    t0 = time.perf_counter()
+    top = run_strategies(["evolution"], warm, sets, budget, val_tasks=20, test_tasks=2, steps=None, seed=seed)[0]
+    print(f"search: {warm.space.describe(top.best.genotype)} ({100 * top.best.score:.1f}% validation, "
+          f"{time.perf_counter() - t0:.0f} s, not counted in the budget)", flush=True)
+    path = Path(tempfile.mkdtemp()) / "searched.json"
+    path.write_text(json.dumps(warm.space.dump(top.best.genotype)))
+    return path
+
+
+def run_methods(methods, budget: float, test_tasks: int, overrides: list[str], search_budget: float = 50):
+    """Rows of (name, test Evaluation, iterations, seconds, run id, architecture, paired (mean, ci) or None)."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise SystemExit(f"unknown method(s) {unknown}: choose from {', '.join(METHODS)}")
     common = [f"meta.time_budget={budget}", "meta.iterations=1000000", f"meta.test_tasks={test_tasks}",
               "run.progress=false", *overrides]
-    rows = []
-    for name, config in methods:
-        cfg = load_config(ROOT / config if config else None, common)
+    rows, base = [], None
+    for name in (m for m in METHODS if m in methods):
         t0 = time.perf_counter()
-        result = train(cfg)
-        state = load_checkpoint(result.checkpoint)
-        rows.append((name, result.test, state["iteration"], time.perf_counter() - t0, result.run_id))
-        print(f"{name}: {result.test.summary()} after {state['iteration']} iterations", flush=True)
-        if config is None and arch_ablation:
-            ev = no_arch_adapt(result.checkpoint, test_tasks)
-            rows.append(("metanas warm start, architecture not adapted", ev, state["iteration"], 0.0, result.run_id))
-            print(f"{rows[-1][0]}: {ev.summary()}", flush=True)
+        if name == "no-arch-adapt":
+            if base is None:
+                base = _train("metanas", None, common)
+            cfg, result, warm = base
+            _, ev = api.evaluate(warm, cfg.task.family, test_tasks, cfg.run.seed + TEST_SEED, adapt_arch=False)
+            gain = paired_difference(result.test, ev)
+            print(f"{name}: {ev.summary()}; paired gain of adapting the architecture "
+                  f"{100 * gain[0]:+.2f} ± {100 * gain[1]:.2f} points", flush=True)
+            rows.append((name, ev, warm.iteration, 0.0, result.run_id, result.describe, gain))
+            continue
+        if name == "searched":
+            if base is None:
+                base = _train("metanas", None, common)
+            cfg, result, warm = _train(name, None, common, [f"search.genotype={_search(base[2], search_budget, 0)}"])
+        elif name == "metanas" and base is not None:
+            cfg, result, warm = base
+        else:
+            cfg, result, warm = _train(name, CONFIGS[name], common)
+            if name == "metanas":
+                base = (cfg, result, warm)
+        rows.append((name, result.test, warm.iteration, time.perf_counter() - t0, result.run_id, result.describe, None))
     return rows
 
 
@@ -66,22 +101,26 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--budget", type=float, default=600, help="meta-training seconds per method")
     p.add_argument("--test-tasks", type=int, default=600)
+    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
+    p.add_argument("--search-budget", type=float, default=50, help="evaluations of the search for 'searched'")
     p.add_argument("--out", default="runs/baselines.md")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
-    rows = run_methods(METHODS, args.budget, args.test_tasks, args.overrides)
+    rows = run_methods(args.methods.split(","), args.budget, args.test_tasks, args.overrides, args.search_budget)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f"| method | held-out accuracy (95% CI, {args.test_tasks} tasks) | meta-iterations in {args.budget:.0f} s | "
-             "run id |", "|---|---|---|---|"]
-    lines += [f"| {n} | {100 * e.mean:.2f} ± {100 * e.ci95:.2f}% | {it} | {rid[:8]} |" for n, e, it, _, rid in rows]
-    table = "\n".join(lines)
+    table = markdown(["method", f"held-out accuracy (95% CI, {args.test_tasks} tasks)",
+                      f"meta-iterations in {args.budget:.0f} s", "paired gain of arch adaptation", "architecture",
+                      "run id"],
+                     [[n, pct(e.mean, e.ci95), it, f"{100 * g[0]:+.2f} ± {100 * g[1]:.2f}" if g else "-", a, rid[:8]]
+                      for n, e, it, _, rid, a, g in rows])
     print(table)
     out.write_text(table + "\n")
-    with open(out.with_suffix(".csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["method", "accuracy", "ci95", "iterations", "wall_seconds", "run_id"])
-        w.writerows([(n, e.mean, e.ci95, it, round(s, 1), rid) for n, e, it, s, rid in rows])
+    out.with_suffix(".csv").write_text(csv_text(
+        ["method", "accuracy", "ci95", "iterations", "wall_seconds", "run_id", "architecture", "paired_gain",
+         "paired_gain_ci95"],
+        [[n, e.mean, e.ci95, it, round(s, 1), rid, a, g[0] if g else "", g[1] if g else ""]
+         for n, e, it, s, rid, a, g in rows]))
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from metanas.checkpoint import build_model
 from metanas.config import load_config
 from metanas.data import get_tasksets, load_family
-from metanas.strategy import MetaLearner, is_alpha
+from metanas.outer_loop import MetaLearner
+from metanas.space import is_alpha
 
 # One query per class: the issue's >= 2.3 TFLOP per meta-iteration is the 100 support passes (10 tasks x 5 steps
 # x weight + alpha step x 22.8 GFLOP) plus a query set the size of a support set; 15 queries per class would add
@@ -89,7 +90,7 @@ def measure(method: str, overrides: list[str], repeats: int) -> dict:
     torch.manual_seed(0)
     cfg = load_config(None, overrides)
     sets = get_tasksets(load_family(cfg.task.family), cfg.data.root, cfg.task.ways, cfg.task.shots, cfg.task.queries)
-    model = build_model(cfg, sets.train.ways)
+    model = build_model(cfg, sets.train.ways)[0]
     learner = MetaLearner(model, cfg, sets.train.ways)
     gen = torch.Generator().manual_seed(0)
     phases = {k: 0.0 for k in ("data", "copy", "inner weight step", "inner alpha step", "query backward", "outer step")}
@@ -115,7 +116,7 @@ def flops_per_iteration(overrides: list[str]) -> tuple[float, float]:
     from torch.utils.flop_counter import FlopCounterMode
 
     cfg = load_config(None, overrides)
-    model = build_model(cfg, cfg.task.ways or 5)
+    model = build_model(cfg, cfg.task.ways or 5)[0]
     ways, q = cfg.task.ways or 5, cfg.task.queries
     task = (torch.rand(cfg.meta.meta_batch, ways, 1, 28, 28), torch.arange(ways).repeat(cfg.meta.meta_batch, 1),
             torch.rand(cfg.meta.meta_batch, ways * q, 1, 28, 28),

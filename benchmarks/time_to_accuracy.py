@@ -15,13 +15,13 @@ import argparse
 import csv
 from pathlib import Path
 
-from baselines import METHODS, run_methods
+from baselines import run_methods
 
 from metanas.config import load_config
 from metanas.plots import plt
 from metanas.tracking import Tracker, client_for
 
-COMPARED = [m for m in METHODS if m[1] in (None, "configs/baseline-conv4.yaml")]
+COMPARED = ["metanas", "conv4"]
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
     if args.from_csv:
-        names = [n for n, _ in COMPARED]
+        names = COMPARED
         with open(args.from_csv) as f:
             rows = [(r["method"], float(r["accuracy"]), float(r["ci95"]), int(r["iterations"]), r["run_id"])
                     for r in csv.DictReader(f) if r["method"] in names]
@@ -41,8 +41,7 @@ def main() -> None:
             raise SystemExit(f"{args.from_csv} lacks a row for each of {names}")
     else:
         rows = [(name, test.mean, test.ci95, it, run_id)
-                for name, test, it, _, run_id in run_methods(COMPARED, args.budget, args.test_tasks, args.overrides,
-                                                             arch_ablation=False)]
+                for name, test, it, _, run_id, *_ in run_methods(COMPARED, args.budget, args.test_tasks, args.overrides)]
     cfg = load_config(None, args.overrides)
     client = client_for(cfg)
     fig, ax = plt.subplots(figsize=(6, 4))

@@ -19,6 +19,10 @@ from tqdm import tqdm
 from metanas.inner_loop import InnerLoop, Params
 from metanas.space.base import is_alpha
 
+# Offsets from run.seed of the validation and test task sequences: every evaluation of a run, and every method
+# compared at the same seed, adapts to the same tasks.
+VAL_SEED, TEST_SEED = 1, 2
+
 
 def mean_ci95(values: torch.Tensor) -> tuple[float, float]:
     """Mean and half-width of the normal-approximation 95% confidence interval."""

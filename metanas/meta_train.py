@@ -24,15 +24,12 @@ from metanas.checkpoint import TrainingState, build_model, checkpoint_path
 from metanas.config import Config, load_config
 from metanas.data import check_trainable, get_tasksets, load_family
 from metanas.errors import exit_on_error
-from metanas.estimation import Evaluation, evaluate
+from metanas.estimation import TEST_SEED, VAL_SEED, Evaluation, evaluate
 from metanas.inner_loop import InnerLoop
 from metanas.outer_loop import MetaLearner
 from metanas.runtime import rng_state, seed_everything, set_rng_state
 from metanas.space import alphas_of
 from metanas.tracking import NullTracker, Tracker
-
-VAL_SEED, TEST_SEED = 1, 2  # offsets from run.seed: the same validation/test tasks at every evaluation
-
 
 @dataclass
 class Result:

@@ -3,10 +3,9 @@
 import torch
 from conftest import ROOT, run_cli
 
-from metanas.checkpoint import load_checkpoint, model_from_checkpoint
+from metanas.checkpoint import WarmStart
 from metanas.config import load_config
 from metanas.meta_train import train
-from metanas.space import Conv4, Network
 
 SMOKE = ROOT / "configs" / "smoke.yaml"
 
@@ -19,42 +18,44 @@ def test_conv4_baseline_trains_and_restores(runs_dir):
     cfg = load_config(ROOT / "configs" / "baseline-conv4.yaml", [f"run.output_dir={runs_dir}", "run.progress=false",
                                                                   "meta.iterations=3", "search.channels=16"])
     result = train(cfg)
-    assert result.genotype is None and 0 <= result.test.mean <= 1
-    model, _ = model_from_checkpoint(load_checkpoint(result.checkpoint))
-    assert isinstance(model, Conv4) and not any("alpha" in k for k in model.state_dict())
+    assert result.arch == (("conv_3x3", 16),) * 4 and 0 <= result.test.mean <= 1
+    warm = WarmStart.load(result.checkpoint)
+    assert warm.space.name == "chain" and warm.arch == result.arch and not warm.is_supernet
 
 
 def test_frozen_alpha_baseline_never_moves_alpha(runs_dir):
     cfg = smoke(runs_dir, "meta.lr_alpha=0", "inner.lr_alpha=0")
     torch.manual_seed(cfg.run.seed)
     result = train(cfg)
-    state = load_checkpoint(result.checkpoint)
+    state = WarmStart.load(result.checkpoint).params
     init = smoke(runs_dir, "meta.iterations=0", "meta.lr_alpha=0", "inner.lr_alpha=0")
-    start = load_checkpoint(train(init).checkpoint)
-    assert torch.equal(state["params"]["alpha_normal"], start["params"]["alpha_normal"])
-    assert not torch.equal(state["params"]["stem.0.weight"], start["params"]["stem.0.weight"])
+    start = WarmStart.load(train(init).checkpoint).params
+    assert torch.equal(state["alpha_normal"], start["alpha_normal"])
+    assert not torch.equal(state["stem.0.weight"], start["stem.0.weight"])
     # and the test adaptation left alpha alone: every task derives the same genotype
     assert result.test.alphas["alpha_normal"].std(0).max() == 0
 
 
 def test_random_genotype_baseline_is_a_child_net_restored_from_its_checkpoint(runs_dir):
     result = train(smoke(runs_dir, "search.genotype=random", "run.seed=3"))
-    model, cfg = model_from_checkpoint(load_checkpoint(result.checkpoint))
-    assert isinstance(model, Network) and not model.is_supernet and model.genotype_ == result.genotype
-    other = train(smoke(runs_dir, "search.genotype=random", "run.seed=4", "meta.iterations=0")).genotype
-    assert other != result.genotype  # the seed draws the architecture
+    warm = WarmStart.load(result.checkpoint)
+    assert not warm.is_supernet and warm.arch == result.arch and warm.model.genotype_ == result.arch
+    other = train(smoke(runs_dir, "search.genotype=random", "run.seed=4", "meta.iterations=0")).arch
+    assert other != result.arch  # the seed draws the architecture
 
 
 def test_time_budget_stops_early_with_a_checkpoint(runs_dir):
     result = train(smoke(runs_dir, "meta.iterations=100000", "meta.time_budget=3"))
-    assert 0 < load_checkpoint(result.checkpoint)["iteration"] < 100000
+    iterations = WarmStart.load(result.checkpoint).iteration
+    assert 0 < iterations < 100000
+    assert result.steps == iterations  # the summary reports the steps that ran, not meta.iterations
 
 
 def test_evaluate_cli_reports_ci_curve_and_op_wins(smoke_run, runs_dir):
     run_id, _ = smoke_run
     out = run_cli("-m", "metanas.cli", "evaluate", "--run-id", run_id, "--tasks", "12", "--output-dir", str(runs_dir))
     assert out.returncode == 0, out.stderr
-    assert "op wins per edge (alpha_normal" in out.stdout and "query accuracy:" in out.stdout
+    assert "choice wins (alpha_normal" in out.stdout and "query accuracy:" in out.stdout
     frozen = run_cli("-m", "metanas.cli", "evaluate", "--run-id", run_id, "--tasks", "12", "--no-arch-adapt",
                      "--no-track", "--output-dir", str(runs_dir))
     assert frozen.returncode == 0 and "w only (architecture fixed)" in frozen.stdout
@@ -81,3 +82,15 @@ def client_for_runs(runs_dir):
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(f"sqlite:///{runs_dir}/mlflow.db")
+
+
+def test_validation_and_final_test_adapt_alpha_with_eval_steps(runs_dir):
+    """Meta-training's validation and test adapt the architecture too, for inner.eval_steps steps (a positional
+    step count once landed in an "alpha frozen" flag: alpha stayed put and eval_steps was ignored)."""
+    result = train(smoke(runs_dir, "inner.steps=1", "inner.eval_steps=3", "meta.iterations=2"))
+    assert result.test.curve.shape[1] == 3 + 1 and result.eval_steps == 3
+    warm = WarmStart.load(result.checkpoint).params
+    adapted = result.test.alphas["alpha_reduce"]
+    assert adapted.shape[0] == result.test.accuracies.numel()
+    assert not torch.allclose(adapted, warm["alpha_reduce"].expand_as(adapted))  # alpha was adapted per task
+    assert adapted.std(0).max() > 0  # and differently for each task

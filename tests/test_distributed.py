@@ -97,7 +97,7 @@ def _initial_params() -> dict:
 
     cfg = load_config(ROOT / "configs" / "smoke.yaml")
     seed_everything(cfg.run.seed)
-    return build_model(cfg, 5).state_dict()
+    return build_model(cfg, 5)[0].state_dict()
 
 
 def _workers(parent: int) -> dict[int, int]:

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from metanas.estimation import mean_ci95, op_wins
+from metanas.estimation import Evaluation, mean_ci95, paired_difference
 
 
 def test_ci95_is_the_normal_approximation_over_tasks():
@@ -13,8 +13,11 @@ def test_ci95_is_the_normal_approximation_over_tasks():
     assert math.isnan(mean_ci95(torch.tensor([0.5]))[1])  # one task: no interval
 
 
-def test_op_wins_counts_the_argmax_op_per_edge_over_tasks():
-    alphas = {"alpha_normal": torch.tensor([[[0.0, 2.0], [1.0, 0.0]],
-                                            [[0.0, 3.0], [0.0, 1.0]]])}  # 2 tasks, 2 edges, 2 ops
-    wins = op_wins(alphas)["alpha_normal"]
-    assert torch.equal(wins, torch.tensor([[0.0, 1.0], [0.5, 0.5]]))
+def test_paired_difference_is_the_ci_of_per_task_differences():
+    ev = lambda acc: Evaluation(torch.tensor(acc), torch.tensor(acc)[:, None], {}, torch.zeros(len(acc)))
+    a, b = ev([0.6, 0.8, 1.0, 0.6]), ev([0.5, 0.7, 0.8, 0.6])
+    mean, ci = paired_difference(a, b)
+    assert math.isclose(mean, 0.1, rel_tol=1e-6)
+    assert math.isclose(ci, mean_ci95(torch.tensor([0.1, 0.1, 0.2, 0.0]))[1], rel_tol=1e-6)
+    # the same task-to-task spread in both cancels: the paired CI is far narrower than either alone
+    assert ci < a.ci95 and ci < b.ci95

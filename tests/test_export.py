@@ -11,10 +11,9 @@ import pytest
 import torch
 from conftest import run_cli
 
-from metanas.checkpoint import child_of, load_checkpoint, model_from_checkpoint
+from metanas import api
+from metanas.checkpoint import WarmStart
 from metanas.export import export_task, freeze_batchnorm, load_support, load_task_model
-from metanas.space import derive_genotype
-from metanas.strategy import MetaLearner, adapt
 
 CHARACTERS = [("Angelic", "character01"), ("Atlantean", "character02"), ("Glagolitic", "character03"),
               ("Kannada", "character04"), ("Tibetan", "character05")]
@@ -76,8 +75,7 @@ def test_predict_matches_the_in_process_child(exported, drawings, smoke_run, run
     assert [path for path, _, _ in shipped] == [str(p) for p in support_images + queries]
 
     # The same adaptation in this process: same child, same answers and probabilities.
-    state = load_checkpoint(runs_dir / "checkpoints" / f"{smoke_run[0]}.pt")
-    here = export_task(state, support, tmp_path / "again")
+    here = export_task(WarmStart.load(smoke_run[0], runs_dir), support, tmp_path / "again")
     x = torch.cat([here.support_x, load_support_images(queries)])
     with torch.no_grad():
         probs = torch.softmax(here.child(x), -1)
@@ -97,12 +95,8 @@ def load_support_images(paths):
 
 def test_frozen_batchnorm_reproduces_support_statistics_and_frees_the_batch(smoke_run, runs_dir, drawings):
     """On the support batch the frozen child equals the batch-statistics child; one image alone gets the same answer."""
-    state = load_checkpoint(runs_dir / "checkpoints" / f"{smoke_run[0]}.pt")
-    model, cfg = model_from_checkpoint(state)
     x, y, _ = load_support(drawings[0])
-    learner = MetaLearner(model, cfg, 5)
-    adapted = adapt(model, learner.params(), x, y, **learner.inner_kwargs())
-    child = child_of(cfg, adapted, derive_genotype(adapted, cfg.search.ops, cfg.search.nodes), 5)
+    child = api.adapt(WarmStart.load(smoke_run[0], runs_dir), x, y).child()
     with torch.no_grad():
         batch_stats = child(x)
         frozen = freeze_batchnorm(copy.deepcopy(child), x)

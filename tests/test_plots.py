@@ -9,13 +9,15 @@ from conftest import run_cli
 from PIL import Image
 
 from metanas import plots
-from metanas.meta_train import alpha_snapshot
-from metanas.space import Genotype, derive_genotype
-from metanas.space.network import edge_index
+from metanas.config import load_config
+from metanas.space import create_space
+from metanas.space.darts import Genotype, edge_index
 
 OPS = ["max_pool_3x3", "skip_connect", "conv_3x3", "sep_conv_3x3"]
 G1 = Genotype([("conv_3x3", 0), ("skip_connect", 1), ("sep_conv_3x3", 2), ("conv_3x3", 0)], [2, 3],
               [("max_pool_3x3", 0), ("max_pool_3x3", 1), ("conv_3x3", 2), ("skip_connect", 1)], [2, 3])
+SPACE = create_space(load_config(None, [f"search.ops=[{','.join(OPS)}]", "search.nodes=2"]).search)
+LABELS = SPACE.alpha_labels()
 G2 = G1._replace(normal=[("sep_conv_3x3", 0), ("skip_connect", 1), ("sep_conv_3x3", 2), ("max_pool_3x3", 1)])
 
 
@@ -39,7 +41,8 @@ def alphas(seed, edges=5):
 
 
 def snapshots(seed):
-    return [alpha_snapshot(it, {k: v * it / 3 for k, v in alphas(seed).items()}) for it in (0, 3, 6, 9)]
+    return [{"iteration": it, **{k: torch.softmax(v * it / 3, -1) for k, v in alphas(seed).items()}}
+            for it in (0, 3, 6, 9)]
 
 
 def curves(seed):
@@ -52,13 +55,16 @@ def curves(seed):
 
 @pytest.mark.parametrize("draw, a, b", [
     (lambda g: plots.plot_genotype(g, "cells", OPS), G1, G2),
-    (lambda p: plots.plot_alphas(p, OPS), alphas(0), alphas(1)),
-    (lambda s: plots.plot_alpha_evolution(s, OPS), snapshots(0), snapshots(1)),
-    (lambda s: plots.plot_alpha_entropy(s, OPS), snapshots(0), snapshots(1)),
+    (lambda p: plots.plot_alphas(p, LABELS), alphas(0), alphas(1)),
+    (lambda s: plots.plot_alpha_evolution(s, LABELS), snapshots(0), snapshots(1)),
+    (lambda s: plots.plot_alpha_entropy(s, LABELS), snapshots(0), snapshots(1)),
     (lambda h: plots.plot_learning_curves(h), curves(0), curves(1)),
     (lambda c: plots.plot_adaptation_curve(c, ways=5), torch.rand(8, 4), torch.rand(8, 4)),
-    (lambda gs: plots.plot_op_wins({"fam": gs}, OPS, 2), [G1, G1, G2], [G2, G2, G2]),
-], ids=["genotype", "alphas", "alpha_evolution", "alpha_entropy", "learning_curves", "adaptation_curve", "op_wins"])
+    (lambda gs: plots.plot_op_wins({"fam": SPACE.choice_wins(gs)}, LABELS), [G1, G1, G2], [G2, G2, G2]),
+    (lambda a: plots.plot_chain(a, ["conv_3x3", "conv_5x5"], 64), (("conv_3x3", 64),) * 4,
+     (("conv_5x5", 32), ("conv_3x3", 64)) * 2),
+], ids=["genotype", "alphas", "alpha_evolution", "alpha_entropy", "learning_curves", "adaptation_curve", "op_wins",
+                                                                             "chain"])
 def test_each_plot_is_a_png_that_changes_with_its_data(draw, a, b):
     first = pixels(draw(a))
     assert np.array_equal(first, pixels(draw(a)))  # deterministic: the same data draws the same picture
@@ -67,7 +73,7 @@ def test_each_plot_is_a_png_that_changes_with_its_data(draw, a, b):
 
 
 def test_op_wins_counts_the_op_kept_on_each_edge():
-    w = plots.op_wins([G1, G1, G2], OPS, nodes=2, field="normal")
+    w = SPACE.choice_wins([G1, G1, G2])["alpha_normal"].numpy()
     assert w[edge_index(0, 0), OPS.index("conv_3x3")] == pytest.approx(2 / 3)
     assert w[edge_index(0, 0), OPS.index("sep_conv_3x3")] == pytest.approx(1 / 3)
     assert w[edge_index(0, 1), OPS.index("skip_connect")] == 1
@@ -92,7 +98,8 @@ def test_cell_diagram_draws_every_edge_with_its_op():
 
 
 def test_derived_genotype_of_random_alpha_draws(tmp_path):
-    g = derive_genotype(alphas(3, edges=9), OPS, nodes=3)
+    g = create_space(load_config(None, [f"search.ops=[{','.join(OPS)}]", "search.nodes=3"]).search).derive(
+        alphas(3, edges=9))
     path = plots.save(plots.plot_genotype(g, ops=OPS), tmp_path / "g.png")
     assert Image.open(path).format == "PNG"
 

@@ -30,13 +30,13 @@ def test_mlflow_loads_the_meta_learned_supernet(registered, smoke_run, runs_dir)
     """No pickle: the registered model loads with MLflow's defaults and computes the checkpoint's supernet."""
     import mlflow.pytorch
 
-    from metanas.checkpoint import load_checkpoint, model_from_checkpoint
+    from metanas.checkpoint import WarmStart
     from metanas.config import load_config
     from metanas.tracking import client_for
 
     client_for(load_config(None, [f"run.output_dir={runs_dir}"]))
     loaded = mlflow.pytorch.load_model(registered)
-    net, _ = model_from_checkpoint(load_checkpoint(runs_dir / "checkpoints" / f"{smoke_run[0]}.pt"))
+    net = WarmStart.load(smoke_run[0], runs_dir).model
     x = torch.rand(3, 1, 28, 28)
     with torch.no_grad():
         assert torch.allclose(loaded(x), net(x), atol=1e-5)

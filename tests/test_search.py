@@ -1,7 +1,6 @@
 """Discrete search strategies: the encoding, the strategies on a scorer with a known optimum, budget accounting,
 validation/test separation on real Omniglot, and ``metanas search`` end to end in a subprocess."""
 
-import json
 import random
 import re
 from pathlib import Path
@@ -11,14 +10,23 @@ import torch
 from conftest import run_cli
 from mlflow.tracking import MlflowClient
 
-from metanas.checkpoint import load_checkpoint, model_from_checkpoint
+from metanas.checkpoint import WarmStart
+from metanas.commands.search import run_strategies
+from metanas.config import load_config
 from metanas.data import get_tasksets, load_family
-from metanas.search import run_strategies
-from metanas.space import derive_genotype, genotype_distance, genotype_from_json, genotype_str, random_genotype
-from metanas.space.encoding import GenotypeEncoding
-from metanas.strategy.discrete import STRATEGIES, best, search
+from metanas.search_strategies import STRATEGIES, best, search
+from metanas.space import create_space
+from metanas.space.darts import GenotypeEncoding
 
 OPS = ["max_pool_3x3", "skip_connect", "conv_3x3"]
+
+
+def darts(ops, nodes):
+    return create_space(load_config(None, [f"search.ops=[{','.join(ops)}]", f"search.nodes={nodes}"]).search)
+
+
+def genotype_distance(a, b):
+    return darts(OPS, 3).distance(a, b)
 
 
 def test_encoding_round_trips_every_genotype_and_mutates_one_decision():
@@ -27,14 +35,14 @@ def test_encoding_round_trips_every_genotype_and_mutates_one_decision():
     g = torch.Generator().manual_seed(0)
     rng = random.Random(0)
     for _ in range(50):
-        geno = random_genotype(OPS, 3, 2, g)
+        geno = darts(OPS, 3).random(g)
         x = enc.encode(geno)
         assert genotype_distance(enc.decode(x), geno) == 0 and enc.encode(enc.decode(x)) == x
         y = enc.mutate(x, rng)
         assert sum(a != b for a, b in zip(x, y)) == 1
         assert all(0 <= v < c for v, (_, c) in zip(enc.sample(rng), enc.decisions))
     alphas = {"alpha_normal": torch.randn(9, 4), "alpha_reduce": torch.randn(9, 4)}
-    derived = derive_genotype(alphas, OPS + ["none"], 3)
+    derived = darts(OPS + ["none"], 3).derive(alphas)
     assert genotype_distance(enc.decode(enc.encode(derived)), derived) == 0
 
 
@@ -115,15 +123,12 @@ class Recording:
 
 def test_search_scores_on_validation_tasks_only_and_reports_on_unseen_test_classes(smoke_run, runs_dir):
     run_id, _ = smoke_run
-    state = load_checkpoint(Path(runs_dir) / "checkpoints" / f"{run_id}.pt")
-    model, cfg = model_from_checkpoint(state)
+    warm = WarmStart.load(run_id, runs_dir)
     sets = get_tasksets(load_family("omniglot-5way"))
     log, phase = [], []
     sets = sets._replace(train=Recording(sets.train, log, "train"), validation=Recording(sets.validation, log, "validation"),
                          test=Recording(sets.test, phase, "test"))
-    params = {k: v.detach() for k, v in model.named_parameters()}
-    results = run_strategies(["random", "evolution"], model, params, cfg, sets, budget=3, val_tasks=2, test_tasks=4,
-                             steps=1, seed=0)
+    results = run_strategies(["random", "evolution"], warm, sets, budget=3, val_tasks=2, test_tasks=4, steps=1, seed=0)
     assert set(log) == {"validation"} and len(log) == 2 * 3 * 2  # 2 strategies x 3 candidates x 2 tasks
     assert phase == ["test"] * 2 * 4  # the winners only, on test tasks
     val, test = set(sets.validation.inner.dataset.class_names), set(sets.test.inner.dataset.class_names)
@@ -152,7 +157,8 @@ def test_search_cli_end_to_end_logs_to_mlflow_and_its_genotype_adapts(smoke_run,
                       "--output-dir", str(runs_dir), "--no-track")
     assert adapted.returncode == 0, adapted.stderr
     assert "w only (architecture fixed)" in adapted.stdout
-    assert genotype_str(genotype_from_json(json.loads(best_file.read_text()))) in adapted.stdout
+    warm = WarmStart.load(run_id, runs_dir)
+    assert warm.space.describe(warm.space.read(best_file)) in adapted.stdout
 
 
 def test_search_compare_writes_a_table_and_plot_over_all_strategies(smoke_run, runs_dir):

@@ -2,12 +2,21 @@ import pytest
 import torch
 from torch.func import functional_call
 
+from metanas.config import load_config
 from metanas.errors import MetanasError
-from metanas.space import (Genotype, Network, derive_genotype, genotype_from_json, genotype_str,
-                           genotype_to_json)
-from metanas.space.network import edge_index, n_edges
+from metanas.space import create_space
+from metanas.space.darts import Genotype, Network, edge_index, n_edges
 
 OPS = ["max_pool_3x3", "skip_connect", "conv_3x3", "sep_conv_3x3"]
+
+
+def darts(ops=OPS, k=2):
+    return create_space(load_config(None, ["search.space=darts", f"search.ops=[{','.join(ops)}]", "search.nodes=2",
+                                           "search.cells=3", "search.channels=4", f"search.k={k}"]).search)
+
+
+def derive_genotype(p, ops, nodes, k=2):
+    return darts(ops, k).derive(p)
 
 
 def tiny(**kw):
@@ -48,7 +57,8 @@ def test_derivation_takes_top_op_and_top_k_edges():
 
 def test_derivation_never_picks_none():
     p = {"alpha_normal": torch.tensor([[9.0, 0.0, 1.0]] * 2), "alpha_reduce": torch.tensor([[9.0, 2.0, 1.0]] * 2)}
-    g = derive_genotype(p, ["none", "conv_3x3", "skip_connect"], nodes=1, k=2)
+    space = create_space(load_config(None, ["search.ops=[none,conv_3x3,skip_connect]", "search.nodes=1"]).search)
+    g = space.derive(p)
     assert all(op != "none" for op, _ in g.normal + g.reduce)
 
 
@@ -69,11 +79,15 @@ def test_child_net_is_a_subset_of_the_supernet_and_runs_on_its_weights():
     assert out.shape == (2, 5)
 
 
-def test_genotype_json_round_trip_and_errors():
-    g = derive_genotype(dict(tiny().named_parameters()), OPS, nodes=2)
-    assert genotype_from_json(genotype_to_json(g)) == g
-    assert "normal:" in genotype_str(g)
-    with pytest.raises(MetanasError, match="not a genotype"):
-        genotype_from_json({"normal": []})
+def test_genotype_json_round_trip_and_errors(tmp_path):
+    space = darts()
+    g = space.derive(dict(tiny().named_parameters()))
+    assert space.from_json(space.to_json(g)) == g
+    f = tmp_path / "g.json"
+    f.write_text(__import__("json").dumps(space.dump(g)))
+    assert space.read(f) == g
+    assert "normal:" in space.describe(g)
+    with pytest.raises(MetanasError, match="not a DARTS genotype"):
+        space.from_json({"normal": []})
     with pytest.raises(MetanasError, match="conv_7x7"):
         Network(5, C=4, cells=1, nodes=1, ops=OPS, genotype=Genotype([("conv_7x7", 0)], [2], [("conv_3x3", 1)], [2]))

@@ -1,7 +1,7 @@
 """The chain space: ``search.layers`` stride-2 layers, each choosing an op and a width.
 
 A layer is ``op -> BatchNorm (affine, batch statistics) -> ReLU -> max-pool 2``, as in MAML's
-conv4, so conv4 (4 x ``conv_3x3`` @ 64) is one architecture of the space (``search.genotype:
+conv4, so conv4 (4 x ``conv_3x3`` at the full width, 64 by default) is one architecture of the space (``search.genotype:
 conv4``), and a search that can keep it can never be worse than that baseline by construction
 of the space. Choices per layer (two alphas: ``alpha_op [layers, ops]``, ``alpha_width [layers,
 widths]``):
@@ -234,8 +234,9 @@ class ChainSpace(SearchSpace):
                      for _ in range(self.cfg.layers))
 
     def named(self):
-        conv4 = (("conv_3x3", 64),) * self.cfg.layers
-        return {"conv4": conv4} if self.cfg.layers == 4 and "conv_3x3" in self.ops and 64 in self.widths else {}
+        """``conv4``: MAML's net, 4 x conv 3x3 at the space's full width (64 by default, as in MAML)."""
+        conv4 = (("conv_3x3", max(self.widths)),) * 4
+        return {"conv4": conv4} if self.cfg.layers == 4 and "conv_3x3" in self.ops else {}
 
     def encoding(self):
         return ChainEncoding(self.ops, self.widths, self.cfg.layers)

@@ -1,21 +1,30 @@
-"""Inner loop (DARTS on one task) and outer loop (MAML / FOMAML / Reptile) on torch.func."""
+"""Inner loop (DARTS on one task) and outer loop (MAML / FOMAML / Reptile) on torch.func, for every search
+space under every execution policy."""
+
+from dataclasses import replace
 
 import pytest
 import torch
 
+from metanas.checkpoint import build_model
 from metanas.config import load_config
-from metanas.space import Network
-from metanas.strategy import MetaLearner, NonFiniteError, adapt
-from metanas.strategy.darts import loss_fn
+from metanas.inner_loop import InnerLoop, loss_fn
+from metanas.outer_loop import MetaLearner, NonFiniteError
 
 OPS = ["avg_pool_3x3", "skip_connect", "conv_3x3"]
+SPACES = {  # small enough for 12x12 images and a fast float64 check
+    "darts": ["search.space=darts", f"search.ops=[{','.join(OPS)}]", "search.cells=3", "search.nodes=1",
+              "search.channels=2"],  # cell 0 normal, 1-2 reduction
+    "chain": ["search.space=chain", "search.layers=2", "search.widths=[2,4]", "search.channels=4"],
+}
 
 
-def setup(algorithm, steps=2, dtype=torch.float32, C=2, **over):
+def setup(algorithm, steps=2, dtype=torch.float32, space="darts", policy="mixture", **over):
     torch.manual_seed(0)
     cfg = load_config(None, [f"meta.algorithm={algorithm}", f"inner.steps={steps}", "inner.lr=0.3",
-                             "inner.lr_alpha=0.5", *[f"{k}={v}" for k, v in over.items()]])
-    net = Network(3, C=C, cells=3, nodes=1, ops=OPS).to(dtype)  # cell 0 normal, 1-2 reduction
+                             "inner.lr_alpha=0.5", *SPACES[space], f"search.policy={policy}",
+                             *[f"{k}={v}" for k, v in over.items()]])
+    net = build_model(cfg, 3)[0].to(dtype)
     B, Q = 3, 2
     g = torch.Generator().manual_seed(1)
     task = (torch.rand(B, 6, 1, 12, 12, generator=g, dtype=dtype), torch.arange(3).repeat_interleave(2).repeat(B, 1),
@@ -28,31 +37,39 @@ def max_diff(a, b):
     return max((a[k] - b[k]).abs().max().item() for k in a)
 
 
+@pytest.mark.parametrize("space,policy", [("darts", "mixture"), ("darts", "gumbel"), ("chain", "mixture"),
+                                          ("chain", "gumbel")])
 @pytest.mark.parametrize("algorithm", ["maml", "fomaml", "reptile"])
-def test_vmap_and_loop_meta_gradients_match(algorithm):
-    learner, task = setup(algorithm)
+def test_vmap_and_loop_meta_gradients_match(algorithm, space, policy):
+    learner, task = setup(algorithm, space=space, policy=policy, **{"inner.final_temperature": 0.5})
+    state = learner.generator.get_state()
     g_vmap, loss_v, acc_v = learner.meta_gradient(task, vectorize=True)
+    learner.generator.set_state(state)  # the same gumbel sample for the looped reference
     g_loop, loss_l, acc_l = learner.meta_gradient(task, vectorize=False)
     assert max_diff(g_vmap, g_loop) < 1e-5
     assert abs(loss_v - loss_l) < 1e-5 and acc_v == acc_l
     assert max(v.abs().max().item() for v in g_vmap.values()) > 1e-4  # not trivially zero
-    # chunked vmap (memory-saving) gives the same mean
-    learner.cfg.meta.task_chunk = 2
-    assert max_diff(learner.meta_gradient(task)[0], g_vmap) < 1e-5
+    alphas = [k for k in g_vmap if k.startswith("alpha_")]
+    assert alphas and all(g_vmap[k].abs().max() > 0 for k in alphas)  # the architecture gets a meta-gradient
+    if policy == "mixture":  # chunked vmap (memory-saving) gives the same mean (gumbel: one sample per chunk)
+        learner.cfg.meta.task_chunk = 2
+        assert max_diff(learner.meta_gradient(task)[0], g_vmap) < 1e-5
 
 
-def test_second_order_meta_gradient_matches_finite_differences(monkeypatch):
+@pytest.mark.parametrize("space", ["darts", "chain"])
+def test_second_order_meta_gradient_matches_finite_differences(monkeypatch, space):
     # ReLU makes the inner gradient piecewise constant in places: finite differences across a kink are
     # meaningless, so the check runs the same network with a smooth activation.
     monkeypatch.setattr(torch.nn, "ReLU", torch.nn.Softplus)
-    learner, task = setup("maml", dtype=torch.float64)
+    monkeypatch.setattr(torch.nn.functional, "relu", torch.nn.functional.softplus)
+    learner, task = setup("maml", dtype=torch.float64, space=space)
     params = learner.params()
     grads, _, _ = learner.meta_gradient(task, vectorize=False)
 
     def meta_loss(p):
         total = 0.0
         for b in range(task[0].shape[0]):
-            adapted = adapt(learner.model, p, task[0][b], task[1][b], **learner.inner_kwargs())
+            adapted = learner.inner.adapt(learner.model, p, task[0][b], task[1][b])
             total += loss_fn(learner.model, adapted, task[2][b], task[3][b]).item()
         return total / task[0].shape[0]
 
@@ -73,11 +90,11 @@ def test_inner_loop_adapts_alpha_and_weights_and_lowers_support_loss():
     learner, task = setup("fomaml", steps=5)
     p0 = learner.params()
     x, y = task[0][0], task[1][0]
-    p5 = adapt(learner.model, p0, x, y, **learner.inner_kwargs())
+    p5 = learner.inner.adapt(learner.model, p0, x, y)
     assert not torch.allclose(p5["alpha_normal"], p0["alpha_normal"])
     assert not torch.allclose(p5["classifier.weight"], p0["classifier.weight"])
     assert loss_fn(learner.model, p5, x, y) < loss_fn(learner.model, p0, x, y)
-    frozen = adapt(learner.model, p0, x, y, **learner.inner_kwargs(alpha_frozen=True))
+    frozen = learner.inner.weights_only().adapt(learner.model, p0, x, y)
     assert torch.equal(frozen["alpha_normal"], p0["alpha_normal"])
 
 
@@ -85,15 +102,13 @@ def test_alternating_variant_differs_from_joint_and_uses_both_halves():
     learner, task = setup("fomaml", steps=1, **{"inner.variant": "alternating"})
     x, y = task[0][0], task[1][0]
     p0 = learner.params()
-    alt = adapt(learner.model, p0, x, y, **learner.inner_kwargs())
-    learner.cfg.inner.variant = "joint"
-    joint = adapt(learner.model, p0, x, y, **learner.inner_kwargs())
+    alt = learner.inner.adapt(learner.model, p0, x, y)
+    joint = replace(learner.inner, variant="joint").adapt(learner.model, p0, x, y)
     assert not torch.allclose(alt["alpha_normal"], joint["alpha_normal"])
     # the alpha step of the alternating variant only sees the held-out half of each class's shots
     x2 = x.clone()
     x2[0::2] = torch.rand_like(x2[0::2])  # first shot of each class (the alpha half) changed
-    learner.cfg.inner.variant = "alternating"
-    alt2 = adapt(learner.model, p0, x2, y, **learner.inner_kwargs())
+    alt2 = learner.inner.adapt(learner.model, p0, x2, y)
     assert torch.allclose(alt2["stem.0.weight"], alt["stem.0.weight"])  # weight step unaffected
     assert not torch.allclose(alt2["alpha_normal"], alt["alpha_normal"])
 
@@ -118,3 +133,36 @@ def test_non_finite_steps_are_skipped_then_stop_the_run():
     assert torch.equal(learner.model.classifier.weight, w0)  # nothing applied
     with pytest.raises(NonFiniteError, match="non-finite"):
         learner.step(bad, 99)
+
+
+def test_inner_loop_settings_have_one_home():
+    cfg = load_config(None, ["inner.steps=2", "inner.eval_steps=7", "inner.lr_alpha=0.3"])
+    train, ev = InnerLoop.from_config(cfg, 5, "meta-train"), InnerLoop.from_config(cfg, 5, "evaluate")
+    assert (train.steps, ev.steps, ev.lr_alpha, ev.ways) == (2, 7, 0.3, 5)
+    assert InnerLoop.from_config(cfg, 5, "evaluate", adapt_arch=False).lr_alpha == 0.0
+    assert ev.weights_only().lr_alpha == 0.0 and ev.adapts_arch
+    with pytest.raises(ValueError, match="phase"):
+        InnerLoop.from_config(cfg, 5, "test")
+
+
+def test_temperature_is_annealed_over_the_inner_steps():
+    inner = InnerLoop(steps=2, lr=0.1, lr_alpha=0.1, ways=3, temperature=1.0, final_temperature=0.25)
+    assert [inner.temperature_at(s) for s in range(3)] == [1.0, 0.5, 0.25]
+    assert InnerLoop(steps=2, lr=0.1, lr_alpha=0.1, ways=3).temperature_at(2) == 1.0
+
+
+def test_cost_weight_moves_alpha_towards_cheaper_choices():
+    """The cost gradient alone (lr 0 on the task loss is not possible, so compare with and without) lowers the
+    expected cost under alpha."""
+    from metanas.meta_train import _cost_objective
+    from metanas.space import create_space
+
+    costs = {}
+    for weight in (0.0, 1.0):
+        learner, task = setup("fomaml", space="chain", **{"meta.cost_weight": weight, "meta.lr_alpha": 0.05})
+        space = create_space(learner.cfg.search)
+        learner.cost = _cost_objective(space, learner.cfg, 3, 12)
+        for i in range(5):
+            learner.step(task, i)
+        costs[weight] = float(learner.cost({k: v for k, v in learner.params().items() if k.startswith("alpha_")}))
+    assert costs[1.0] < costs[0.0]

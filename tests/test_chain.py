@@ -1,0 +1,155 @@
+"""The chain space (conv4 is a member; entangled superkernels; children are slices) and the execution policies."""
+
+import pytest
+import torch
+from torch.func import functional_call
+from torch.utils.flop_counter import FlopCounterMode
+
+from metanas.config import load_config
+from metanas.errors import MetanasError
+from metanas.execution import Path, create_policy, executing
+from metanas.space import create_space, list_spaces
+
+X = torch.rand(10, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+
+
+def chain(*over):
+    return create_space(load_config(None, ["search.space=chain", *over]).search)
+
+
+def flops(fn) -> int:
+    with FlopCounterMode(display=False) as c, torch.no_grad():
+        fn()
+    return c.get_total_flops()
+
+
+def test_registry_lists_both_spaces_and_rejects_unknown_with_the_choices():
+    assert {"darts", "chain"} <= set(list_spaces())
+    with pytest.raises(MetanasError, match="search.space.*chain"):
+        load_config(None, ["search.space=chian"])
+
+
+def test_conv4_is_a_member_with_maml_conv4s_parameters():
+    space = chain()
+    conv4 = space.named()["conv4"]
+    net = space.child(conv4, 5)
+    n = sum(p.numel() for p in net.parameters())
+    # MAML's conv4: 4 x (3x3 conv with bias, BN gain and bias) at 64 channels, linear classifier
+    expected = (9 * 64 + 64 + 128) + 3 * (9 * 64 * 64 + 64 + 128) + 64 * 5 + 5
+    assert n == expected
+    assert net(X).shape == (10, 5)
+    assert space.cost(conv4, 5, 28) == pytest.approx(flops(lambda: net(X[:1])), rel=1e-6)
+
+
+@pytest.mark.parametrize("entangled", [True, False])
+def test_a_child_computes_what_the_supernet_computes_on_its_path(entangled):
+    """Child (sliced weights) == supernet with a per-task one-hot (masked superkernel, one 5x5 conv) == supernet
+    on a sampled Path (sliced at run time), for a random architecture of every op type."""
+    space = chain(f"search.entangled={str(entangled).lower()}", "search.widths=[8,16,24]", "search.channels=24")
+    torch.manual_seed(1)
+    net = space.supernet(5, create_policy("mixture"))
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    arch = (("sep_conv_3x3", 16), ("dil_conv_3x3", 8), ("conv_5x5", 24), ("conv_3x3", 16))
+    child = space.child(arch, 5)
+    child.load_state_dict(space.inherit(child, params, arch))
+    want = child(X)
+    x = space.encoding().encode(arch)
+    hot = {"alpha_op": 1e4 * torch.nn.functional.one_hot(torch.tensor(x[0::2]), 4).float(),
+           "alpha_width": 1e4 * torch.nn.functional.one_hot(torch.tensor(x[1::2]), 3).float()}
+    dense = functional_call(net, {**params, **hot}, (X,))
+    assert torch.allclose(dense, want, atol=1e-4)
+    sampled = space.supernet(5, create_policy("gumbel"))
+    sampled.load_state_dict(net.state_dict())
+    sample = create_policy("gumbel").draw(hot, torch.Generator().manual_seed(0))
+    assert sample.index["alpha_op"] == tuple(x[0::2])
+    with executing(sampled, sample=sample):
+        assert torch.allclose(sampled(X), want, atol=1e-4)
+    # and another architecture's child gives another function: the check can fail
+    other = space.child(space.random(torch.Generator().manual_seed(5)), 5)
+    other.load_state_dict(space.inherit(other, params, other.arch))
+    assert not torch.allclose(other(X), want, atol=1e-3)
+
+
+def test_gumbel_computes_only_the_sampled_path():
+    space = chain()
+    net = space.supernet(5, create_policy("gumbel"))
+    alphas = {k: v.detach() for k, v in net.named_parameters() if k.startswith("alpha_")}
+    for seed in range(3):
+        sample = net.policy.draw(alphas, torch.Generator().manual_seed(seed))
+        arch = space.encoding().decode([i for pair in zip(sample.index["alpha_op"], sample.index["alpha_width"])
+                                        for i in pair])
+        with executing(net, sample=sample):
+            used = flops(lambda: net(X[:1]))
+        assert used == pytest.approx(space.cost(arch, 5, 28), rel=1e-6)  # only the sampled ops ran
+    mixed = flops(lambda: space.supernet(5, create_policy("mixture"))(X[:1]))
+    assert used < mixed
+
+
+def test_gumbel_on_darts_runs_one_op_per_edge():
+    cfg = load_config(None, ["search.policy=gumbel", "search.cells=2"])
+    space = create_space(cfg.search)
+    net = space.supernet(5, create_policy("gumbel"))
+    calls = {}
+    for name, m in net.named_modules():
+        if ".edges." in name and name.count(".") == 4:  # cells.C.edges.E.O: one op
+            m.register_forward_hook(lambda m, i, o, name=name: calls.__setitem__(name, calls.get(name, 0) + 1))
+    alphas = {k: v.detach() for k, v in net.named_parameters() if k.startswith("alpha_")}
+    sample = net.policy.draw(alphas, torch.Generator().manual_seed(0))
+    with executing(net, sample=sample):
+        net(X)
+    per_edge = {}
+    for name in calls:
+        c, e, o = name.split(".")[1], name.split(".")[3], name.split(".")[4]
+        per_edge.setdefault((c, e), []).append(int(o))
+    cell = lambda c: "alpha_reduce" if net.cells[int(c)].reduction else "alpha_normal"
+    assert all(ops == [sample.index[cell(c)][int(e)]] for (c, e), ops in per_edge.items())
+    assert len(per_edge) == len(net.cells) * 5
+    calls.clear()
+    net(X)  # without a sample: every op of every edge (per-task argmax, straight-through)
+    assert len(calls) == len(net.cells) * 5 * len(space.ops)
+
+
+def test_gumbel_sample_is_drawn_from_the_seeded_generator():
+    policy = create_policy("gumbel")
+    alphas = {"alpha_op": torch.zeros(4, 4)}
+    a = policy.draw(alphas, torch.Generator().manual_seed(3))
+    b = policy.draw(alphas, torch.Generator().manual_seed(3))
+    c = policy.draw(alphas, torch.Generator().manual_seed(4))
+    assert a.index == b.index and torch.equal(a.noise["alpha_op"], b.noise["alpha_op"])
+    assert a.index != c.index
+
+
+def test_straight_through_gate_is_one_and_passes_gradient_to_alpha():
+    policy = create_policy("gumbel")
+    alpha = torch.zeros(3, 4, requires_grad=True)
+    sample = policy.draw({"a": alpha}, torch.Generator().manual_seed(0))
+    from metanas.execution import State
+
+    w = policy.weights("a", alpha, State(sample=sample))
+    assert isinstance(w, Path) and torch.allclose(w.gate, torch.ones(3))
+    w.gate.sum().backward()
+    assert alpha.grad.abs().sum() > 0
+
+
+def test_expected_cost_is_the_child_cost_at_one_hot_alpha_and_differentiable():
+    space = chain()
+    conv4 = space.named()["conv4"]
+    x = space.encoding().encode(conv4)
+    hot = {"alpha_op": 1e4 * torch.nn.functional.one_hot(torch.tensor(x[0::2]), 4).float(),
+           "alpha_width": 1e4 * torch.nn.functional.one_hot(torch.tensor(x[1::2]), 3).float()}
+    assert float(space.expected_cost(hot, 5, 28)) == pytest.approx(space.cost(conv4, 5, 28), rel=1e-4)
+    alphas = {"alpha_op": torch.zeros(4, 4, requires_grad=True), "alpha_width": torch.zeros(4, 3, requires_grad=True)}
+    space.expected_cost(alphas, 5, 28).backward()
+    # wider is dearer: the gradient pushes every layer's widest choice down the most
+    assert (alphas["alpha_width"].grad.argmax(-1) == 2).all()
+
+
+def test_chain_config_errors_name_the_key():
+    with pytest.raises(MetanasError, match="search.ops"):
+        load_config(None, ["search.space=chain", "search.ops=[conv_7x7]"])
+    with pytest.raises(MetanasError, match="search.widths"):
+        load_config(None, ["search.space=chain", "search.widths=[64,32]"])
+    with pytest.raises(MetanasError, match="search.genotype"):
+        load_config(None, ["search.space=chain", "search.layers=3", "search.genotype=conv4"])  # not a member
+    with pytest.raises(MetanasError, match="search.policy"):
+        load_config(None, ["search.policy=gdas"])
