@@ -51,6 +51,8 @@ class SpaceConfig:
     layers: int = 4
     widths: Optional[list[int]] = None  # None: channels x (1/2, 3/4, 1)
     entangled: bool = True  # one superkernel per layer (ops and widths are slices) or one kernel per op
+    # settings of a space that has no key above (search.options.NAME=...), validated by that space
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -78,7 +80,8 @@ class MetaConfig:
     lr: float = 1e-3  # Adam on the initial weights
     lr_alpha: float = 1e-3  # Adam on the initial alpha
     warmup: int = 0  # first iterations meta-learn weights with alpha frozen (METANAS)
-    task_chunk: int = 0  # tasks per vmap call (0: the whole meta-batch); lower to save memory
+    task_chunk: int = 0  # tasks per vmap call; 0: as many as memory_budget holds (estimated once per run)
+    memory_budget: float = 1.0  # GB of activations one vmap call of the meta-batch may hold (for task_chunk=0)
     # Cost-aware objective (ProxylessNAS, FBNet): add cost_weight x E[FLOPs under softmax(alpha)] / FLOPs of the
     # space's reference (chain: conv4; darts: uniform alpha) to the architecture's meta-objective.
     cost_weight: float = 0.0
@@ -203,6 +206,7 @@ def validate(cfg: Config) -> None:
         _require(getattr(m, key) >= 1, f"meta.{key}", getattr(m, key), "must be >= 1")
     _require(m.time_budget >= 0, "meta.time_budget", m.time_budget, "seconds, >= 0")
     _require(m.cost_weight >= 0, "meta.cost_weight", m.cost_weight, "must be >= 0")
+    _require(m.memory_budget > 0, "meta.memory_budget", m.memory_budget, "GB, must be > 0")
     _require(m.lr > 0 and m.lr_alpha >= 0, "meta.lr/meta.lr_alpha", (m.lr, m.lr_alpha), "lr > 0, lr_alpha >= 0")
     d = cfg.run.device
     _require(d in ("auto", "cpu", "cuda") or d.startswith("cuda:"), "run.device", d, "auto, cpu, cuda or cuda:N")

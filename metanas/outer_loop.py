@@ -8,7 +8,8 @@
   between the initial and the adapted parameters (Nichol et al. 2018).
 
 Tasks of a meta-batch are processed together with ``torch.func.vmap``
-(``meta.task_chunk`` bounds how many at a time, trading speed for memory);
+(``meta.task_chunk`` bounds how many at a time, trading speed for memory; 0 picks it from
+``meta.memory_budget``);
 ``vectorize=False`` loops instead, which the tests use as the reference.
 The meta-learner owns the optimizer; the model owns neither loss nor optimizer.
 An execution policy that samples (``gumbel``) gets one sample per vmap call, drawn here, outside
@@ -99,11 +100,40 @@ class MetaLearner:
         grads = {k: torch.stack([o[0][k] for o in outs]) for k in params}
         return grads, tuple(torch.stack([o[1][i] for o in outs]) for i in range(2))
 
+    def task_bytes(self, task) -> int:
+        """Activation memory of one task's meta-gradient, estimated from the tensors autograd saves in a plain
+        forward of its support and its query set (first order: one inner step's graph at a time; second order:
+        all of them). ``torch.func`` transforms refuse saved-tensor hooks, hence the plain forward."""
+        saved = [0]
+
+        def pack(t):
+            saved[0] += t.numel() * t.element_size()
+            return t
+
+        sx, sy, qx, qy = (t[0] for t in task)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.enable_grad():
+            support = F.cross_entropy(self.model(sx), sy)
+            steps = self.inner.steps + 1 if self.cfg.meta.algorithm == "maml" else 1
+            support_bytes, saved[0] = saved[0], 0
+            F.cross_entropy(self.model(qx), qy)
+        del support
+        return steps * support_bytes + saved[0]
+
+    def chunk_size(self, task) -> int:
+        """``meta.task_chunk``, or (0) as many tasks per vmap call as ``meta.memory_budget`` GB of activations
+        hold, estimated once by :meth:`task_bytes`."""
+        B = task[0].shape[0]
+        if self.cfg.meta.task_chunk:
+            return self.cfg.meta.task_chunk
+        if getattr(self, "_auto_chunk", None) is None:
+            self._auto_chunk = max(1, min(B, int(self.cfg.meta.memory_budget * 2**30 // max(1, self.task_bytes(task)))))
+        return self._auto_chunk
+
     def meta_gradient(self, task, alpha_frozen=False, vectorize=True):
-        """Mean meta-gradient over the meta-batch, ``meta.task_chunk`` tasks per vmap call."""
+        """Mean meta-gradient over the meta-batch, :meth:`chunk_size` tasks per vmap call."""
         params = self.params()
         B = task[0].shape[0]
-        chunk = self.cfg.meta.task_chunk or B
+        chunk = self.chunk_size(task)
         total, losses, accs = None, [], []
         policy = getattr(self.model, "policy", None)
         for s in range(0, B, chunk):

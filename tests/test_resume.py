@@ -85,3 +85,22 @@ def test_resume_with_another_config_is_refused(tmp_path, reference):
     proc = launch(tmp_path, "--resume", ckpt.stem)  # iterations=24 now: a different experiment
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2 and "different config" in err
+
+
+def test_gumbel_samples_resume_exactly_after_sigkill(tmp_path):
+    """The policy's Gumbel samples come from a generator saved in every checkpoint: a killed chain-space run under
+    the gumbel policy resumes onto the same samples, so it ends with the uninterrupted run's parameters."""
+    gumbel = ["search.space=chain", "search.policy=gumbel", "search.widths=[4,8]", "search.channels=8",
+              "meta.cost_weight=0.1"]
+    ref_dir = tmp_path / "reference"
+    proc = launch(ref_dir, *gumbel)
+    assert proc.wait(timeout=300) == 0, proc.communicate()
+    reference = final_params(ref_dir)[1]
+    proc = launch(tmp_path, *gumbel)
+    run_id = wait_for_checkpoint(tmp_path, proc, 4)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert torch.load(tmp_path / "checkpoints" / f"{run_id}.pt", weights_only=True)["iteration"] < 24
+    resumed = launch(tmp_path, *gumbel, "--resume", run_id)
+    assert resumed.wait(timeout=300) == 0, resumed.communicate()
+    assert same(final_params(tmp_path)[1], reference)
