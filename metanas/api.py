@@ -25,6 +25,10 @@ from metanas.space import alphas_of
 def load(ref: str | None = None, output_dir: str = "runs") -> WarmStart:
     """A warm start from a checkpoint path, an MLflow run id, a registered model (``models:/NAME/VERSION``),
     or ``None`` (the newest checkpoint under ``output_dir``)."""
+    if ref is not None and str(ref).startswith("models:/"):
+        from metanas.registry import fetch_warm_start
+
+        ref = fetch_warm_start(str(ref), output_dir)
     return WarmStart.load(ref, output_dir)
 
 

@@ -23,6 +23,7 @@ from torch import nn
 from metanas.config import Config, from_yaml, to_yaml
 from metanas.errors import MetanasError
 from metanas.execution import create_policy
+from metanas.files import atomic_write
 from metanas.space import SearchSpace, alphas_of, create_space, is_alpha
 
 FORMAT = "metanas-checkpoint"
@@ -38,24 +39,6 @@ def build_model(cfg: Config, n_classes: int, arch: Any = None, in_channels: int 
     if arch is None:
         return space.supernet(n_classes, create_policy(cfg.search.policy), in_channels), space, None
     return space.child(arch, n_classes, in_channels), space, arch
-
-
-def atomic_write(path: str | os.PathLike, write) -> Path:
-    """``write(file)`` into a temp file beside ``path``, fsync, rename: readers see the old or the new file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself must survive a crash
-    finally:
-        os.close(dir_fd)
-    return path
 
 
 def _read(path: Path) -> dict:
@@ -79,8 +62,8 @@ def checkpoint_path(output_dir: str, run_id: str) -> Path:
 
 
 def resolve(ref: str | os.PathLike | None, output_dir: str = "runs") -> Path:
-    """A checkpoint file from a path, a run id (under ``output_dir``), a registered model (``models:/NAME/V``),
-    or ``None`` (the newest checkpoint under ``output_dir``)."""
+    """A checkpoint file from a path, a run id (under ``output_dir``), or ``None`` (the newest checkpoint under
+    ``output_dir``). A registered model (``models:/NAME/V``) is resolved by :func:`metanas.api.load`."""
     if ref is None:
         found = sorted((Path(output_dir) / "checkpoints").glob("*.pt"), key=lambda p: p.stat().st_mtime)
         if not found:
@@ -88,10 +71,6 @@ def resolve(ref: str | os.PathLike | None, output_dir: str = "runs") -> Path:
                                "python -m metanas.meta_train first, or pass --checkpoint PATH / --run-id ID")
         return found[-1]
     ref = str(ref)
-    if ref.startswith("models:/"):
-        from metanas.registry import fetch_warm_start
-
-        return fetch_warm_start(ref, output_dir)
     if ref.endswith(".pt") or os.sep in ref or Path(ref).is_file():
         return Path(ref)
     return checkpoint_path(output_dir, ref)
@@ -113,7 +92,7 @@ class WarmStart:
 
     @classmethod
     def load(cls, ref: str | os.PathLike | None = None, output_dir: str = "runs") -> "WarmStart":
-        """From a checkpoint path, a run id, a registered model ``models:/NAME/VERSION``, or the newest one."""
+        """From a checkpoint path, a run id, or the newest one under ``output_dir``."""
         path = resolve(ref, output_dir)
         state = _read(path)
         cfg = from_yaml(state["config"])
@@ -130,6 +109,17 @@ class WarmStart:
     @property
     def params(self) -> dict[str, torch.Tensor]:
         return {k: v.detach() for k, v in self.model.named_parameters()}
+
+    @property
+    def image_size(self) -> int:
+        """The image size the warm start was meta-trained at (its task family's; Omniglot's 28 if that family's
+        YAML is not on this machine)."""
+        from metanas.data import load_family
+
+        try:
+            return load_family(self.config.task.family).image_size
+        except MetanasError:
+            return 28
 
     @property
     def is_supernet(self) -> bool:

@@ -117,7 +117,7 @@ def export_task(warm, support: str | os.PathLike, out: str | os.PathLike, steps:
     from metanas import api
     from metanas.inner_loop import InnerLoop
 
-    image_size = task_image_size(warm.config)
+    image_size = warm.image_size
     x, y, classes = load_support(support, image_size)
     if len(classes) != warm.ways:
         raise MetanasError(f"the support folder {support} has {len(classes)} classes but the warm start was "
@@ -146,16 +146,6 @@ def export_task(warm, support: str | os.PathLike, out: str | os.PathLike, steps:
         "preprocess": "grayscale, invert (strokes high), resize to image_size (Lanczos), divide by 255",
     }, indent=1) + "\n")
     return Exported(out, child, adapted.arch, classes, x, y, program, warm)
-
-
-def task_image_size(cfg) -> int:
-    """The image size the warm start was meta-trained at (its task family's)."""
-    from metanas.data import load_family
-
-    try:
-        return load_family(cfg.task.family).image_size
-    except MetanasError:  # a family YAML that is not on this machine: Omniglot's size
-        return 28
 
 
 def save_program(net: nn.Module, example: torch.Tensor, path: Path):

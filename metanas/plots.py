@@ -25,7 +25,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from metanas.space.darts import Genotype, edge_index, n_edges  # noqa: E402
 
 CELLS = (("normal", "normal cell"), ("reduce", "reduction cell"))
 # Node colours of the DARTS paper's graphviz figures: inputs green, intermediate nodes blue, output yellow.
@@ -49,15 +48,6 @@ def close(fig) -> None:
 def state_name(state: int) -> str:
     """Input state of a genotype pair: 0, 1 = the two previous cells, 2 + i = node i."""
     return ("c_{k-2}", "c_{k-1}")[state] if state < 2 else str(state - 2)
-
-
-def edge_labels(nodes: int) -> list[str]:
-    """``"node <- input"`` for every edge index of a cell with ``nodes`` intermediate nodes."""
-    labels = [""] * n_edges(nodes)
-    for i in range(nodes):
-        for j in range(i + 2):
-            labels[edge_index(i, j)] = f"{i} \u2190 {_tex(state_name(j))}"
-    return labels
 
 
 def _tex(name: str) -> str:
@@ -168,7 +158,7 @@ def plot_cell(cell: list[tuple[str, int]], concat: list[int], ax, title: str = "
         ax.set_title(title, fontsize=10)
 
 
-def plot_genotype(genotype: Genotype, title: str | None = None, ops: list[str] | None = None):
+def plot_genotype(genotype, title: str | None = None, ops: list[str] | None = None):
     """The normal and the reduction cell of ``genotype``, side by side."""
     nodes = len(genotype.normal_concat)
     fig, axes = plt.subplots(1, 2, figsize=(2 * (DX * (nodes + 1) + 1.2), 4.0))

@@ -56,7 +56,6 @@ def _log_pt2(module, x: torch.Tensor, run_id: str, **kwargs):
 def register_warm_start(checkpoint: str | Path, name: str, output_dir: str):
     """Log the warm start in ``checkpoint`` as an MLflow model and register it as ``name``; the ModelVersion."""
     from metanas.checkpoint import WarmStart
-    from metanas.export import task_image_size
     from metanas.tracking import Tracker, client_for
 
     checkpoint = Path(checkpoint)
@@ -71,7 +70,7 @@ def register_warm_start(checkpoint: str | Path, name: str, output_dir: str):
         tracker = Tracker(cfg, "register", run_name=f"register-{name}", tags={"metanas.warm_start": run_id})
         tracker.end()
         run_id = tracker.run_id
-    size = task_image_size(cfg)
+    size = warm.image_size
     example = torch.rand(2, 1, size, size, generator=torch.Generator().manual_seed(0))
     with tempfile.TemporaryDirectory() as d:
         copy = Path(d) / WARM_START_FILE

@@ -25,11 +25,10 @@ def warm_start_ref(args) -> str | None:
 def load_warm_start(args):
     """``(warm start, dist)``: the warm start the arguments name, with the command line's settings (device, data
     root, output dir, ``--genotype``), and the process group (under torchrun, test tasks are split over ranks)."""
-    from metanas import distributed
-    from metanas.checkpoint import WarmStart
+    from metanas import api, distributed
     from metanas.runtime import seed_everything
 
-    warm = WarmStart.load(warm_start_ref(args), args.output_dir)
+    warm = api.load(warm_start_ref(args), args.output_dir)
     cfg = warm.config
     cfg.run.output_dir, cfg.run.device, cfg.run.tracking_uri = args.output_dir, args.device, None
     if args.data_root:

@@ -39,12 +39,12 @@ def register(sub) -> None:
 def cmd_export(args) -> None:
     import torch
 
-    from metanas.checkpoint import WarmStart
+    from metanas import api
     from metanas.export import export_task
     from metanas.plots import close
     from metanas.tracking import child_tracker
 
-    warm = WarmStart.load(warm_start_ref(args), args.output_dir)
+    warm = api.load(warm_start_ref(args), args.output_dir)
     if args.genotype:
         warm = warm.fixed(warm.space.read(args.genotype))
     exported = export_task(warm, args.task, args.out, steps=args.steps, finetune=args.finetune)

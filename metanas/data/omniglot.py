@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from metanas.errors import MetanasError
+from metanas.files import atomic_write
 
 HALVES = ("images_background", "images_evaluation")
 # Bump when the decoding or the file layout changes: old cache files then fail validation and are rebuilt.
@@ -160,20 +160,9 @@ def _read_cache(path: Path, root: Path, count: int, image_size: int) -> ClassDat
 
 def _write_cache(path: Path, blob: dict) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        atomic_write(path, lambda f: torch.save(blob, f))
     except OSError as e:
         raise MetanasError(f"cannot write the data cache in {path.parent}: {e}; set METANAS_CACHE to a writable folder")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(blob, f)
-            f.flush()
-            os.fsync(f.fileno())
-        # Atomic rename: a reader sees either the old file or the complete new one, never a partial write.
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_omniglot(root: Path, image_size: int = 28, skip_corrupt: bool = False) -> ClassDataset:

@@ -283,9 +283,11 @@ class DartsSpace(SearchSpace):
         return plots.plot_genotype(arch, title, self.ops)
 
     def alpha_labels(self):
-        from metanas.plots import edge_labels
-
-        rows = edge_labels(self.cfg.nodes)
+        """Rows: ``"node <- input"`` for every edge (inputs c_{k-2}, c_{k-1}: the two previous cells)."""
+        rows = [""] * n_edges(self.cfg.nodes)
+        for i in range(self.cfg.nodes):
+            for j in range(i + 2):
+                rows[edge_index(i, j)] = f"{i} \u2190 " + ("$c_{k-2}$", "$c_{k-1}$", *map(str, range(i)))[j]
         return {f"alpha_{c}": (rows, self.ops) for c in CELLS}
 
     def choice_wins(self, archs):
