@@ -380,7 +380,7 @@ def plot_chain(arch, ops: list[str], max_width: int, title: str | None = None):
 def plot_search_progress(trials_by_strategy: dict[str, list], tasks: int, title: str = "search"):
     """Best fully scored validation accuracy so far, against evaluations spent (left) and wall clock (right),
     one line per strategy; each candidate's own score as a faint dot. ``trials``: ``metanas.strategy.discrete.Trial``."""
-    from metanas.strategy.discrete import best_so_far
+    from metanas.search_strategies import best_so_far
 
     fig, (ax_e, ax_t) = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
     for name, trials in trials_by_strategy.items():

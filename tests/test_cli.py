@@ -34,7 +34,7 @@ def test_smoke_meta_training_prints_results_and_logs_everything(smoke_run, runs_
     artifacts = {a.path for a in client(runs_dir).list_artifacts(run_id)}
     assert {"config.yaml", "genotype.json", "checkpoint", "plots"} <= artifacts
     local = client(runs_dir).download_artifacts(run_id, "genotype.json")
-    assert set(json.load(open(local))) == {"normal", "normal_concat", "reduce", "reduce_concat"}
+    assert set(json.load(open(local))) == {"space", "normal", "normal_concat", "reduce", "reduce_concat"}
     assert (runs_dir / "checkpoints" / f"{run_id}.pt").is_file()
 
 

@@ -177,3 +177,26 @@ def test_search_rejects_an_unknown_strategy_in_one_line(smoke_run, runs_dir):
     out = run_cli("-m", "metanas.cli", "search", "--strategy", "annealing", "--run-id", smoke_run[0],
                   "--output-dir", str(runs_dir))
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "random, evolution, reinforce" in out.stderr
+
+
+def test_cost_budget_scores_expensive_candidates_zero_without_adapting_them():
+    from types import SimpleNamespace
+
+    from metanas.commands.search import CostBudget
+
+    space = create_space(load_config(None, ["search.space=chain"]).search)
+    inner = SimpleNamespace(tasks=4, spent=0.0, seen=[])
+
+    def accuracies(arch, start=0, stop=None):
+        inner.seen.append(arch)
+        inner.spent += 1
+        return torch.ones(4)
+
+    inner.accuracies = accuracies
+    warm = SimpleNamespace(space=space, family="omniglot-5way")
+    conv4 = space.named()["conv4"]
+    cheap = (("conv_3x3", 32),) * 4
+    budget = CostBudget(inner, warm, 5, max_flops=space.cost(cheap, 5, 28) * 1.01)
+    assert budget.accuracies(conv4).sum() == 0 and inner.seen == []  # over budget: not adapted
+    assert budget.accuracies(cheap).sum() == 4 and inner.seen == [cheap]
+    assert 1 < budget.spent < 1.1  # a rejection is nearly free, not free: a search over rejections still ends

@@ -85,10 +85,10 @@ def _adapt_one(args, warm, dist) -> None:
             print(f"task {i:3d}: accuracy {100 * ev.accuracies[i]:5.1f}%  {inner.steps} steps  "
                   f"{ev.seconds[i]:.3f} s  {space.describe(a)}")
     else:
-        for name, w in wins.items():
-            rows, cols = space.alpha_labels()[name]
+        for name, w in wins.items():  # per row (edge, layer): the choice most tasks took, and their fraction
+            cols = space.alpha_labels()[name][1]
             print(f"choice wins ({name}, fraction of tasks): " + "  ".join(
-                f"{rows[e]}:{cols[int(row.argmax())]}={row.max():.2f}" for e, row in enumerate(w)))
+                f"{e}:{cols[int(row.argmax())]}={row.max():.2f}" for e, row in enumerate(w)))
     what = "w and alpha" if inner.adapts_arch else "w only (architecture fixed)"
     print(f"query accuracy: {ev.summary()}  [{family.name}, {inner.steps} steps on {what}]")
     if paired:
