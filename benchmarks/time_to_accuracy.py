@@ -18,7 +18,7 @@ from pathlib import Path
 from baselines import METHODS, run_methods
 
 from metanas.config import load_config
-from metanas.plots import plt
+from metanas.plots import subplots
 from metanas.tracking import Tracker, client_for
 
 COMPARED = [m for m in METHODS if m[1] in (None, "configs/baseline-conv4.yaml")]
@@ -45,7 +45,7 @@ def main() -> None:
                                                              arch_ablation=False)]
     cfg = load_config(None, args.overrides)
     client = client_for(cfg)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     for name, mean, ci95, iterations, run_id in rows:
         start = client.get_run(run_id).info.start_time
         hist = sorted(client.get_metric_history(run_id, "val/accuracy"), key=lambda m: m.timestamp)

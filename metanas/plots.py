@@ -9,22 +9,26 @@
 * :func:`plot_op_wins`: how often each op is kept on each edge across adapted tasks, per task family.
 
 Callers log the figure (``Tracker.log_figure``) or :func:`save` it, then :func:`close` it.
+
+Figures are built as ``Figure`` + Agg canvas, never through pyplot: importing this module does not switch
+matplotlib's global backend (an application's interactive backend stays as it was), and pyplot keeps no
+reference to a figure made here.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from metanas.space.network import Genotype, edge_index, n_edges  # noqa: E402
+from metanas.space.network import Genotype, edge_index, n_edges
 
 CELLS = (("normal", "normal cell"), ("reduce", "reduction cell"))
 # Node colours of the DARTS paper's graphviz figures: inputs green, intermediate nodes blue, output yellow.
@@ -40,9 +44,19 @@ def save(fig, path: str | Path, dpi: int = 110) -> Path:
     return path
 
 
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, layout=None, **kwargs):
+    """``pyplot.subplots`` without pyplot: a headless Agg figure and its axes (``Figure.subplots`` keywords)."""
+    fig = Figure(figsize=figsize, layout=layout)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
 def close(fig) -> None:
-    """Free a figure: pyplot keeps every figure it made alive until closed."""
-    plt.close(fig)
+    """Free a figure's artists now; one made with pyplot elsewhere is also released from pyplot's registry."""
+    pyplot = sys.modules.get("matplotlib.pyplot")  # never imported here: that would pick a backend
+    if pyplot is not None:
+        pyplot.close(fig)
+    fig.clear()
 
 
 def state_name(state: int) -> str:
@@ -64,7 +78,7 @@ def _tex(name: str) -> str:
 
 
 def _op_colors(ops: list[str]) -> dict[str, tuple]:
-    cmap = plt.get_cmap("tab10")
+    cmap = matplotlib.colormaps["tab10"]
     return {op: cmap(i % 10) for i, op in enumerate(ops)}
 
 
@@ -170,7 +184,7 @@ def plot_cell(cell: list[tuple[str, int]], concat: list[int], ax, title: str = "
 def plot_genotype(genotype: Genotype, title: str | None = None, ops: list[str] | None = None):
     """The normal and the reduction cell of ``genotype``, side by side."""
     nodes = len(genotype.normal_concat)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * (DX * (nodes + 1) + 1.2), 4.0))
+    fig, axes = subplots(1, 2, figsize=(2 * (DX * (nodes + 1) + 1.2), 4.0))
     for ax, (field, label) in zip(axes, CELLS):
         plot_cell(getattr(genotype, field), getattr(genotype, f"{field}_concat"), ax, label, ops)
     if title:
@@ -189,7 +203,7 @@ def plot_alphas(params: dict, ops: list[str]):
     """Heatmap of softmax(alpha) per edge x op, normal and reduction cell side by side."""
     edges = params["alpha_normal"].shape[0]
     nodes = _nodes_of(edges)
-    fig, axes = plt.subplots(1, 2, figsize=(2 + 0.9 * len(ops) * 2, 1.5 + 0.35 * edges))
+    fig, axes = subplots(1, 2, figsize=(2 + 0.9 * len(ops) * 2, 1.5 + 0.35 * edges))
     for ax, (field, label) in zip(axes, CELLS):
         w = _weights(params[f"alpha_{field}"])
         # Colours span the data's range: early in meta-training every weight is close to 1/#ops, and a
@@ -224,7 +238,7 @@ def plot_alpha_evolution(snapshots: list[dict], ops: list[str], most: int = 6):
     shown = _pick(snapshots, most)
     edges = shown[0]["alpha_normal"].shape[0]
     labels = edge_labels(_nodes_of(edges))
-    fig, axes = plt.subplots(2, len(shown), squeeze=False, sharex=True, sharey=True, layout="constrained",
+    fig, axes = subplots(2, len(shown), squeeze=False, sharex=True, sharey=True, layout="constrained",
                              figsize=(1.6 + 0.32 * len(ops) * len(shown), 2.4 + 0.55 * edges))
     # One colour scale over all panels, spanning the data (see plot_alphas).
     vmin = min(float(s[f"alpha_{c}"].min()) for s in shown for c, _ in CELLS)
@@ -252,7 +266,7 @@ def entropy(weights) -> float:
 
 def plot_alpha_entropy(snapshots: list[dict], ops: list[str]):
     """Mean per-edge entropy of softmax(alpha) against meta-iteration; log(#ops) = undecided (uniform)."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    fig, ax = subplots(figsize=(5.5, 3.4))
     its = [s["iteration"] for s in snapshots]
     for field, label in CELLS:
         ax.plot(its, [entropy(s[f"alpha_{field}"]) for s in snapshots], marker="o", ms=3, label=label)
@@ -283,7 +297,7 @@ def plot_learning_curves(histories: dict[str, list[tuple[int, float]]], title: s
     Per-iteration train metrics are noisy (a few tasks each): drawn faint with a moving average on top.
     ``val/accuracy`` gets its ``val/ci95`` band when that is given.
     """
-    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (acc_ax, loss_ax) = subplots(1, 2, figsize=(10, 3.6))
     for name, points in sorted(histories.items()):
         if not points or name.endswith("ci95"):
             continue
@@ -323,7 +337,7 @@ def plot_adaptation_curve(curve, title: str = "query accuracy vs adaptation step
     mean = c.mean(0).numpy()
     half = (1.96 * c.std(0) / math.sqrt(c.shape[0])).nan_to_num(0.0).numpy() if c.shape[0] > 1 else 0 * mean
     steps = np.arange(c.shape[1])
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    fig, ax = subplots(figsize=(5.5, 3.4))
     ax.plot(steps, mean, marker="o", label=f"mean over {c.shape[0]} tasks")
     ax.fill_between(steps, mean - half, mean + half, alpha=0.2, label="95% CI")
     if ways:
@@ -360,7 +374,7 @@ def plot_op_wins(by_family: dict[str, list[Genotype]], ops: list[str], nodes: in
     if not by_family:
         raise ValueError("no genotypes to plot")
     edges = n_edges(nodes)
-    fig, axes = plt.subplots(len(by_family), 2, squeeze=False, sharex=True, layout="constrained",
+    fig, axes = subplots(len(by_family), 2, squeeze=False, sharex=True, layout="constrained",
                              figsize=(2.5 + 0.75 * len(ops) * 2, 1.4 + (0.8 + 0.42 * edges) * len(by_family)))
     for row, (family, genotypes) in enumerate(by_family.items()):
         distinct = len({(tuple(g.normal), tuple(g.reduce)) for g in genotypes})
@@ -386,7 +400,7 @@ def plot_search_progress(trials_by_strategy: dict[str, list], tasks: int, title:
     one line per strategy; each candidate's own score as a faint dot. ``trials``: ``metanas.strategy.discrete.Trial``."""
     from metanas.strategy.discrete import best_so_far
 
-    fig, (ax_e, ax_t) = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    fig, (ax_e, ax_t) = subplots(1, 2, figsize=(10, 3.6), sharey=True)
     for name, trials in trials_by_strategy.items():
         spent = np.array([t.spent for t in trials])
         seconds = np.array([t.seconds for t in trials])
