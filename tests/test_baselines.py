@@ -1,7 +1,8 @@
 """Baselines are the same code path with other configs: conv4, frozen alpha, random genotype, time budget."""
 
+import pytest
 import torch
-from conftest import ROOT, run_cli
+from conftest import ROOT, client, run_cli
 
 from metanas.checkpoint import load_checkpoint, model_from_checkpoint
 from metanas.config import load_config
@@ -25,16 +26,17 @@ def test_conv4_baseline_trains_and_restores(runs_dir):
 
 
 def test_frozen_alpha_baseline_never_moves_alpha(runs_dir):
-    cfg = smoke(runs_dir, "meta.lr_alpha=0", "inner.lr_alpha=0")
-    torch.manual_seed(cfg.run.seed)
-    result = train(cfg)
+    # 3 cells: cell 0 is normal, cells 1 and 2 reductions (at 1/3 and 2/3 of the depth), so both alphas get
+    # gradients. Smoke's 2 cells are both reductions: there alpha_normal stays put whatever lr_alpha is.
+    frozen = ("search.cells=3", "meta.lr_alpha=0", "inner.lr_alpha=0")
+    result = train(smoke(runs_dir, *frozen))
     state = load_checkpoint(result.checkpoint)
-    init = smoke(runs_dir, "meta.iterations=0", "meta.lr_alpha=0", "inner.lr_alpha=0")
-    start = load_checkpoint(train(init).checkpoint)
-    assert torch.equal(state["params"]["alpha_normal"], start["params"]["alpha_normal"])
+    start = load_checkpoint(train(smoke(runs_dir, *frozen, "meta.iterations=0")).checkpoint)
     assert not torch.equal(state["params"]["stem.0.weight"], start["params"]["stem.0.weight"])
-    # and the test adaptation left alpha alone: every task derives the same genotype
-    assert result.test.alphas["alpha_normal"].std(0).max() == 0
+    for k in ("alpha_normal", "alpha_reduce"):
+        assert torch.equal(state["params"][k], start["params"][k]), f"meta-training moved {k}"
+        # and the test adaptation left alpha alone: every task keeps the meta-learned alpha
+        assert result.test.alphas[k].std(0).max() == 0, f"test adaptation moved {k}"
 
 
 def test_random_genotype_baseline_is_a_child_net_restored_from_its_checkpoint(runs_dir):
@@ -73,11 +75,5 @@ def test_evaluate_shift_suite_writes_a_table_over_families(smoke_run, runs_dir):
     assert {"omniglot-5way", "omniglot-5way-shift-blur", "omniglot-5way-shift-mixed", "digits-5way"} <= families
     blur = next(line for line in table if line.startswith("| omniglot-5way-shift-blur "))
     assert "±" in blur and 0.0 <= float(blur.split("|")[4]) <= 1.0
-    run = client_for_runs(runs_dir).get_run(out.stdout.splitlines()[-1].split()[-1])
+    run = client(runs_dir).get_run(out.stdout.splitlines()[-1].split()[-1])
     assert "suite/omniglot-5way-shift-blur/accuracy" in run.data.metrics
-
-
-def client_for_runs(runs_dir):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(f"sqlite:///{runs_dir}/mlflow.db")

@@ -10,16 +10,7 @@ import time
 import urllib.request
 
 import pytest
-from conftest import ROOT, run_cli
-
-from metanas.config import load_config
-from metanas.tracking import tracking_uri
-
-
-def client(runs_dir):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri(load_config(None, [f"run.output_dir={runs_dir}"])))
+from conftest import ROOT, client, run_cli
 
 
 def test_smoke_meta_training_prints_results_and_logs_everything(smoke_run, runs_dir):

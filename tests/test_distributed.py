@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, run_cli
+from conftest import ROOT, client, run_cli
 
 from metanas.config import load_config
 from metanas.distributed import Dist, checksum
-from metanas.tracking import tracking_uri
 
 # meta.task_chunk=2: the 1-process run adapts its 4 tasks 2 at a time, as each of the 2 ranks does, so both sum the
 # same per-task gradients in the same order and must agree bit for bit (see metanas/distributed.py).
@@ -52,10 +51,8 @@ def params_of(runs_dir: Path, run_id: str) -> dict:
 
 
 def mlflow_runs(runs_dir: Path, experiment: str):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri(load_config(None, [f"run.output_dir={runs_dir}"])))
-    return client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    c = client(runs_dir)
+    return c.search_runs([c.get_experiment_by_name(experiment).experiment_id])
 
 
 @pytest.fixture(scope="module")

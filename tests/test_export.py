@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli
+from conftest import client, run_cli
 
 from metanas.checkpoint import child_of, load_checkpoint, model_from_checkpoint
 from metanas.export import export_task, freeze_batchnorm, load_support, load_task_model
@@ -115,8 +115,6 @@ def test_frozen_batchnorm_reproduces_support_statistics_and_frees_the_batch(smok
 
 def test_mlflow_reloads_the_exported_model(exported, runs_dir):
     import mlflow.pytorch
-    from test_cli import client
-
     from metanas.config import load_config
     from metanas.tracking import client_for
 
