@@ -16,6 +16,7 @@ def smoke(runs_dir, *over):
     return load_config(SMOKE, [f"run.output_dir={runs_dir}", "run.progress=false", *over])
 
 
+@pytest.mark.slow
 def test_conv4_baseline_trains_and_restores(runs_dir):
     cfg = load_config(ROOT / "configs" / "baseline-conv4.yaml", [f"run.output_dir={runs_dir}", "run.progress=false",
                                                                   "meta.iterations=3", "search.channels=16"])
@@ -25,6 +26,7 @@ def test_conv4_baseline_trains_and_restores(runs_dir):
     assert isinstance(model, Conv4) and not any("alpha" in k for k in model.state_dict())
 
 
+@pytest.mark.slow
 def test_frozen_alpha_baseline_never_moves_alpha(runs_dir):
     # 3 cells: cell 0 is normal, cells 1 and 2 reductions (at 1/3 and 2/3 of the depth), so both alphas get
     # gradients. Smoke's 2 cells are both reductions: there alpha_normal stays put whatever lr_alpha is.
@@ -47,11 +49,13 @@ def test_random_genotype_baseline_is_a_child_net_restored_from_its_checkpoint(ru
     assert other != result.genotype  # the seed draws the architecture
 
 
+@pytest.mark.slow
 def test_time_budget_stops_early_with_a_checkpoint(runs_dir):
     result = train(smoke(runs_dir, "meta.iterations=100000", "meta.time_budget=3"))
     assert 0 < load_checkpoint(result.checkpoint)["iteration"] < 100000
 
 
+@pytest.mark.slow
 def test_evaluate_cli_reports_ci_curve_and_op_wins(smoke_run, runs_dir):
     run_id, _ = smoke_run
     out = run_cli("-m", "metanas.cli", "evaluate", "--run-id", run_id, "--tasks", "12", "--output-dir", str(runs_dir))
@@ -65,6 +69,7 @@ def test_evaluate_cli_reports_ci_curve_and_op_wins(smoke_run, runs_dir):
                for x in line.split(":", 1)[1].split())
 
 
+@pytest.mark.slow
 def test_evaluate_shift_suite_writes_a_table_over_families(smoke_run, runs_dir):
     run_id, _ = smoke_run
     out = run_cli("-m", "metanas.cli", "evaluate", "--suite", "shift", "--run-id", run_id, "--tasks", "3",

@@ -69,6 +69,7 @@ def two_ranks(runs_dir):
     return out
 
 
+@pytest.mark.slow
 def test_two_ranks_match_one_rank_and_log_one_run(two_ranks, one_rank, runs_dir):
     out = two_ranks
     assert out.stdout.count("test accuracy:") == 1 and "on 2 rank(s)" in out.stdout  # the other rank is quiet
@@ -124,6 +125,7 @@ def _wait_for_checkpoint(path: Path, proc: subprocess.Popen, deadline: float) ->
     pytest.fail(f"no checkpoint at iteration >= 2 while the run was alive: {proc.communicate()}")
 
 
+@pytest.mark.slow
 def test_a_dead_rank_fails_the_run_fast_and_it_resumes_under_torchrun(runs_dir, two_ranks):
     args = ["-m", "metanas.meta_train", *ARGS, f"run.output_dir={runs_dir}", "run.experiment=dist-killed"]
     proc = torchrun(*args)
@@ -161,6 +163,7 @@ def _runs_or_none(runs_dir, experiment):
         return []
 
 
+@pytest.mark.slow
 def test_adapt_splits_its_tasks_across_ranks(two_ranks, runs_dir):
     ckpt = runs_dir / "checkpoints" / f"{run_id_of(two_ranks.stdout)}.pt"
     args = ["-m", "metanas.cli", "adapt", "--checkpoint", str(ckpt), "--tasks", "5", "--no-track"]

@@ -56,6 +56,7 @@ def predict(model, *images, runs_dir=None):
     return [(m["path"], m["label"], float(m["prob"])) for m in matches]
 
 
+@pytest.mark.slow
 def test_export_writes_program_genotype_and_classes(exported, drawings):
     out, stdout = exported
     assert {"model.pt2", "genotype.json", "classes.json", "model.json"} <= {p.name for p in out.iterdir()}
@@ -66,6 +67,7 @@ def test_export_writes_program_genotype_and_classes(exported, drawings):
     assert "genotype: normal:" in stdout and "support accuracy:" in stdout
 
 
+@pytest.mark.slow
 def test_predict_matches_the_in_process_child(exported, drawings, smoke_run, runs_dir, tmp_path):
     out, _ = exported
     support, queries = drawings
@@ -113,6 +115,7 @@ def test_frozen_batchnorm_reproduces_support_statistics_and_frees_the_batch(smok
     assert not any(m.training for m in frozen.modules())
 
 
+@pytest.mark.slow
 def test_mlflow_reloads_the_exported_model(exported, runs_dir):
     import mlflow.pytorch
     from metanas.config import load_config
@@ -129,6 +132,7 @@ def test_mlflow_reloads_the_exported_model(exported, runs_dir):
         assert torch.allclose(loaded(x), load_task_model(out).module(x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_predict_from_the_registry(exported, drawings, runs_dir):
     out, _ = exported
     images = drawings[1][:2]

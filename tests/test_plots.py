@@ -128,6 +128,7 @@ def test_meta_training_logs_all_plots_and_keeps_alpha_history(smoke_run, runs_di
     assert not torch.equal(history[0]["alpha_reduce"], history[-1]["alpha_reduce"])
 
 
+@pytest.mark.slow
 def test_adapt_plot_saves_and_logs_pictures(smoke_run, runs_dir):
     out = run_cli("-m", "metanas.cli", "adapt", "--tasks", "2", "--plot", "--output-dir", str(runs_dir))
     assert out.returncode == 0, out.stderr

@@ -19,6 +19,7 @@ def registered(smoke_run, runs_dir):
     return "models:/omniglot-warm/1"
 
 
+@pytest.mark.slow
 def test_registered_version_points_back_to_its_run(registered, smoke_run, runs_dir):
     mv = client(runs_dir).get_model_version("omniglot-warm", "1")
     assert mv.tags["metanas.warm_start"] == smoke_run[0] and mv.tags["metanas.ways"] == "5"
@@ -27,6 +28,7 @@ def test_registered_version_points_back_to_its_run(registered, smoke_run, runs_d
     assert model.source_run_id == smoke_run[0] and model.artifact_location.startswith(runs_dir.as_uri())
 
 
+@pytest.mark.slow
 def test_mlflow_loads_the_meta_learned_supernet(registered, smoke_run, runs_dir):
     """No pickle: the registered model loads with MLflow's defaults and computes the checkpoint's supernet."""
     import mlflow.pytorch
@@ -43,6 +45,7 @@ def test_mlflow_loads_the_meta_learned_supernet(registered, smoke_run, runs_dir)
         assert torch.allclose(loaded(x), net(x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_adapt_from_the_registry_uses_the_same_warm_start(registered, smoke_run, runs_dir):
     res = run_cli("-m", "metanas.cli", "adapt", "--model", registered, "--tasks", "1", "--output-dir", str(runs_dir))
     assert res.returncode == 0, res.stderr
@@ -63,6 +66,7 @@ def test_unknown_registered_model_is_a_clear_error(runs_dir, smoke_run):
     assert len(res.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_runs_lists_recent_runs_with_metrics(smoke_run, runs_dir, tmp_path):
     res = run_cli("-m", "metanas.cli", "runs", "--output-dir", str(runs_dir), "-n", "50")
     assert res.returncode == 0, res.stderr

@@ -133,6 +133,7 @@ def test_search_scores_on_validation_tasks_only_and_reports_on_unseen_test_class
     assert all(r.trials[-1].spent == 3 and 0 <= r.test.mean <= 1 for r in results)
 
 
+@pytest.mark.slow
 def test_search_cli_end_to_end_logs_to_mlflow_and_its_genotype_adapts(smoke_run, runs_dir, tmp_path):
     run_id, _ = smoke_run
     out = run_cli("-m", "metanas.cli", "search", "--strategy", "evolution", "--budget", "4", "--val-tasks", "2",
@@ -157,6 +158,7 @@ def test_search_cli_end_to_end_logs_to_mlflow_and_its_genotype_adapts(smoke_run,
     assert genotype_str(genotype_from_json(json.loads(best_file.read_text()))) in adapted.stdout
 
 
+@pytest.mark.slow
 def test_search_compare_writes_a_table_and_plot_over_all_strategies(smoke_run, runs_dir):
     run_id, _ = smoke_run
     out = run_cli("-m", "metanas.cli", "search", "--compare", "--budget", "3", "--val-tasks", "2",

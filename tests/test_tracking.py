@@ -10,6 +10,7 @@ from metanas.config import load_config
 from metanas.tracking import retry, tracking_uri
 
 
+@pytest.mark.slow
 def test_two_processes_writing_one_store_both_finish_with_all_metrics(tmp_path):
     cmd = [sys.executable, "-m", "metanas.meta_train", "--config", "configs/smoke.yaml", "meta.iterations=8",
            f"run.output_dir={tmp_path}", "run.progress=false",
