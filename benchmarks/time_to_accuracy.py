@@ -18,7 +18,7 @@ from pathlib import Path
 from baselines import run_methods
 
 from metanas.config import load_config
-from metanas.plots import plt
+from metanas.plots import subplots
 from metanas.tracking import Tracker, client_for
 
 COMPARED = ["metanas", "conv4"]
@@ -44,7 +44,7 @@ def main() -> None:
                 for name, test, it, _, run_id, *_ in run_methods(COMPARED, args.budget, args.test_tasks, args.overrides)]
     cfg = load_config(None, args.overrides)
     client = client_for(cfg)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = subplots(figsize=(6, 4))
     for name, mean, ci95, iterations, run_id in rows:
         start = client.get_run(run_id).info.start_time
         hist = sorted(client.get_metric_history(run_id, "val/accuracy"), key=lambda m: m.timestamp)

@@ -152,9 +152,11 @@ def _merge(base: DictConfig, other: DictConfig, source: str) -> DictConfig:
 
 
 def load_config(config_file: str | os.PathLike | None = None, overrides: list[str] = ()) -> Config:
+    from metanas.resources import resolve_config
+
     cfg = OmegaConf.structured(Config)
     if config_file is not None:
-        path = Path(config_file)
+        path = resolve_config(config_file)
         if not path.is_file():
             raise MetanasError(f"config file {path} not found: pass an existing YAML, e.g. --config configs/smoke.yaml")
         try:

@@ -10,20 +10,25 @@
 * :func:`plot_chain`: a chain-space architecture.
 
 Callers log the figure (``Tracker.log_figure``) or :func:`save` it, then :func:`close` it.
+
+Figures are built as ``Figure`` + Agg canvas, never through pyplot: importing this module does not switch
+matplotlib's global backend (an application's interactive backend stays as it was), and pyplot keeps no
+reference to a figure made here.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 
 CELLS = (("normal", "normal cell"), ("reduce", "reduction cell"))
@@ -40,9 +45,19 @@ def save(fig, path: str | Path, dpi: int = 110) -> Path:
     return path
 
 
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, layout=None, **kwargs):
+    """``pyplot.subplots`` without pyplot: a headless Agg figure and its axes (``Figure.subplots`` keywords)."""
+    fig = Figure(figsize=figsize, layout=layout)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
 def close(fig) -> None:
-    """Free a figure: pyplot keeps every figure it made alive until closed."""
-    plt.close(fig)
+    """Free a figure's artists now; one made with pyplot elsewhere is also released from pyplot's registry."""
+    pyplot = sys.modules.get("matplotlib.pyplot")  # never imported here: that would pick a backend
+    if pyplot is not None:
+        pyplot.close(fig)
+    fig.clear()
 
 
 def state_name(state: int) -> str:
@@ -55,7 +70,7 @@ def _tex(name: str) -> str:
 
 
 def _op_colors(ops: list[str]) -> dict[str, tuple]:
-    cmap = plt.get_cmap("tab10")
+    cmap = matplotlib.colormaps["tab10"]
     return {op: cmap(i % 10) for i, op in enumerate(ops)}
 
 
@@ -161,7 +176,7 @@ def plot_cell(cell: list[tuple[str, int]], concat: list[int], ax, title: str = "
 def plot_genotype(genotype, title: str | None = None, ops: list[str] | None = None):
     """The normal and the reduction cell of ``genotype``, side by side."""
     nodes = len(genotype.normal_concat)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * (DX * (nodes + 1) + 1.2), 4.0))
+    fig, axes = subplots(1, 2, figsize=(2 * (DX * (nodes + 1) + 1.2), 4.0))
     for ax, (field, label) in zip(axes, CELLS):
         plot_cell(getattr(genotype, field), getattr(genotype, f"{field}_concat"), ax, label, ops)
     if title:
@@ -182,7 +197,7 @@ def _title(name: str) -> str:
 
 def plot_alphas(params: dict, labels: dict[str, tuple[list[str], list[str]]]):
     """Heatmap of softmax(alpha) per row (edge, layer) x choice, one panel per alpha (``space.alpha_labels()``)."""
-    fig, axes = plt.subplots(1, len(labels), squeeze=False,
+    fig, axes = subplots(1, len(labels), squeeze=False,
                              figsize=(2 + sum(0.9 * len(c) for _, c in labels.values()),
                                       1.5 + 0.35 * max(len(r) for r, _ in labels.values())))
     for ax, (name, (rows, cols)) in zip(axes[0], labels.items()):
@@ -212,7 +227,7 @@ def plot_alpha_evolution(snapshots: list[dict], labels: dict[str, tuple[list[str
     shown = _pick(snapshots, most)
     width = max(len(c) for _, c in labels.values())
     height = max(len(r) for r, _ in labels.values())
-    fig, axes = plt.subplots(len(labels), len(shown), squeeze=False, layout="constrained",
+    fig, axes = subplots(len(labels), len(shown), squeeze=False, layout="constrained",
                              figsize=(1.6 + 0.32 * width * len(shown), 1.4 + (0.55 + 0.3 * height) * len(labels)))
     # One colour scale over all panels, spanning the data (see plot_alphas).
     vmin = min(float(s[n].min()) for s in shown for n in labels)
@@ -240,7 +255,7 @@ def entropy(weights) -> float:
 
 def plot_alpha_entropy(snapshots: list[dict], labels: dict[str, tuple[list[str], list[str]]]):
     """Mean per-row entropy of softmax(alpha) against meta-iteration; log(#choices) = undecided (uniform)."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    fig, ax = subplots(figsize=(5.5, 3.4))
     its = [s["iteration"] for s in snapshots]
     for name, (_, cols) in labels.items():
         line, = ax.plot(its, [entropy(s[name]) for s in snapshots], marker="o", ms=3, label=_title(name))
@@ -271,7 +286,7 @@ def plot_learning_curves(histories: dict[str, list[tuple[int, float]]], title: s
     Per-iteration train metrics are noisy (a few tasks each): drawn faint with a moving average on top.
     ``val/accuracy`` gets its ``val/ci95`` band when that is given.
     """
-    fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (acc_ax, loss_ax) = subplots(1, 2, figsize=(10, 3.6))
     for name, points in sorted(histories.items()):
         if not points or name.endswith("ci95"):
             continue
@@ -311,7 +326,7 @@ def plot_adaptation_curve(curve, title: str = "query accuracy vs adaptation step
     mean = c.mean(0).numpy()
     half = (1.96 * c.std(0) / math.sqrt(c.shape[0])).nan_to_num(0.0).numpy() if c.shape[0] > 1 else 0 * mean
     steps = np.arange(c.shape[1])
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    fig, ax = subplots(figsize=(5.5, 3.4))
     ax.plot(steps, mean, marker="o", label=f"mean over {c.shape[0]} tasks")
     ax.fill_between(steps, mean - half, mean + half, alpha=0.2, label="95% CI")
     if ways:
@@ -337,7 +352,7 @@ def plot_op_wins(by_family: dict[str, dict[str, torch.Tensor]], labels: dict[str
         raise ValueError("no architectures to plot")
     width = max(len(c) for _, c in labels.values())
     height = max(len(r) for r, _ in labels.values())
-    fig, axes = plt.subplots(len(by_family), len(labels), squeeze=False, layout="constrained",
+    fig, axes = subplots(len(by_family), len(labels), squeeze=False, layout="constrained",
                              figsize=(2.5 + 0.75 * width * len(labels), 1.4 + (0.8 + 0.42 * height) * len(by_family)))
     for row, (family, wins) in enumerate(by_family.items()):
         for col, (name, (rows, cols)) in enumerate(labels.items()):
@@ -358,11 +373,11 @@ def plot_op_wins(by_family: dict[str, dict[str, torch.Tensor]], labels: dict[str
 
 def plot_chain(arch, ops: list[str], max_width: int, title: str | None = None):
     """A chain architecture as a row of layer boxes: op and width, box height proportional to the width."""
-    fig, ax = plt.subplots(figsize=(1.8 + 1.7 * len(arch), 2.6))
+    fig, ax = subplots(figsize=(1.8 + 1.7 * len(arch), 2.6))
     colors = _op_colors(ops)
     for l, (op, w) in enumerate(arch):
         h = 0.4 + 1.2 * w / max_width
-        ax.add_patch(plt.Rectangle((l * 1.7, -h / 2), 1.3, h, fc=colors[op], ec="0.3"))
+        ax.add_patch(Rectangle((l * 1.7, -h / 2), 1.3, h, fc=colors[op], ec="0.3"))
         ax.text(l * 1.7 + 0.65, 0, f"{_tex(op)}\n@{w}", ha="center", va="center", fontsize=8)
         if l:
             ax.annotate("", (l * 1.7, 0), (l * 1.7 - 0.4, 0), arrowprops=dict(arrowstyle="->", color="0.3"))
@@ -379,10 +394,10 @@ def plot_chain(arch, ops: list[str], max_width: int, title: str | None = None):
 
 def plot_search_progress(trials_by_strategy: dict[str, list], tasks: int, title: str = "search"):
     """Best fully scored validation accuracy so far, against evaluations spent (left) and wall clock (right),
-    one line per strategy; each candidate's own score as a faint dot. ``trials``: ``metanas.strategy.discrete.Trial``."""
+    one line per strategy; each candidate's own score as a faint dot. ``trials``: ``metanas.search_strategies.Trial``."""
     from metanas.search_strategies import best_so_far
 
-    fig, (ax_e, ax_t) = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    fig, (ax_e, ax_t) = subplots(1, 2, figsize=(10, 3.6), sharey=True)
     for name, trials in trials_by_strategy.items():
         spent = np.array([t.spent for t in trials])
         seconds = np.array([t.seconds for t in trials])

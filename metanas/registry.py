@@ -17,6 +17,7 @@ Both are linked to their MLflow run (the meta-training run, the export run).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -28,8 +29,21 @@ import torch
 from metanas.errors import MetanasError
 
 WARM_START_FILE = "metanas_checkpoint.pt"
-# MLflow draws a progress bar for every artifact download, even of a few small local files.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+PROGRESS_BAR_VAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+
+
+@contextlib.contextmanager
+def _no_progress_bar():
+    """MLflow draws a progress bar for every artifact download, even of a few small local files: off while a
+    download runs, unless the user set the variable; restored after (importing this module changes nothing)."""
+    if PROGRESS_BAR_VAR in os.environ:
+        yield
+        return
+    os.environ[PROGRESS_BAR_VAR] = "false"
+    try:
+        yield
+    finally:
+        os.environ.pop(PROGRESS_BAR_VAR, None)
 
 
 def _requirements(*extra: str) -> list[str]:
@@ -101,7 +115,8 @@ def download(uri: str, output_dir: str) -> Path:
     shutil.rmtree(dst, ignore_errors=True)
     dst.mkdir(parents=True)
     try:
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+        with _no_progress_bar():
+            return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
     except MlflowException as e:
         raise MetanasError(f"cannot resolve {uri} in {store} ({str(e).splitlines()[0][:160]}): list the "
                            "registered models in metanas ui, register one with metanas register") from None

@@ -18,6 +18,16 @@ def runs_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("runs")
 
 
+def client(runs_dir):
+    """An MlflowClient on the SQLite store of the output dir ``runs_dir`` (the same URI metanas itself uses)."""
+    from mlflow.tracking import MlflowClient
+
+    from metanas.config import load_config
+    from metanas.tracking import tracking_uri
+
+    return MlflowClient(tracking_uri(load_config(None, [f"run.output_dir={runs_dir}"])))
+
+
 def run_cli(*args, cwd=ROOT, env=None, timeout=300) -> subprocess.CompletedProcess:
     """Run a metanas entry point in a real subprocess: ``run_cli("-m", "metanas.meta_train", ...)``."""
     full_env = {**os.environ, **(env or {})}

@@ -1,7 +1,8 @@
 """Baselines are the same code path with other configs: conv4, frozen alpha, random genotype, time budget."""
 
+import pytest
 import torch
-from conftest import ROOT, run_cli
+from conftest import ROOT, client, run_cli
 
 from metanas.checkpoint import WarmStart
 from metanas.config import load_config
@@ -14,6 +15,7 @@ def smoke(runs_dir, *over):
     return load_config(SMOKE, [f"run.output_dir={runs_dir}", "run.progress=false", *over])
 
 
+@pytest.mark.slow
 def test_conv4_baseline_trains_and_restores(runs_dir):
     cfg = load_config(ROOT / "configs" / "baseline-conv4.yaml", [f"run.output_dir={runs_dir}", "run.progress=false",
                                                                   "meta.iterations=3", "search.channels=16"])
@@ -23,17 +25,19 @@ def test_conv4_baseline_trains_and_restores(runs_dir):
     assert warm.space.name == "chain" and warm.arch == result.arch and not warm.is_supernet
 
 
+@pytest.mark.slow
 def test_frozen_alpha_baseline_never_moves_alpha(runs_dir):
-    cfg = smoke(runs_dir, "meta.lr_alpha=0", "inner.lr_alpha=0")
-    torch.manual_seed(cfg.run.seed)
-    result = train(cfg)
+    # 3 cells: cell 0 is normal, cells 1 and 2 reductions (at 1/3 and 2/3 of the depth), so both alphas get
+    # gradients. Smoke's 2 cells are both reductions: there alpha_normal stays put whatever lr_alpha is.
+    frozen = ("search.cells=3", "meta.lr_alpha=0", "inner.lr_alpha=0")
+    result = train(smoke(runs_dir, *frozen))
     state = WarmStart.load(result.checkpoint).params
-    init = smoke(runs_dir, "meta.iterations=0", "meta.lr_alpha=0", "inner.lr_alpha=0")
-    start = WarmStart.load(train(init).checkpoint).params
-    assert torch.equal(state["alpha_normal"], start["alpha_normal"])
+    start = WarmStart.load(train(smoke(runs_dir, *frozen, "meta.iterations=0")).checkpoint).params
     assert not torch.equal(state["stem.0.weight"], start["stem.0.weight"])
-    # and the test adaptation left alpha alone: every task derives the same genotype
-    assert result.test.alphas["alpha_normal"].std(0).max() == 0
+    for k in ("alpha_normal", "alpha_reduce"):
+        assert torch.equal(state[k], start[k]), f"meta-training moved {k}"
+        # and the test adaptation left alpha alone: every task keeps the meta-learned alpha
+        assert result.test.alphas[k].std(0).max() == 0, f"test adaptation moved {k}"
 
 
 def test_random_genotype_baseline_is_a_child_net_restored_from_its_checkpoint(runs_dir):
@@ -44,6 +48,7 @@ def test_random_genotype_baseline_is_a_child_net_restored_from_its_checkpoint(ru
     assert other != result.arch  # the seed draws the architecture
 
 
+@pytest.mark.slow
 def test_time_budget_stops_early_with_a_checkpoint(runs_dir):
     result = train(smoke(runs_dir, "meta.iterations=100000", "meta.time_budget=3"))
     iterations = WarmStart.load(result.checkpoint).iteration
@@ -51,6 +56,7 @@ def test_time_budget_stops_early_with_a_checkpoint(runs_dir):
     assert result.steps == iterations  # the summary reports the steps that ran, not meta.iterations
 
 
+@pytest.mark.slow
 def test_evaluate_cli_reports_ci_curve_and_op_wins(smoke_run, runs_dir):
     run_id, _ = smoke_run
     out = run_cli("-m", "metanas.cli", "evaluate", "--run-id", run_id, "--tasks", "12", "--output-dir", str(runs_dir))
@@ -66,6 +72,7 @@ def test_evaluate_cli_reports_ci_curve_and_op_wins(smoke_run, runs_dir):
     assert sum(float(x.split("=")[-1]) for x in wins) == 2 * 4  # k=2 inputs x 2 nodes kept per cell
 
 
+@pytest.mark.slow
 def test_evaluate_shift_suite_writes_a_table_over_families(smoke_run, runs_dir):
     run_id, _ = smoke_run
     out = run_cli("-m", "metanas.cli", "evaluate", "--suite", "shift", "--run-id", run_id, "--tasks", "3",
@@ -77,14 +84,8 @@ def test_evaluate_shift_suite_writes_a_table_over_families(smoke_run, runs_dir):
     blur = next(line for line in table if line.startswith("| omniglot-5way-shift-blur "))
     column = [c.strip() for c in table[0].split("|")].index("architecture distance from warm start")
     assert "±" in blur and 0.0 <= float(blur.split("|")[column]) <= 1.0
-    run = client_for_runs(runs_dir).get_run(out.stdout.splitlines()[-1].split()[-1])
+    run = client(runs_dir).get_run(out.stdout.splitlines()[-1].split()[-1])
     assert "suite/omniglot-5way-shift-blur/accuracy" in run.data.metrics
-
-
-def client_for_runs(runs_dir):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(f"sqlite:///{runs_dir}/mlflow.db")
 
 
 def test_validation_and_final_test_adapt_alpha_with_eval_steps(tmp_path):

@@ -1,11 +1,13 @@
 """Smokes of the benchmark scripts (tiny sizes, no timing asserts): they run and print their figures."""
 
+import pytest
 from conftest import run_cli
 
 TINY = ["search.channels=4", "search.cells=2", "search.nodes=1", "inner.steps=1", "meta.meta_batch=2",
         "task.queries=2", "meta.eval_tasks=2", "meta.eval_every=2"]
 
 
+@pytest.mark.slow
 def test_meta_step_benchmark_prints_ratio_flops_and_memory_table():
     out = run_cli("benchmarks/meta_step.py", "--no-reference", "--repeats", "1", "--chunks", "1,2", *TINY)
     assert out.returncode == 0, out.stderr
@@ -19,6 +21,7 @@ def test_adapt_latency_benchmark():
     assert "latency per task: median" in out.stdout and "accuracy after each step:" in out.stdout
 
 
+@pytest.mark.slow
 def test_baselines_and_time_to_accuracy_benchmarks(tmp_path):
     common = ["--budget", "2", "--test-tasks", "4", *TINY, f"run.output_dir={tmp_path}"]
     out = run_cli("benchmarks/baselines.py", "--out", str(tmp_path / "b.md"), "--search-budget", "2", *common)
@@ -36,6 +39,7 @@ def test_baselines_and_time_to_accuracy_benchmarks(tmp_path):
     assert out.stdout.count(" iterations, test ") == 2 and (tmp_path / "c.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_scaling_benchmark_runs_one_and_two_torchrun_processes():
     out = run_cli("benchmarks/scaling.py", "--procs", "1", "2", "--meta-batch", "2", "--iterations", "2",
                   "--config", "configs/smoke.yaml")

@@ -10,16 +10,7 @@ import time
 import urllib.request
 
 import pytest
-from conftest import ROOT, run_cli
-
-from metanas.config import load_config
-from metanas.tracking import tracking_uri
-
-
-def client(runs_dir):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri(load_config(None, [f"run.output_dir={runs_dir}"])))
+from conftest import ROOT, client, run_cli
 
 
 def test_smoke_meta_training_prints_results_and_logs_everything(smoke_run, runs_dir):
@@ -38,6 +29,7 @@ def test_smoke_meta_training_prints_results_and_logs_everything(smoke_run, runs_
     assert (runs_dir / "checkpoints" / f"{run_id}.pt").is_file()
 
 
+@pytest.mark.slow
 def test_adapt_from_the_latest_checkpoint_logs_a_linked_run(smoke_run, runs_dir):
     run_id, _ = smoke_run
     out = run_cli("-m", "metanas.cli", "adapt", "--task", "omniglot-5way", "--tasks", "3",
@@ -69,6 +61,7 @@ def test_tasks_lists_the_families():
         assert name in out.stdout
 
 
+@pytest.mark.slow
 def test_ui_serves_the_store(runs_dir, smoke_run):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -2,11 +2,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
+from omegaconf import OmegaConf
 
 from metanas.config import Config, flatten, from_yaml, load_config, to_yaml
 from metanas.errors import MetanasError
-
-ROOT = Path(__file__).resolve().parents[1]
+from metanas.resources import builtin_config, resolve_config
 
 
 def test_overrides_merge_over_yaml_over_defaults(tmp_path):
@@ -50,9 +51,40 @@ def test_default_yaml_is_exactly_the_defaults():
     assert asdict(load_config(ROOT / "configs" / "default.yaml")) == asdict(Config())
 
 
-def test_all_shipped_configs_load():
-    for f in (ROOT / "configs").glob("*.yaml"):
-        load_config(f)
+def _leaves(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        out.update(_leaves(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def test_all_shipped_configs_set_exactly_their_keys():
+    """Each shipped config, by path and by built-in name, is the defaults with exactly its YAML's keys replaced."""
+    files = sorted((ROOT / "configs").glob("*.yaml"))
+    assert {"default", "smoke", "baseline-conv4", "baseline-frozen-alpha", "baseline-random-genotype"} <= \
+        {f.stem for f in files}
+    defaults = _leaves(asdict(Config()))
+    for f in files:
+        assert builtin_config(f.stem).samefile(f)  # --config NAME finds the same file
+        written = _leaves(OmegaConf.to_container(OmegaConf.load(f)))
+        assert written and set(written) <= set(defaults), f
+        for cfg in (load_config(f), load_config(builtin_config(f.stem))):
+            loaded = _leaves(asdict(cfg))
+            assert {k: loaded[k] for k in written} == written, f
+            assert {k: v for k, v in loaded.items() if k not in written} == \
+                {k: v for k, v in defaults.items() if k not in written}, f
+
+
+def test_a_builtin_config_is_named_without_a_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no configs/ here: the name finds the package's copy
+    assert resolve_config("smoke") == builtin_config("smoke") and builtin_config("smoke").name == "smoke.yaml"
+    assert load_config(resolve_config("smoke")).search.cells == 2
+    for path in ("configs/smoke.yaml", "smoke.yaml", "smoke.yml", "./smoke"):
+        assert resolve_config(path) == Path(path)  # a path stays a path (and load_config says if it is missing)
+    (tmp_path / "smoke").write_text("meta:\n  iterations: 1\n")
+    assert resolve_config("smoke") == Path("smoke")  # an existing file wins over the built-in name
+    with pytest.raises(MetanasError, match="unknown built-in config 'smok'; did you mean smoke?.*baseline-conv4"):
+        resolve_config("smok")
 
 
 def test_yaml_round_trip_and_flatten():

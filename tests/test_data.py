@@ -254,6 +254,31 @@ def test_families_load():
     assert load_family("omniglot-5way-vinyals").rotations
 
 
+def test_builtin_families_are_found_from_any_directory_and_tasks_shadows_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # outside the repository: the families come from the package data
+    assert {"omniglot-5way", "digits-5way"} <= set(list_families())
+    assert load_family("omniglot-5way").ways == 5
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "omniglot-5way.yaml").write_text("ways: 3\n")
+    (tmp_path / "tasks" / "mine.yaml").write_text("dataset: imagefolder\nsplit: all\nroot: pics\n")
+    assert load_family("omniglot-5way").ways == 3  # ./tasks first
+    assert "mine" in list_families()
+    assert load_family("mine").root == str(tmp_path / "tasks" / "pics")  # relative to its YAML, not the cwd
+
+
+def test_no_task_families_at_all_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    from metanas import cli
+    from metanas.data import tasks
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tasks, "builtin_tasks_dir", lambda: tmp_path / "not-installed")  # a wheel without its data
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["tasks"])
+    assert exit_.value.code == 2 and "no task families found" in capsys.readouterr().err
+    with pytest.raises(MetanasError, match="unknown task family 'omniglot-5way'.*known families: none"):
+        load_family("omniglot-5way")
+
+
 def test_unknown_family_lists_known_ones():
     with pytest.raises(MetanasError) as err:
         load_family("omniglot-5wya")

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, run_cli
+from conftest import ROOT, client, run_cli
 
 from metanas.config import load_config
 from metanas.distributed import Dist, checksum
-from metanas.tracking import tracking_uri
 
 # meta.task_chunk=2: the 1-process run adapts its 4 tasks 2 at a time, as each of the 2 ranks does, so both sum the
 # same per-task gradients in the same order and must agree bit for bit (see metanas/distributed.py).
@@ -52,10 +51,8 @@ def params_of(runs_dir: Path, run_id: str) -> dict:
 
 
 def mlflow_runs(runs_dir: Path, experiment: str):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri(load_config(None, [f"run.output_dir={runs_dir}"])))
-    return client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    c = client(runs_dir)
+    return c.search_runs([c.get_experiment_by_name(experiment).experiment_id])
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +69,7 @@ def two_ranks(runs_dir):
     return out
 
 
+@pytest.mark.slow
 def test_two_ranks_match_one_rank_and_log_one_run(two_ranks, one_rank, runs_dir):
     out = two_ranks
     assert out.stdout.count("test accuracy:") == 1 and "on 2 rank(s)" in out.stdout  # the other rank is quiet
@@ -127,6 +125,7 @@ def _wait_for_checkpoint(path: Path, proc: subprocess.Popen, deadline: float) ->
     pytest.fail(f"no checkpoint at iteration >= 2 while the run was alive: {proc.communicate()}")
 
 
+@pytest.mark.slow
 def test_a_dead_rank_fails_the_run_fast_and_it_resumes_under_torchrun(runs_dir, two_ranks):
     args = ["-m", "metanas.meta_train", *ARGS, f"run.output_dir={runs_dir}", "run.experiment=dist-killed"]
     proc = torchrun(*args)
@@ -164,6 +163,7 @@ def _runs_or_none(runs_dir, experiment):
         return []
 
 
+@pytest.mark.slow
 def test_adapt_splits_its_tasks_across_ranks(two_ranks, runs_dir):
     ckpt = runs_dir / "checkpoints" / f"{run_id_of(two_ranks.stdout)}.pt"
     args = ["-m", "metanas.cli", "adapt", "--checkpoint", str(ckpt), "--tasks", "5", "--no-track"]

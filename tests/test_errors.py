@@ -75,6 +75,7 @@ def test_corrupt_image_is_named_and_skipping_is_explicit(tmp_path, runs_dir):
     assert data.images.shape[0] == 2 * 2 * 3 * 4 - 1
 
 
+@pytest.mark.slow
 def test_unwritable_output_dir(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -82,6 +83,7 @@ def test_unwritable_output_dir(tmp_path):
     assert_one_line_error(out, "not writable", "run.output_dir")
 
 
+@pytest.mark.slow
 def test_foreign_truncated_and_mismatched_checkpoints(smoke_run, runs_dir, tmp_path):
     run_id, _ = smoke_run
     real = runs_dir / "checkpoints" / f"{run_id}.pt"
@@ -102,6 +104,7 @@ def test_foreign_truncated_and_mismatched_checkpoints(smoke_run, runs_dir, tmp_p
     assert_one_line_error(run_cli(*ADAPT, "--checkpoint", str(real), "--task", "omniglot-20way"), "5-way", "20-way")
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     out = run_cli(*TRAIN, "--config", "configs/smoke.yaml", "meta.iterations=20", "meta.checkpoint_every=2",
                   f"run.output_dir={tmp_path}", "run.progress=false", env={"METANAS_FAULT_NAN_FROM": "4"})

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli
+from conftest import client, run_cli
 
 from metanas import api
 from metanas.checkpoint import WarmStart
@@ -55,6 +55,7 @@ def predict(model, *images, runs_dir=None):
     return [(m["path"], m["label"], float(m["prob"])) for m in matches]
 
 
+@pytest.mark.slow
 def test_export_writes_program_genotype_and_classes(exported, drawings):
     out, stdout = exported
     assert {"model.pt2", "genotype.json", "classes.json", "model.json"} <= {p.name for p in out.iterdir()}
@@ -65,6 +66,7 @@ def test_export_writes_program_genotype_and_classes(exported, drawings):
     assert "genotype: normal:" in stdout and "support accuracy:" in stdout
 
 
+@pytest.mark.slow
 def test_predict_matches_the_in_process_child(exported, drawings, smoke_run, runs_dir, tmp_path):
     out, _ = exported
     support, queries = drawings
@@ -107,10 +109,9 @@ def test_frozen_batchnorm_reproduces_support_statistics_and_frees_the_batch(smok
     assert not any(m.training for m in frozen.modules())
 
 
+@pytest.mark.slow
 def test_mlflow_reloads_the_exported_model(exported, runs_dir):
     import mlflow.pytorch
-    from test_cli import client
-
     from metanas.config import load_config
     from metanas.tracking import client_for
 
@@ -125,6 +126,7 @@ def test_mlflow_reloads_the_exported_model(exported, runs_dir):
         assert torch.allclose(loaded(x), load_task_model(out).module(x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_predict_from_the_registry(exported, drawings, runs_dir):
     out, _ = exported
     images = drawings[1][:2]

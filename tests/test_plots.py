@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import client, run_cli
 from PIL import Image
 
 from metanas import plots
@@ -72,6 +72,17 @@ def test_each_plot_is_a_png_that_changes_with_its_data(draw, a, b):
     assert first.shape != second.shape or not np.array_equal(first, second)
 
 
+def test_importing_metanas_changes_no_global_state():
+    """No matplotlib backend switch (an application's interactive backend stays) and no environment variables."""
+    code = ("import os, sys, matplotlib; env, backend = dict(os.environ), matplotlib.rcParams._get_backend_or_none(); "
+            "import metanas.plots, metanas.registry, metanas.cli, metanas.meta_train; "
+            "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'; "
+            "assert matplotlib.rcParams._get_backend_or_none() == backend, matplotlib.rcParams['backend']; "
+            "assert dict(os.environ) == env, set(os.environ.items()) ^ set(env.items())")
+    out = run_cli("-c", code, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
 def test_op_wins_counts_the_op_kept_on_each_edge():
     w = SPACE.choice_wins([G1, G1, G2])["alpha_normal"].numpy()
     assert w[edge_index(0, 0), OPS.index("conv_3x3")] == pytest.approx(2 / 3)
@@ -109,8 +120,6 @@ PLOTS = {"alphas.png", "genotype.png", "alpha_evolution.png", "alpha_entropy.png
 
 
 def test_meta_training_logs_all_plots_and_keeps_alpha_history(smoke_run, runs_dir):
-    from test_cli import client
-
     run_id, _ = smoke_run
     c = client(runs_dir)
     logged = {a.path.split("/")[-1] for a in c.list_artifacts(run_id, "plots")}
@@ -126,9 +135,8 @@ def test_meta_training_logs_all_plots_and_keeps_alpha_history(smoke_run, runs_di
     assert not torch.equal(history[0]["alpha_reduce"], history[-1]["alpha_reduce"])
 
 
+@pytest.mark.slow
 def test_adapt_plot_saves_and_logs_pictures(smoke_run, runs_dir):
-    from test_cli import client
-
     out = run_cli("-m", "metanas.cli", "adapt", "--tasks", "2", "--plot", "--output-dir", str(runs_dir))
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()

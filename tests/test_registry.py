@@ -1,10 +1,13 @@
 """Warm starts through the MLflow model registry (real SQLite store), and the runs table."""
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli
+from conftest import client, run_cli
+
+from metanas.registry import PROGRESS_BAR_VAR, _no_progress_bar
 
 
 @pytest.fixture(scope="module")
@@ -16,9 +19,8 @@ def registered(smoke_run, runs_dir):
     return "models:/omniglot-warm/1"
 
 
+@pytest.mark.slow
 def test_registered_version_points_back_to_its_run(registered, smoke_run, runs_dir):
-    from test_cli import client
-
     mv = client(runs_dir).get_model_version("omniglot-warm", "1")
     assert mv.tags["metanas.warm_start"] == smoke_run[0] and mv.tags["metanas.ways"] == "5"
     assert mv.run_id == smoke_run[0]
@@ -26,6 +28,7 @@ def test_registered_version_points_back_to_its_run(registered, smoke_run, runs_d
     assert model.source_run_id == smoke_run[0] and model.artifact_location.startswith(runs_dir.as_uri())
 
 
+@pytest.mark.slow
 def test_mlflow_loads_the_meta_learned_supernet(registered, smoke_run, runs_dir):
     """No pickle: the registered model loads with MLflow's defaults and computes the checkpoint's supernet."""
     import mlflow.pytorch
@@ -42,9 +45,8 @@ def test_mlflow_loads_the_meta_learned_supernet(registered, smoke_run, runs_dir)
         assert torch.allclose(loaded(x), net(x), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_adapt_from_the_registry_uses_the_same_warm_start(registered, smoke_run, runs_dir):
-    from test_cli import client
-
     res = run_cli("-m", "metanas.cli", "adapt", "--model", registered, "--tasks", "1", "--output-dir", str(runs_dir))
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
@@ -64,6 +66,7 @@ def test_unknown_registered_model_is_a_clear_error(runs_dir, smoke_run):
     assert len(res.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_runs_lists_recent_runs_with_metrics(smoke_run, runs_dir, tmp_path):
     res = run_cli("-m", "metanas.cli", "runs", "--output-dir", str(runs_dir), "-n", "50")
     assert res.returncode == 0, res.stderr
@@ -73,3 +76,13 @@ def test_runs_lists_recent_runs_with_metrics(smoke_run, runs_dir, tmp_path):
     assert "meta_train" in row and "omniglot-5way" in row and "FINISHED" in row and "%" in row
     missing = run_cli("-m", "metanas.cli", "runs", "--output-dir", str(tmp_path))
     assert missing.returncode == 2 and "no MLflow store" in missing.stderr
+
+
+def test_progress_bar_is_off_only_while_downloading_unless_the_user_set_it(monkeypatch):
+    monkeypatch.delenv(PROGRESS_BAR_VAR, raising=False)
+    with _no_progress_bar():
+        assert os.environ[PROGRESS_BAR_VAR] == "false"
+    assert PROGRESS_BAR_VAR not in os.environ  # restored: importing or calling the registry leaves no trace
+    monkeypatch.setenv(PROGRESS_BAR_VAR, "true")
+    with _no_progress_bar():
+        assert os.environ[PROGRESS_BAR_VAR] == "true"

@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # each test meta-trains, kills and resumes real processes (~30 s)
 ARGS = ["--config", "configs/smoke.yaml", "meta.iterations=24", "meta.checkpoint_every=4", "meta.eval_every=100",
         "meta.test_tasks=2", "run.progress=false"]
 

@@ -1,4 +1,4 @@
-"""Task families (tasks/*.yaml) and a learn2learn-style few-shot task sampler.
+"""Task families (./tasks/*.yaml, else the built-in metanas/tasks/*.yaml) and a learn2learn-style task sampler.
 
 A task is built by a pipeline of small transforms over a *task description*, a list of
 (class_id, sample) pairs: NWays picks classes, KShots picks images per class, LoadData swaps
@@ -28,11 +28,11 @@ from typing import NamedTuple, Optional
 import torch
 import yaml
 
-import metanas
 from metanas.data import datasets
 from metanas.data.omniglot import ClassDataset, load_omniglot, resolve_data_root
 from metanas.data.shifts import Shift, TaskShift, parse_shifts
 from metanas.errors import MetanasError
+from metanas.resources import builtin_tasks_dir
 
 OMNIGLOT_SPLITS = ("lake", "vinyals")
 # all: every class is a test class (evaluation only); custom: the `classes:` mapping names each split's classes
@@ -141,13 +141,23 @@ def check_trainable(family: TaskFamily) -> None:
 
 
 def _task_dirs() -> list[Path]:
-    # ./tasks first so a project can add or shadow families without touching the package.
-    return [Path.cwd() / "tasks", Path(metanas.__file__).resolve().parents[1] / "tasks"]
+    # ./tasks first so a project can add or shadow families without touching the package; then the built-ins
+    # shipped as package data (metanas/tasks), found wherever the package is installed.
+    return [Path.cwd() / "tasks", builtin_tasks_dir()]
+
+
+def _family_names() -> list[str]:
+    return sorted({p.stem for d in _task_dirs() if d.is_dir() for p in d.glob("*.yaml")})
 
 
 def list_families() -> list[str]:
-    """Names of all task families in ./tasks and the repository's tasks/."""
-    return sorted({p.stem for d in _task_dirs() if d.is_dir() for p in d.glob("*.yaml")})
+    """Names of all task families in ./tasks and the built-in metanas/tasks; a MetanasError if there are none."""
+    names = _family_names()
+    if not names:
+        raise MetanasError(f"no task families found: neither {_task_dirs()[0]} nor the built-in {builtin_tasks_dir()} "
+                           "holds a NAME.yaml; the installed package lacks its data files (reinstall metanas), or "
+                           "add a family to ./tasks")
+    return names
 
 
 def load_family(name_or_path: str) -> TaskFamily:
@@ -156,7 +166,7 @@ def load_family(name_or_path: str) -> TaskFamily:
     if path.suffix not in (".yaml", ".yml"):
         path = next((d / f"{name_or_path}.yaml" for d in _task_dirs() if (d / f"{name_or_path}.yaml").is_file()), None)
         if path is None:
-            known = list_families()
+            known = _family_names()
             close = difflib.get_close_matches(name_or_path, known, n=1)
             hint = f"did you mean {close[0]}? " if close else ""
             raise MetanasError(f"unknown task family {name_or_path!r}; {hint}known families: {', '.join(known) or 'none'}")
