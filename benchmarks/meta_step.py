@@ -36,7 +36,7 @@ from metanas.space import is_alpha
 # One query per class: the issue's >= 2.3 TFLOP per meta-iteration is the 100 support passes (10 tasks x 5 steps
 # x weight + alpha step x 22.8 GFLOP) plus a query set the size of a support set; 15 queries per class would add
 # 3.4 TFLOP, and under vmap of 10 tasks (750 query images at once) the kernel killed it at 12.5 GB (measured).
-REFERENCE = ["search.cells=4", "search.nodes=3", "search.channels=28", "search.stem_multiplier=3",
+REFERENCE = ["search.space=darts", "search.cells=4", "search.nodes=3", "search.channels=28", "search.stem_multiplier=3",
              "meta.meta_batch=10", "inner.steps=5", "task.queries=1", "inner.variant=alternating",
              "meta.algorithm=fomaml"]
 

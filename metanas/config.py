@@ -35,12 +35,12 @@ class TaskConfig:
 @dataclass
 class SpaceConfig:
     """``search.*``: the search space and how its supernet is executed (each space reads the keys it uses)."""
-    space: str = "darts"  # a registered space: darts (DARTS cells) or chain (layers of op x width; conv4 is one)
+    space: str = "chain"  # a registered space: darts (DARTS cells) or chain (layers of op x width; conv4 is one)
     # None: the supernet; "random": a random child (drawn with run.seed); a name the space knows (chain: conv4);
     # or a genotype JSON file
     genotype: Optional[str] = None
     policy: str = "mixture"  # execution policy: mixture (softmax over all choices) or gumbel (one sampled path)
-    channels: Optional[int] = None  # None: the space's default (darts: 8 per cell; chain: 64, the widest layer)
+    channels: Optional[int] = None  # None: the space's default (darts: 8 per cell; chain: 32, the widest layer)
     ops: Optional[list[str]] = None  # None: the space's default op set
     # darts
     cells: int = 3
@@ -49,7 +49,7 @@ class SpaceConfig:
     k: int = 2  # inputs kept per node when deriving a genotype
     # chain
     layers: int = 4
-    widths: Optional[list[int]] = None  # None: channels x (1/2, 3/4, 1)
+    widths: Optional[list[int]] = None  # None: channels x (1/2, 3/4, 1), i.e. 16, 24, 32
     entangled: bool = True  # one superkernel per layer (ops and widths are slices) or one kernel per op
     # settings of a space that has no key above (search.options.NAME=...), validated by that space
     options: dict[str, Any] = field(default_factory=dict)
@@ -74,7 +74,7 @@ class InnerConfig:
 @dataclass
 class MetaConfig:
     algorithm: str = "fomaml"
-    iterations: int = 600
+    iterations: int = 2500
     time_budget: float = 0.0  # seconds of meta-training before stopping early (0: none); for equal-time comparisons
     meta_batch: int = 4
     lr: float = 1e-3  # Adam on the initial weights

@@ -296,7 +296,7 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, Config]:
     p.add_argument("--data-root", help="folder containing omniglot-py/ (else $METANAS_DATA, else the user cache)")
     p.add_argument("--resume", metavar="RUN_ID|PATH", help="continue a run from its last checkpoint")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. meta.iterations=20")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # overrides may come before and after --config / --resume
     overrides = list(args.overrides) + ([f"data.root={args.data_root}"] if args.data_root else [])
     return args, load_config(args.config, overrides)
 

@@ -3,7 +3,7 @@
 import pytest
 from conftest import run_cli
 
-TINY = ["search.channels=4", "search.cells=2", "search.nodes=1", "inner.steps=1", "meta.meta_batch=2",
+TINY = ["search.space=darts", "search.channels=4", "search.cells=2", "search.nodes=1", "inner.steps=1", "meta.meta_batch=2",
         "task.queries=2", "meta.eval_tasks=2", "meta.eval_every=2"]
 
 
@@ -23,7 +23,8 @@ def test_adapt_latency_benchmark():
 
 @pytest.mark.slow
 def test_baselines_and_time_to_accuracy_benchmarks(tmp_path):
-    common = ["--budget", "2", "--test-tasks", "4", *TINY, f"run.output_dir={tmp_path}"]
+    # TINY without the space: metanas is the default (chain) space, conv4 the chain space's conv4
+    common = ["--budget", "2", "--test-tasks", "4", *TINY[1:], f"run.output_dir={tmp_path}"]
     out = run_cli("benchmarks/baselines.py", "--out", str(tmp_path / "b.md"), "--search-budget", "2", *common)
     assert out.returncode == 0, out.stderr
     table = (tmp_path / "b.md").read_text()

@@ -30,8 +30,9 @@ def test_registry_lists_both_spaces_and_rejects_unknown_with_the_choices():
 
 
 def test_conv4_is_a_member_with_maml_conv4s_parameters():
-    space = chain()
+    space = chain("search.channels=64")
     conv4 = space.named()["conv4"]
+    assert conv4 == (("conv_3x3", 64),) * 4
     net = space.child(conv4, 5)
     n = sum(p.numel() for p in net.parameters())
     # MAML's conv4: 4 x (3x3 conv with bias, BN gain and bias) at 64 channels, linear classifier
@@ -86,7 +87,7 @@ def test_gumbel_computes_only_the_sampled_path():
 
 
 def test_gumbel_on_darts_runs_one_op_per_edge():
-    cfg = load_config(None, ["search.policy=gumbel", "search.cells=2"])
+    cfg = load_config(None, ["search.space=darts", "search.policy=gumbel", "search.cells=2"])
     space = create_space(cfg.search)
     net = space.supernet(5, create_policy("gumbel"))
     calls = {}

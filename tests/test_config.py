@@ -31,6 +31,12 @@ def test_overrides_merge_over_yaml_over_defaults(tmp_path):
     ("run.backend=mpi", "one of ('auto', 'gloo', 'nccl')"),
     ("run.dist_timeout=0", "run.dist_timeout"),
     ("meta.iterations", "key=value"),
+    ("task.ways=1", "a task needs >= 2 classes"),
+    ("search.space=nas-bench", "search.space"),
+    ("search.policy=gdas", "search.policy"),
+    ("meta.cost_weight=-1", "meta.cost_weight"),
+    ("inner.final_temperature=0", "inner.temperature/inner.final_temperature"),
+    ("meta.memory_budget=0", "meta.memory_budget"),
 ])
 def test_bad_config_is_one_clear_error(override, expected):
     with pytest.raises(MetanasError, match=None) as e:
@@ -88,7 +94,7 @@ def test_a_builtin_config_is_named_without_a_path(tmp_path, monkeypatch):
 
 
 def test_yaml_round_trip_and_flatten():
-    cfg = load_config(None, ["meta.iterations=5", "search.ops=[conv_3x3,skip_connect]"])
+    cfg = load_config(None, ["meta.iterations=5", "search.space=darts", "search.ops=[conv_3x3,skip_connect]"])
     assert asdict(from_yaml(to_yaml(cfg))) == asdict(cfg)
     flat = flatten(cfg)
     assert flat["meta.iterations"] == 5 and flat["search.ops"] == "conv_3x3,skip_connect"

@@ -16,7 +16,7 @@ from metanas.space.darts import Genotype, edge_index
 OPS = ["max_pool_3x3", "skip_connect", "conv_3x3", "sep_conv_3x3"]
 G1 = Genotype([("conv_3x3", 0), ("skip_connect", 1), ("sep_conv_3x3", 2), ("conv_3x3", 0)], [2, 3],
               [("max_pool_3x3", 0), ("max_pool_3x3", 1), ("conv_3x3", 2), ("skip_connect", 1)], [2, 3])
-SPACE = create_space(load_config(None, [f"search.ops=[{','.join(OPS)}]", "search.nodes=2"]).search)
+SPACE = create_space(load_config(None, ["search.space=darts", f"search.ops=[{','.join(OPS)}]", "search.nodes=2"]).search)
 LABELS = SPACE.alpha_labels()
 G2 = G1._replace(normal=[("sep_conv_3x3", 0), ("skip_connect", 1), ("sep_conv_3x3", 2), ("max_pool_3x3", 1)])
 
@@ -109,7 +109,7 @@ def test_cell_diagram_draws_every_edge_with_its_op():
 
 
 def test_derived_genotype_of_random_alpha_draws(tmp_path):
-    g = create_space(load_config(None, [f"search.ops=[{','.join(OPS)}]", "search.nodes=3"]).search).derive(
+    g = create_space(load_config(None, ["search.space=darts", f"search.ops=[{','.join(OPS)}]", "search.nodes=3"]).search).derive(
         alphas(3, edges=9))
     path = plots.save(plots.plot_genotype(g, ops=OPS), tmp_path / "g.png")
     assert Image.open(path).format == "PNG"

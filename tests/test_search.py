@@ -22,7 +22,7 @@ OPS = ["max_pool_3x3", "skip_connect", "conv_3x3"]
 
 
 def darts(ops, nodes):
-    return create_space(load_config(None, [f"search.ops=[{','.join(ops)}]", f"search.nodes={nodes}"]).search)
+    return create_space(load_config(None, ["search.space=darts", f"search.ops=[{','.join(ops)}]", f"search.nodes={nodes}"]).search)
 
 
 def genotype_distance(a, b):

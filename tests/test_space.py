@@ -57,7 +57,7 @@ def test_derivation_takes_top_op_and_top_k_edges():
 
 def test_derivation_never_picks_none():
     p = {"alpha_normal": torch.tensor([[9.0, 0.0, 1.0]] * 2), "alpha_reduce": torch.tensor([[9.0, 2.0, 1.0]] * 2)}
-    space = create_space(load_config(None, ["search.ops=[none,conv_3x3,skip_connect]", "search.nodes=1"]).search)
+    space = create_space(load_config(None, ["search.space=darts", "search.ops=[none,conv_3x3,skip_connect]", "search.nodes=1"]).search)
     g = space.derive(p)
     assert all(op != "none" for op, _ in g.normal + g.reduce)
 
