@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from metanas.config import Config, from_yaml, to_yaml
+from metanas.config import Config, from_yaml, resolved, to_yaml
 from metanas.errors import MetanasError
 from metanas.execution import create_policy
 from metanas.files import atomic_write
@@ -172,13 +172,13 @@ class TrainingState:
     alpha_history: list = field(default_factory=list)
 
     def save(self, path: str | os.PathLike, cfg: Config) -> Path:
-        state = {"format": FORMAT, "version": VERSION, "config": to_yaml(cfg), **self.__dict__}
+        state = {"format": FORMAT, "version": VERSION, "config": to_yaml(resolved(cfg)), **self.__dict__}
         return atomic_write(path, lambda f: torch.save(state, f))
 
     @classmethod
     def load(cls, path: str | os.PathLike, cfg: Config) -> "TrainingState":
         state = _read(Path(path))
-        if state["config"] != to_yaml(cfg):
+        if state["config"] != to_yaml(resolved(cfg)):
             raise MetanasError(f"--resume {path}: the checkpoint was written with a different config; resume with "
                                "the same --config and overrides as the original run")
         return cls(**{k: state[k] for k in cls.__dataclass_fields__ if k in state})

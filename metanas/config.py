@@ -217,6 +217,18 @@ def validate(cfg: Config) -> None:
     _require(cfg.run.dist_timeout >= 1, "run.dist_timeout", cfg.run.dist_timeout, "seconds, must be >= 1")
 
 
+def resolved(cfg: Config) -> Config:
+    """A copy of ``cfg`` with the search space's defaults written out (``search.channels``, ``ops``, ...)."""
+    import copy
+
+    from metanas.space import create_space
+
+    out = copy.deepcopy(cfg)
+    for key, value in create_space(cfg.search).settings().items():
+        setattr(out.search, key, value)
+    return out
+
+
 def to_yaml(cfg: Config) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 

@@ -154,3 +154,18 @@ def test_chain_config_errors_name_the_key():
         load_config(None, ["search.space=chain", "search.layers=3", "search.genotype=conv4"])  # not a member
     with pytest.raises(MetanasError, match="search.policy"):
         load_config(None, ["search.policy=gdas"])
+
+
+def test_a_checkpoint_keeps_describing_its_network_after_a_default_changes(tmp_path, monkeypatch):
+    """The space's resolved defaults (channels, widths, ops) are written into the checkpoint's config."""
+    from metanas.checkpoint import TrainingState, WarmStart, build_model
+    from metanas.space.chain import ChainSpace
+
+    cfg = load_config(None, ["search.space=chain", "search.layers=2"])  # channels, widths, ops: the defaults
+    model = build_model(cfg, 5)[0]
+    path, widths = tmp_path / "c.pt", create_space(cfg.search).widths
+    TrainingState("run", "omniglot-5way", 5, 0, model.state_dict(), {}, 0, {}, None).save(path, cfg)
+    monkeypatch.setattr(ChainSpace, "default_channels", 8)  # a later version's default
+    warm = WarmStart.load(path)
+    assert warm.space.widths == widths == [16, 24, 32]
+    assert all(torch.equal(warm.params[k], v) for k, v in model.state_dict().items())

@@ -57,6 +57,11 @@ class SearchSpace:
     def validate(self) -> None:
         """Check the ``search.*`` keys this space reads; raise MetanasError naming the key."""
 
+    def settings(self) -> dict:
+        """The ``search.*`` values this space resolved from its defaults (written into checkpoints, so a warm start
+        still describes its network after a default changes)."""
+        return {"channels": self.channels, "ops": list(self.ops)}
+
     # -- networks ------------------------------------------------------------------------------------------------
     def supernet(self, n_classes: int, policy, in_channels: int = 1) -> nn.Module:
         raise NotImplementedError

@@ -187,6 +187,9 @@ class ChainSpace(SearchSpace):
         super().__init__(cfg)
         self.widths = list(cfg.widths) if cfg.widths else [self.channels // 2, 3 * self.channels // 4, self.channels]
 
+    def settings(self):
+        return {**super().settings(), "widths": list(self.widths)}
+
     def validate(self):
         s = self.cfg
         require(s.layers >= 1, "search.layers", s.layers, "must be >= 1")
