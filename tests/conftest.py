@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("METANAS_DATA", str((ROOT / ".." / "shared" / "data").resolve()))
+# Absolute, so that subprocesses started in other folders (the wheel test) find it too; CI passes a relative path.
+os.environ["METANAS_DATA"] = str(Path(os.environ.get("METANAS_DATA") or ROOT / ".." / "shared" / "data").resolve())
 os.environ.setdefault("METANAS_CACHE", str(ROOT / "runs" / "test-cache"))  # survives sessions: decode once
 
 

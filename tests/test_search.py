@@ -188,7 +188,7 @@ def test_cost_budget_scores_expensive_candidates_zero_without_adapting_them():
 
     from metanas.commands.search import CostBudget
 
-    space = create_space(load_config(None, ["search.space=chain"]).search)
+    space = create_space(load_config(None, ["search.space=chain", "search.channels=64"]).search)
     inner = SimpleNamespace(tasks=4, spent=0.0, seen=[])
 
     def accuracies(arch, start=0, stop=None):
