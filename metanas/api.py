@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -19,7 +19,6 @@ import torch
 from metanas.checkpoint import WarmStart
 from metanas.estimation import Evaluation
 from metanas.inner_loop import InnerLoop, Params
-from metanas.space import alphas_of
 
 
 def load(ref: str | None = None, output_dir: str = "runs") -> WarmStart:
@@ -35,7 +34,7 @@ def load(ref: str | None = None, output_dir: str = "runs") -> WarmStart:
 def inner_loop(warm: WarmStart, steps: int | None = None, adapt_arch: bool = True) -> InnerLoop:
     """The warm start's evaluation-phase inner loop (``inner.eval_steps``), optionally overridden."""
     inner = InnerLoop.from_config(warm.config, warm.ways, "evaluate", adapt_arch=adapt_arch and warm.is_supernet)
-    return inner if steps is None else InnerLoop(**{**inner.__dict__, "steps": steps})
+    return inner if steps is None else replace(inner, steps=steps)
 
 
 @dataclass
@@ -72,8 +71,7 @@ def adapt(warm: WarmStart, support_x: torch.Tensor, support_y: torch.Tensor, ste
     device = next(warm.model.parameters()).device
     params = inner.adapt(warm.model, warm.params, support_x.to(device), support_y.to(device))
     params = {k: v.detach() for k, v in params.items()}
-    arch = warm.space.derive(alphas_of(params)) if warm.is_supernet else warm.arch
-    return Adapted(warm, params, inner, arch)
+    return Adapted(warm, params, inner, warm.derive(params))
 
 
 def evaluate(warm: WarmStart, family: str, tasks: int = 600, seed: int = 0, steps: int | None = None,
@@ -94,6 +92,4 @@ def evaluate(warm: WarmStart, family: str, tasks: int = 600, seed: int = 0, step
 
 def architectures(warm: WarmStart, ev: Evaluation) -> list:
     """Each evaluated task's adapted architecture."""
-    if not warm.is_supernet:
-        return [warm.arch] * ev.accuracies.numel()
-    return [warm.space.derive({k: v[i] for k, v in ev.alphas.items()}) for i in range(ev.accuracies.numel())]
+    return [warm.derive({k: v[i] for k, v in ev.alphas.items()}) for i in range(ev.accuracies.numel())]

@@ -24,7 +24,7 @@ from metanas.config import Config, from_yaml, resolved, to_yaml
 from metanas.errors import MetanasError
 from metanas.execution import create_policy
 from metanas.files import atomic_write
-from metanas.space import SearchSpace, alphas_of, create_space, is_alpha
+from metanas.space import SearchSpace, alphas_of, create_space
 
 FORMAT = "metanas-checkpoint"
 VERSION = 2  # 2: search spaces as objects (architectures tagged with their space), policy generator state
@@ -123,7 +123,7 @@ class WarmStart:
 
     @property
     def is_supernet(self) -> bool:
-        return any(is_alpha(k) for k in self.params)
+        return self.arch is None
 
     def derive(self, params: dict | None = None):
         """The architecture ``params``' alphas select (default: the warm start's own); a child's fixed one."""

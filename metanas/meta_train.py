@@ -63,7 +63,7 @@ def _train(cfg: Config, resume: str | None, dist: distributed.Dist) -> Result:
     ways = sets.train.ways
     model, space, arch = build_model(cfg, ways)
     model.to(dist.device)
-    cost = _cost_objective(space, cfg, ways, family.image_size) if arch is None and cfg.meta.cost_weight else None
+    cost = _cost_objective(space, model, ways, family.image_size) if arch is None and cfg.meta.cost_weight else None
     learner = MetaLearner(model, cfg, ways, reduce=dist.all_reduce_mean, cost=cost)
     sampler = torch.Generator().manual_seed(cfg.run.seed)
     run = _Run(cfg, dist, family, sets, model, space, arch, learner, sampler)
@@ -125,16 +125,9 @@ def _load_tasks(cfg: Config, dist):
     return family, load()
 
 
-def _cost_objective(space, cfg: Config, ways: int, image_size: int):
-    """alphas -> expected FLOPs per image relative to the space's reference (conv4 in the chain space, else the
-    expected cost at uniform alpha), so that ``meta.cost_weight`` has the same meaning in every space."""
-    ref_arch = space.named().get("conv4")
-    if ref_arch is not None:
-        ref = space.cost(ref_arch, ways, image_size)
-    else:
-        probe, _, _ = build_model(cfg, ways)
-        ref = float(space.expected_cost({k: torch.zeros_like(v) for k, v in alphas_of(dict(probe.named_parameters())).items()},
-                                        ways, image_size))
+def _cost_objective(space, model, ways: int, image_size: int):
+    """alphas -> expected FLOPs per image relative to the space's :meth:`reference_cost`."""
+    ref = space.reference_cost(alphas_of(dict(model.named_parameters())), ways, image_size)
     return lambda alphas: space.expected_cost(alphas, ways, image_size) / ref
 
 

@@ -66,6 +66,7 @@ class MetaLearner:
         self.optimizer = torch.optim.Adam(groups)
         self.nonfinite = 0  # consecutive
         self.skipped = 0  # total
+        self._auto_chunk: int | None = None  # meta.task_chunk=0: estimated once, on the first meta-batch
 
     def params(self) -> Params:
         return {k: p.detach() for k, p in self.model.named_parameters()}
@@ -125,7 +126,7 @@ class MetaLearner:
         B = task[0].shape[0]
         if self.cfg.meta.task_chunk:
             return self.cfg.meta.task_chunk
-        if getattr(self, "_auto_chunk", None) is None:
+        if self._auto_chunk is None:
             self._auto_chunk = max(1, min(B, int(self.cfg.meta.memory_budget * 2**30 // max(1, self.task_bytes(task)))))
         return self._auto_chunk
 

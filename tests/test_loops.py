@@ -161,7 +161,7 @@ def test_cost_weight_moves_alpha_towards_cheaper_choices():
     for weight in (0.0, 1.0):
         learner, task = setup("fomaml", space="chain", **{"meta.cost_weight": weight, "meta.lr_alpha": 0.05})
         space = create_space(learner.cfg.search)
-        learner.cost = _cost_objective(space, learner.cfg, 3, 12)
+        learner.cost = _cost_objective(space, learner.model, 3, 12)
         for i in range(5):
             learner.step(task, i)
         costs[weight] = float(learner.cost({k: v for k, v in learner.params().items() if k.startswith("alpha_")}))

@@ -200,7 +200,7 @@ def test_cost_budget_scores_expensive_candidates_zero_without_adapting_them():
         return torch.ones(4)
 
     inner.accuracies = accuracies
-    warm = SimpleNamespace(space=space, family="omniglot-5way")
+    warm = SimpleNamespace(space=space, image_size=28)
     conv4 = space.named()["conv4"]
     cheap = (("conv_3x3", 32),) * 4
     budget = CostBudget(inner, warm, 5, max_flops=space.cost(cheap, 5, 28) * 1.01)

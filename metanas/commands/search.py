@@ -76,7 +76,7 @@ class CostBudget:
 
     def __init__(self, scorer, warm, ways: int, max_flops: float):
         self.scorer, self.warm, self.ways, self.max_flops = scorer, warm, ways, max_flops
-        self.tasks = scorer.tasks
+        self.tasks, self.image_size = scorer.tasks, warm.image_size
         self.rejected = 0
 
     @property
@@ -86,10 +86,7 @@ class CostBudget:
     def accuracies(self, arch, start: int = 0, stop: int | None = None):
         import torch
 
-        from metanas.data import load_family
-
-        size = load_family(self.warm.family).image_size
-        if self.warm.space.cost(arch, self.ways, size) > self.max_flops:
+        if self.warm.space.cost(arch, self.ways, self.image_size) > self.max_flops:
             self.rejected += 1
             return torch.zeros((self.tasks if stop is None else stop) - start)
         return self.scorer.accuracies(arch, start, stop)

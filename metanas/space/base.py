@@ -131,6 +131,12 @@ class SearchSpace:
         """FLOPs per image expected under ``softmax(alpha)``, differentiable in alpha (the cost-aware objective)."""
         raise NotImplementedError
 
+    def reference_cost(self, alphas: dict, n_classes: int, image_size: int, in_channels: int = 1) -> float:
+        """What ``meta.cost_weight`` measures cost against (default: the expected cost at uniform alpha), so that
+        the weight means the same in every space."""
+        uniform = {k: torch.zeros_like(v) for k, v in alphas.items()}
+        return float(self.expected_cost(uniform, n_classes, image_size, in_channels))
+
     # -- specs -----------------------------------------------------------------------------------------------------
     def resolve(self, spec: str | None, seed: int = 0):
         """``search.genotype``: None (the supernet), ``random`` (drawn with ``seed``), a name, or a JSON file."""

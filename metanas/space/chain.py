@@ -94,6 +94,10 @@ class ChainNet(Executed):
             self.layers.append(layer)
             cin = w
         self.classifier = nn.Linear(cin, n_classes)
+        # [channels, widths]: channel c is kept by every width above c (the dense width mixture's staircase);
+        # a constant, so a non-persistent buffer: it follows .to(device) and stays out of the state dict
+        self.register_buffer("staircase", (torch.arange(W)[:, None] < torch.tensor(widths)[None, :]).float(),
+                             persistent=False)
         if arch is None:
             self.alpha_op = nn.Parameter(1e-3 * torch.randn(layers, len(self.ops)))
             self.alpha_width = nn.Parameter(1e-3 * torch.randn(layers, len(widths)))
@@ -134,7 +138,6 @@ class ChainNet(Executed):
             p_op, p_w = self.mix("alpha_op", self.alpha_op), self.mix("alpha_width", self.alpha_width)
             if isinstance(p_op, Path):
                 choices = list(zip(p_op.index, p_w.index))
-        W = torch.tensor(self.widths)
         for l, layer in enumerate(self.layers):
             if p_op is None or isinstance(p_op, Path):
                 o, wi = choices[l]
@@ -148,8 +151,7 @@ class ChainNet(Executed):
             else:
                 y = self._mixed(layer, x, p_op[l])
                 y = F.relu(layer.bn(y))
-                # width staircase: channel c is kept with the weight of every width above c
-                keep = ((torch.arange(max(self.widths))[:, None] < W[None, :]).to(y) * p_w[l]).sum(-1)
+                keep = (self.staircase.to(y) * p_w[l]).sum(-1)  # channel c: the weight of every width above c
                 y = y * keep[:, None, None]
             x = F.max_pool2d(y, 2)
         features = x.mean((-2, -1))
@@ -288,6 +290,13 @@ class ChainSpace(SearchSpace):
     def expected_cost(self, alphas, n_classes, image_size, in_channels=1):
         return self._cost(F.softmax(alphas["alpha_op"], -1), F.softmax(alphas["alpha_width"], -1), n_classes,
                           image_size, in_channels)
+
+    def reference_cost(self, alphas, n_classes, image_size, in_channels=1):
+        """The cost of MAML's conv4 where it is a member of the space (else uniform alpha's)."""
+        conv4 = self.named().get("conv4")
+        if conv4 is None:
+            return super().reference_cost(alphas, n_classes, image_size, in_channels)
+        return self.cost(conv4, n_classes, image_size, in_channels)
 
     def cost(self, arch, n_classes, image_size, in_channels=1):
         x = self.encoding().encode(arch)

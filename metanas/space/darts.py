@@ -213,6 +213,7 @@ class DartsSpace(SearchSpace):
     description = "DARTS cells (normal + reduction) of mixed edges; per node the k strongest inputs"
     default_ops = list(DEFAULT_OPS)
     default_channels = 8
+    _flops_key = None  # (n_classes, image_size, in_channels) of the cached per-edge FLOPs table
 
     def validate(self):
         s = self.cfg
@@ -306,7 +307,7 @@ class DartsSpace(SearchSpace):
     def expected_cost(self, alphas, n_classes, image_size, in_channels=1):
         """Per edge, softmax(alpha)-weighted FLOPs of its ops, plus the fixed stem/preprocessing/classifier."""
         key = (n_classes, image_size, in_channels)
-        if getattr(self, "_flops_key", None) != key:
+        if self._flops_key != key:
             self._fixed, self._edge_flops = _edge_flops(self._network(n_classes, in_channels), image_size, in_channels)
             self._flops_key = key
         total = torch.tensor(self._fixed)
