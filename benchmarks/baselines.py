@@ -4,12 +4,14 @@
 
 Each method is meta-trained by ``metanas.train`` for the same wall-clock budget (``meta.time_budget``,
 data loading and validation included), then scored on the same ``--test-tasks`` held-out tasks (the
-test generator is seeded by ``run.seed``). Prints a markdown table and writes it (and a CSV) next to
+test generator is seeded by ``run.seed``); every row's paired difference to conv4 on those tasks is
+printed with its 95% CI. Prints a markdown table and writes it (and a CSV) next to
 ``--out``. Methods (``--methods``, comma-separated, in this order):
 
 * ``metanas``: the default config (``python -m metanas.meta_train``), architecture adapted per task;
-* ``no-arch-adapt``: the same warm start, the same test tasks, alpha held at the warm start's (the
-  paired difference to ``metanas`` is printed with its 95% CI);
+* ``no-arch-adapt``: the same warm start, alpha held at the warm start's; both arms adapted by
+  ``metanas.evaluate`` on the same tasks (the family's queries per class), and their paired difference
+  printed with its 95% CI;
 * ``conv4``: MAML's conv4 (``configs/baseline-conv4.yaml``: the chain space's conv4 architecture);
 * ``searched``: the best child that ``metanas search`` (evolution, ``--search-budget`` evaluations on
   validation tasks) finds on the metanas warm start, meta-trained from scratch for the same budget
@@ -53,7 +55,7 @@ def _search(warm, budget: float, seed: int) -> Path:
     from metanas.data import get_tasksets, load_family
 
     cfg = warm.config
-    sets = get_tasksets(load_family(warm.family), cfg.data.root, queries=cfg.task.queries)
+    sets = get_tasksets(load_family(warm.family), cfg.data.root, queries=cfg.task.queries, warm_format=warm.image)
     t0 = time.perf_counter()
     top = run_strategies(["evolution"], warm, sets, budget, val_tasks=20, test_tasks=2, steps=None, seed=seed)[0]
     print(f"search: {warm.space.describe(top.best.genotype)} ({100 * top.best.score:.1f}% validation, "
@@ -64,7 +66,8 @@ def _search(warm, budget: float, seed: int) -> Path:
 
 
 def run_methods(methods, budget: float, test_tasks: int, overrides: list[str], search_budget: float = 50):
-    """Rows of (name, test Evaluation, iterations, seconds, run id, architecture, paired (mean, ci) or None)."""
+    """Rows of (name, test Evaluation, iterations, seconds, run id, architecture, paired gain of adapting the
+    architecture (mean, ci) or None, paired difference to conv4 (mean, ci) or None)."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown}: choose from {', '.join(METHODS)}")
@@ -77,10 +80,14 @@ def run_methods(methods, budget: float, test_tasks: int, overrides: list[str], s
             if base is None:
                 base = _train("metanas", None, common)
             cfg, result, warm = base
-            _, ev = api.evaluate(warm, cfg.task.family, test_tasks, cfg.run.seed + TEST_SEED, adapt_arch=False)
-            gain = paired_difference(result.test, ev)
-            print(f"{name}: {ev.summary()}; paired gain of adapting the architecture "
-                  f"{100 * gain[0]:+.2f} ± {100 * gain[1]:.2f} points", flush=True)
+            # Both arms through api.evaluate: the same tasks (the family's queries; meta-training's own test
+            # samples task.queries per class, so its query sets differ and cannot be paired with these).
+            seed = cfg.run.seed + TEST_SEED
+            _, adapted = api.evaluate(warm, cfg.task.family, test_tasks, seed, adapt_arch=True)
+            _, ev = api.evaluate(warm, cfg.task.family, test_tasks, seed, adapt_arch=False)
+            gain = paired_difference(adapted, ev)
+            print(f"{name}: {ev.summary()}, adapted {adapted.summary()} on the same tasks; paired gain of adapting "
+                  f"the architecture {100 * gain[0]:+.2f} ± {100 * gain[1]:.2f} points", flush=True)
             rows.append((name, ev, warm.iteration, 0.0, result.run_id, result.describe, gain))
             continue
         if name == "searched":
@@ -94,7 +101,10 @@ def run_methods(methods, budget: float, test_tasks: int, overrides: list[str], s
             if name == "metanas":
                 base = (cfg, result, warm)
         rows.append((name, result.test, warm.iteration, time.perf_counter() - t0, result.run_id, result.describe, None))
-    return rows
+    # Every meta-training run tests on the same seeded tasks (run.seed, task.queries): rows pair with conv4's per task.
+    conv4 = next((ev for name, ev, *_ in rows if name == "conv4"), None)
+    return [(*row, paired_difference(row[1], conv4) if conv4 is not None and row[0] not in ("conv4", "no-arch-adapt")
+             else None) for row in rows]
 
 
 def main() -> None:
@@ -109,18 +119,19 @@ def main() -> None:
     rows = run_methods(args.methods.split(","), args.budget, args.test_tasks, args.overrides, args.search_budget)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    points = lambda d: f"{100 * d[0]:+.2f} ± {100 * d[1]:.2f}" if d else "-"
     table = markdown(["method", f"held-out accuracy (95% CI, {args.test_tasks} tasks)",
-                      f"meta-iterations in {args.budget:.0f} s", "paired gain of arch adaptation", "architecture",
-                      "run id"],
-                     [[n, pct(e.mean, e.ci95), it, f"{100 * g[0]:+.2f} ± {100 * g[1]:.2f}" if g else "-", a, rid[:8]]
-                      for n, e, it, _, rid, a, g in rows])
+                      f"meta-iterations in {args.budget:.0f} s", "paired gain of arch adaptation",
+                      "paired difference to conv4", "architecture", "run id"],
+                     [[n, pct(e.mean, e.ci95), it, points(g), points(v), a, rid[:8]]
+                      for n, e, it, _, rid, a, g, v in rows])
     print(table)
     out.write_text(table + "\n")
     out.with_suffix(".csv").write_text(csv_text(
         ["method", "accuracy", "ci95", "iterations", "wall_seconds", "run_id", "architecture", "paired_gain",
-         "paired_gain_ci95"],
-        [[n, e.mean, e.ci95, it, round(s, 1), rid, a, g[0] if g else "", g[1] if g else ""]
-         for n, e, it, s, rid, a, g in rows]))
+         "paired_gain_ci95", "paired_vs_conv4", "paired_vs_conv4_ci95"],
+        [[n, e.mean, e.ci95, it, round(s, 1), rid, a, *(g or ("", "")), *(v or ("", ""))]
+         for n, e, it, s, rid, a, g, v in rows]))
 
 
 if __name__ == "__main__":

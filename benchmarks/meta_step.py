@@ -90,7 +90,7 @@ def measure(method: str, overrides: list[str], repeats: int) -> dict:
     torch.manual_seed(0)
     cfg = load_config(None, overrides)
     sets = get_tasksets(load_family(cfg.task.family), cfg.data.root, cfg.task.ways, cfg.task.shots, cfg.task.queries)
-    model = build_model(cfg, sets.train.ways)[0]
+    model = build_model(cfg, sets.train.ways, in_channels=sets.train.format.channels)[0]
     learner = MetaLearner(model, cfg, sets.train.ways)
     gen = torch.Generator().manual_seed(0)
     phases = {k: 0.0 for k in ("data", "copy", "inner weight step", "inner alpha step", "query backward", "outer step")}

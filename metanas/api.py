@@ -57,7 +57,7 @@ class Adapted:
     def child(self) -> torch.nn.Module:
         """The discrete child net of :attr:`arch` with the adapted weights (a fixed architecture: itself)."""
         if not self.warm.is_supernet:
-            net = self.warm.space.child(self.arch, self.warm.ways)
+            net = self.warm.space.child(self.arch, self.warm.ways, self.warm.image.channels)
             net.load_state_dict(self.params)
             return net
         return self.warm.child(self.arch, self.params)
@@ -83,7 +83,8 @@ def evaluate(warm: WarmStart, family: str, tasks: int = 600, seed: int = 0, step
 
     fam = load_family(family)
     warm.check_family(fam)
-    sets = get_tasksets(fam, data_root or warm.config.data.root, skip_corrupt=warm.config.data.skip_corrupt)
+    sets = get_tasksets(fam, data_root or warm.config.data.root, skip_corrupt=warm.config.data.skip_corrupt,
+                        warm_format=warm.image)
     device = next(warm.model.parameters()).device
     ev = run(warm.model, warm.params, sets.test, tasks, inner_loop(warm, steps, adapt_arch),
              torch.Generator().manual_seed(seed), chunk=chunk, curve=curve, progress=progress, device=device, dist=dist)

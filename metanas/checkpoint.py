@@ -21,13 +21,16 @@ import torch
 from torch import nn
 
 from metanas.config import Config, from_yaml, resolved, to_yaml
+from metanas.data.images import ImageFormat
 from metanas.errors import MetanasError
 from metanas.execution import create_policy
 from metanas.files import atomic_write
 from metanas.space import SearchSpace, alphas_of, create_space
 
 FORMAT = "metanas-checkpoint"
-VERSION = 2  # 2: search spaces as objects (architectures tagged with their space), policy generator state
+# 2: search spaces as objects (architectures tagged with their space), policy generator state
+# 3: the input's ImageFormat (channels, size, normalisation)
+VERSION = 3
 
 
 def build_model(cfg: Config, n_classes: int, arch: Any = None, in_channels: int = 1
@@ -87,6 +90,7 @@ class WarmStart:
     family: str
     run_id: str
     iteration: int
+    image: ImageFormat  # what the network takes (channels, size, normalisation), from the meta-train split
     arch: Any = None  # a child net's fixed architecture; None for a supernet
     path: Path | None = None
 
@@ -98,28 +102,19 @@ class WarmStart:
         cfg = from_yaml(state["config"])
         space = create_space(cfg.search)
         arch = space.from_json(state["arch"]) if cfg.search.genotype and state.get("arch") else None
-        model, space, arch = build_model(cfg, state["ways"], arch)
+        image = ImageFormat.from_dict(state["image"])
+        model, space, arch = build_model(cfg, state["ways"], arch, image.channels)
         try:
             model.load_state_dict(state["params"])
         except RuntimeError as e:
             raise MetanasError(f"{path}: its weights do not match the search space in its own config "
                                f"({str(e).splitlines()[0][:160]}): the file is damaged or was edited") from None
-        return cls(cfg, space, model, state["ways"], state["family"], state["run_id"], state["iteration"], arch, path)
+        return cls(cfg, space, model, state["ways"], state["family"], state["run_id"], state["iteration"], image,
+                   arch, path)
 
     @property
     def params(self) -> dict[str, torch.Tensor]:
         return {k: v.detach() for k, v in self.model.named_parameters()}
-
-    @property
-    def image_size(self) -> int:
-        """The image size the warm start was meta-trained at (its task family's; Omniglot's 28 if that family's
-        YAML is not on this machine)."""
-        from metanas.data import load_family
-
-        try:
-            return load_family(self.config.task.family).image_size
-        except MetanasError:
-            return 28
 
     @property
     def is_supernet(self) -> bool:
@@ -136,20 +131,25 @@ class WarmStart:
         if not self.is_supernet:
             raise MetanasError("a genotype can only be cut out of a supernet warm start; this checkpoint is already "
                                f"a fixed architecture ({self.space.describe(self.arch)})")
-        net = self.space.child(arch, self.ways)
+        net = self.space.child(arch, self.ways, self.image.channels)
         net.load_state_dict(self.space.inherit(net, self.params if params is None else params, arch))
         return net
 
     def fixed(self, arch) -> "WarmStart":
         """This warm start cut down to the child of ``arch`` (e.g. a genotype found by ``metanas search``)."""
         return WarmStart(self.config, self.space, self.child(arch), self.ways, self.family, self.run_id,
-                         self.iteration, arch, self.path)
+                         self.iteration, self.image, arch, self.path)
 
     def check_family(self, family) -> None:
+        """A family this warm start can adapt to: the same ways and channels (one clear line if not)."""
         if family.ways != self.ways:
             raise MetanasError(f"the warm start {self.path} was meta-trained for {self.ways}-way tasks but "
                                f"{family.name} is {family.ways}-way: pick a {self.ways}-way family or meta-train "
                                f"with task.family={family.name}")
+        if family.channels != self.image.channels:
+            raise MetanasError(f"the warm start {self.path} takes {self.image.channels}-channel images "
+                               f"({self.family}) but {family.name} has {family.channels}: pick a family with "
+                               f"channels: {self.image.channels} or meta-train with task.family={family.name}")
 
     def to(self, device) -> "WarmStart":
         self.model.to(device)
@@ -169,6 +169,7 @@ class TrainingState:
     skipped: int
     rng: dict
     arch: dict | None  # the derived (supernet) or fixed (child) architecture, as the space's JSON
+    image: dict  # the input's ImageFormat, as a dict
     alpha_history: list = field(default_factory=list)
 
     def save(self, path: str | os.PathLike, cfg: Config) -> Path:

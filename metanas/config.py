@@ -74,7 +74,7 @@ class InnerConfig:
 @dataclass
 class MetaConfig:
     algorithm: str = "fomaml"
-    iterations: int = 2500
+    iterations: int = 7000
     time_budget: float = 0.0  # seconds of meta-training before stopping early (0: none); for equal-time comparisons
     meta_batch: int = 4
     lr: float = 1e-3  # Adam on the initial weights
@@ -93,7 +93,7 @@ class MetaConfig:
 
 @dataclass
 class DataConfig:
-    root: Optional[str] = None  # folder containing omniglot-py/; None: $METANAS_DATA, then the user cache
+    root: Optional[str] = None  # folder holding the data sets (omniglot-py/, miniimagenet/, ...); None: $METANAS_DATA, then the user cache
     skip_corrupt: bool = False  # unreadable images: stop with an error naming the file (False) or skip with a warning
 
 

@@ -23,28 +23,22 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
-from metanas.data.omniglot import read_image
+from metanas.data.images import ImageFormat
 from metanas.errors import MetanasError
 
 FORMAT = "metanas-export"
-VERSION = 1
+VERSION = 2  # 2: model.json holds the input's ImageFormat (channels, size, normalisation)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 FILES = ("model.pt2", "genotype.json", "classes.json", "model.json")
 
 
-def read_images(paths, image_size: int = 28) -> torch.Tensor:
-    """Image files as the networks see them: float [N, 1, size, size] in [0, 1], strokes high."""
-    return torch.from_numpy(np.stack([read_image(p, image_size) for p in paths])).float().div(255).unsqueeze(1)
+def load_support(folder: str | os.PathLike, image: ImageFormat) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """A support set from a folder with one sub-folder of images per class, read as ``image`` says.
 
-
-def load_support(folder: str | os.PathLike, image_size: int = 28) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """A support set from a folder with one sub-folder of images per class.
-
-    Returns x [N, 1, H, W], labels y (class-major, classes in sorted folder-name order) and the class names.
+    Returns x [N, C, H, W], labels y (class-major, classes in sorted folder-name order) and the class names.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -60,7 +54,7 @@ def load_support(folder: str | os.PathLike, image_size: int = 28) -> tuple[torch
             raise MetanasError(f"class folder {folder / name} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
         paths += files
         labels += [label] * len(files)
-    return read_images(paths, image_size), torch.tensor(labels), classes
+    return image.read(paths), torch.tensor(labels), classes
 
 
 def freeze_batchnorm(net: nn.Module, x: torch.Tensor) -> nn.Module:
@@ -117,8 +111,7 @@ def export_task(warm, support: str | os.PathLike, out: str | os.PathLike, steps:
     from metanas import api
     from metanas.inner_loop import InnerLoop
 
-    image_size = warm.image_size
-    x, y, classes = load_support(support, image_size)
+    x, y, classes = load_support(support, warm.image)
     if len(classes) != warm.ways:
         raise MetanasError(f"the support folder {support} has {len(classes)} classes but the warm start was "
                            f"meta-trained for {warm.ways}-way tasks: give it {warm.ways} class sub-folders")
@@ -139,11 +132,11 @@ def export_task(warm, support: str | os.PathLike, out: str | os.PathLike, steps:
     (out / "genotype.json").write_text(json.dumps(warm.space.dump(adapted.arch), indent=1) + "\n")
     (out / "classes.json").write_text(json.dumps(classes, indent=1) + "\n")
     (out / "model.json").write_text(json.dumps({
-        "format": FORMAT, "version": VERSION, "image_size": image_size, "classes": len(classes),
+        "format": FORMAT, "version": VERSION, "image": warm.image.to_dict(), "classes": len(classes),
         "warm_start_run_id": warm.run_id, "family": warm.family, "support": str(Path(support).resolve()),
         "adaptation_steps": adapted.inner.steps, "finetune_steps": finetune, "space": warm.space.name,
         "architecture": warm.space.describe(adapted.arch),
-        "preprocess": "grayscale, invert (strokes high), resize to image_size (Lanczos), divide by 255",
+        "preprocess": warm.image.describe(),
     }, indent=1) + "\n")
     return Exported(out, child, adapted.arch, classes, x, y, program, warm)
 
@@ -166,7 +159,7 @@ class TaskModel:
     module: nn.Module
     classes: list[str]
     genotype: dict  # the architecture, as its space's JSON
-    image_size: int
+    image: ImageFormat  # how image files are read: as during meta-training
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -174,7 +167,7 @@ class TaskModel:
 
     def predict(self, paths) -> list[tuple[str, str, float]]:
         """``(path, class, probability)`` for each image file."""
-        probs = self.probabilities(read_images(paths, self.image_size))
+        probs = self.probabilities(self.image.read(paths))
         p, idx = probs.max(-1)
         return [(str(f), self.classes[i], float(q)) for f, i, q in zip(paths, idx.tolist(), p.tolist())]
 
@@ -199,4 +192,4 @@ def load_task_model(model_dir: str | os.PathLike) -> TaskModel:
         raise MetanasError(f"cannot load {found['model.pt2']} ({str(e).splitlines()[0][:120]}): re-export the model") from None
     classes = json.loads(found["classes.json"].read_text())
     genotype = json.loads(found["genotype.json"].read_text())
-    return TaskModel(module, classes, genotype, int(meta["image_size"]))
+    return TaskModel(module, classes, genotype, ImageFormat.from_dict(meta["image"]))

@@ -27,6 +27,7 @@ from metanas.errors import exit_on_error
 from metanas.estimation import TEST_SEED, VAL_SEED, Evaluation, evaluate
 from metanas.inner_loop import InnerLoop
 from metanas.outer_loop import MetaLearner
+from metanas.resources import DATA_ROOT_HELP
 from metanas.runtime import rng_state, seed_everything, set_rng_state
 from metanas.space import alphas_of
 from metanas.tracking import NullTracker, Tracker
@@ -61,9 +62,10 @@ def _train(cfg: Config, resume: str | None, dist: distributed.Dist) -> Result:
     seed_everything(cfg.run.seed)  # the same on every rank: same initial parameters, same task sequence
     family, sets = _load_tasks(cfg, dist)
     ways = sets.train.ways
-    model, space, arch = build_model(cfg, ways)
+    image = sets.train.format
+    model, space, arch = build_model(cfg, ways, in_channels=image.channels)
     model.to(dist.device)
-    cost = _cost_objective(space, model, ways, family.image_size) if arch is None and cfg.meta.cost_weight else None
+    cost = _cost_objective(space, model, ways, image) if arch is None and cfg.meta.cost_weight else None
     learner = MetaLearner(model, cfg, ways, reduce=dist.all_reduce_mean, cost=cost)
     sampler = torch.Generator().manual_seed(cfg.run.seed)
     run = _Run(cfg, dist, family, sets, model, space, arch, learner, sampler)
@@ -125,10 +127,11 @@ def _load_tasks(cfg: Config, dist):
     return family, load()
 
 
-def _cost_objective(space, model, ways: int, image_size: int):
+def _cost_objective(space, model, ways: int, image):
     """alphas -> expected FLOPs per image relative to the space's :meth:`reference_cost`."""
-    ref = space.reference_cost(alphas_of(dict(model.named_parameters())), ways, image_size)
-    return lambda alphas: space.expected_cost(alphas, ways, image_size) / ref
+    size, c = image.size, image.channels
+    ref = space.reference_cost(alphas_of(dict(model.named_parameters())), ways, size, c)
+    return lambda alphas: space.expected_cost(alphas, ways, size, c) / ref
 
 
 class _Stop(list):
@@ -214,7 +217,8 @@ class _Run:
             TrainingState(self.run_id, self.family.name, self.learner.ways, iteration, params,
                           self.learner.optimizer.state_dict(), self.learner.skipped,
                           rng_state(sampler=self.sampler, policy=self.learner.generator),
-                          self.space.dump(self.architecture()), self.history).save(self.ckpt, self.cfg)
+                          self.space.dump(self.architecture()), self.sets.train.format.to_dict(),
+                          self.history).save(self.ckpt, self.cfg)
 
     def _evaluate(self, taskset, tasks: int, seed: int, **kw) -> Evaluation:
         return evaluate(self.model, self.learner.params(), taskset, tasks, self.eval_inner,
@@ -286,7 +290,7 @@ def _log_plots(tracker: Tracker, cfg: Config, space, params, arch, history: list
 def parse_args(argv=None) -> tuple[argparse.Namespace, Config]:
     p = argparse.ArgumentParser(prog="python -m metanas.meta_train", description=__doc__.splitlines()[0])
     p.add_argument("--config", help="YAML config (e.g. configs/smoke.yaml); defaults: configs/default.yaml values")
-    p.add_argument("--data-root", help="folder containing omniglot-py/ (else $METANAS_DATA, else the user cache)")
+    p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.add_argument("--resume", metavar="RUN_ID|PATH", help="continue a run from its last checkpoint")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. meta.iterations=20")
     args = p.parse_intermixed_args(argv)  # overrides may come before and after --config / --resume

@@ -84,8 +84,8 @@ def register_warm_start(checkpoint: str | Path, name: str, output_dir: str):
         tracker = Tracker(cfg, "register", run_name=f"register-{name}", tags={"metanas.warm_start": run_id})
         tracker.end()
         run_id = tracker.run_id
-    size = warm.image_size
-    example = torch.rand(2, 1, size, size, generator=torch.Generator().manual_seed(0))
+    size = warm.image.size
+    example = torch.rand(2, warm.image.channels, size, size, generator=torch.Generator().manual_seed(0))
     with tempfile.TemporaryDirectory() as d:
         copy = Path(d) / WARM_START_FILE
         shutil.copyfile(checkpoint, copy)

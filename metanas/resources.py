@@ -1,4 +1,5 @@
-"""Files shipped inside the package (package data): the built-in task families and configs.
+"""Files shipped inside the package (package data): the built-in task families and configs, and the few-shot
+benchmarks' published split lists (``metanas/data/splits``).
 
 They live in ``metanas/tasks/*.yaml`` and ``metanas/configs/*.yaml`` and are found through
 :mod:`importlib.resources`, so an installed wheel finds them from any working directory. A
@@ -17,11 +18,18 @@ from pathlib import Path
 from metanas.errors import MetanasError
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
+DATA_ROOT_HELP = ("folder holding the data sets (omniglot-py/, miniimagenet/, cifar-100-python/, tieredimagenet/, "
+                  "CUB_200_2011/); else $METANAS_DATA, else the user cache")
 
 
 def _package_dir(name: str) -> Path:
     # A filesystem install (wheel, editable, source tree) gives a real folder; zip imports are not supported.
     return Path(str(files("metanas").joinpath(name)))
+
+
+def package_file(*parts: str) -> Path:
+    """A file shipped in the package, e.g. ``package_file("data", "splits", "cub", "test.txt")``."""
+    return _package_dir("/".join(parts))
 
 
 def builtin_tasks_dir() -> Path:

@@ -47,3 +47,14 @@ def test_scaling_benchmark_runs_one_and_two_torchrun_processes():
     assert out.returncode == 0, out.stderr
     rows = [line.split() for line in out.stdout.splitlines() if line.strip() and line.split()[0] in ("1", "2")]
     assert [r[0] for r in rows] == ["1", "2"] and rows[0][4] == "1.00x" and float(rows[1][2]) > 0
+
+
+def test_synthetic_miniimagenet_writes_the_pickle_layout_with_the_published_classes(tmp_path, monkeypatch):
+    from metanas.data.fewshot import load, split_classes
+
+    out = run_cli("benchmarks/synthetic_miniimagenet.py", str(tmp_path), "--per-class", "3")
+    assert out.returncode == 0, out.stderr
+    monkeypatch.setenv("METANAS_CACHE", str(tmp_path / "cache"))
+    data = load("miniimagenet", [tmp_path], 84)
+    assert data.images.shape == (300, 3, 84, 84)
+    assert data.class_names == [n for names in split_classes("miniimagenet") for n in names]

@@ -164,7 +164,8 @@ def test_a_checkpoint_keeps_describing_its_network_after_a_default_changes(tmp_p
     cfg = load_config(None, ["search.space=chain", "search.layers=2"])  # channels, widths, ops: the defaults
     model = build_model(cfg, 5)[0]
     path, widths = tmp_path / "c.pt", create_space(cfg.search).widths
-    TrainingState("run", "omniglot-5way", 5, 0, model.state_dict(), {}, 0, {}, None).save(path, cfg)
+    image = {"channels": 1, "size": 28}
+    TrainingState("run", "omniglot-5way", 5, 0, model.state_dict(), {}, 0, {}, None, image).save(path, cfg)
     monkeypatch.setattr(ChainSpace, "default_channels", 8)  # a later version's default
     warm = WarmStart.load(path)
     assert warm.space.widths == widths == [16, 24, 32]

@@ -27,8 +27,8 @@ def gen(seed=0):
 def toy(classes=6, per_class=20):
     """A ClassDataset whose image i is filled with the value i, so a task's pixels name its source images."""
     n = classes * per_class
-    images = torch.arange(n, dtype=torch.uint8)[:, None, None].expand(n, 4, 4).clone()
-    images[:, 0, 1] = 255  # a marker pixel, so a rotation is visible
+    images = torch.arange(n, dtype=torch.uint8)[:, None, None, None].expand(n, 1, 4, 4).clone()
+    images[:, 0, 0, 1] = 255  # a marker pixel, so a rotation is visible
     labels = torch.arange(classes).repeat_interleave(per_class)
     return ClassDataset(images, labels, [f"c{i}" for i in range(classes)])
 
@@ -77,7 +77,7 @@ def test_loaddata_rotates_by_the_class_ids_quarter_turns():
     ds = toy()
     (c0, x0), (c1, x1) = LoadData(ds)([(2, 45), (ds.num_classes + 2, 45)], gen())
     assert torch.equal(x0, ds.images[45])
-    assert torch.equal(x1, torch.rot90(ds.images[45], 1)) and not torch.equal(x1, x0)
+    assert torch.equal(x1, torch.rot90(ds.images[45], 1, (1, 2))) and not torch.equal(x1, x0)
 
 
 def test_remaplabels_numbers_classes_by_first_appearance():
@@ -137,7 +137,7 @@ def vinyals():
 
 def test_omniglot_images_are_inverted_and_resized():
     data = load_omniglot(resolve_data_root(None))
-    assert data.images.shape == (32460, 28, 28) and data.images.dtype == torch.uint8
+    assert data.images.shape == (32460, 1, 28, 28) and data.images.dtype == torch.uint8
     assert data.num_classes == 1623 and data.class_names[0].startswith("images_background/")
     assert data.images.float().mean() < 40  # mostly background, which must be 0 (strokes are 255)
 
@@ -187,8 +187,8 @@ def test_vinyals_split_is_disjoint_and_covers_every_character(vinyals):
 
 
 def _image_keys(images):
-    """Byte strings of uint8 images [M, H, W] in all four quarter turns (Vinyals tasks rotate classes)."""
-    return {im.tobytes() for q in range(4) for im in torch.rot90(images, q, dims=(1, 2)).contiguous().numpy()}
+    """Byte strings of uint8 images [M, 1, H, W] in all four quarter turns (Vinyals tasks rotate classes)."""
+    return {im.tobytes() for q in range(4) for im in torch.rot90(images[:, 0], q, dims=(1, 2)).contiguous().numpy()}
 
 
 def _task_keys(task):
@@ -329,8 +329,8 @@ def test_reader_caches_and_rebuilds_a_corrupt_or_stale_cache(tmp_path, monkeypat
     monkeypatch.setenv("METANAS_CACHE", str(tmp_path / "cache"))
     root = fake_tree(tmp_path / "data")
     first = load_omniglot(root, image_size=14)
-    assert first.images.shape == (12, 14, 14) and first.num_classes == 4
-    assert first.images[0, 3, 3] > 200 and first.images[0, 12, 12] == 0  # strokes high, background 0
+    assert first.images.shape == (12, 1, 14, 14) and first.num_classes == 4
+    assert first.images[0, 0, 3, 3] > 200 and first.images[0, 0, 12, 12] == 0  # strokes high, background 0
     [cache] = (tmp_path / "cache").iterdir()
     cache.write_bytes(b"garbage")
     again = load_omniglot(root, image_size=14)

@@ -78,7 +78,7 @@ def test_predict_matches_the_in_process_child(exported, drawings, smoke_run, run
 
     # The same adaptation in this process: same child, same answers and probabilities.
     here = export_task(WarmStart.load(smoke_run[0], runs_dir), support, tmp_path / "again")
-    x = torch.cat([here.support_x, load_support_images(queries)])
+    x = torch.cat([here.support_x, here.warm.image.read(queries)])
     with torch.no_grad():
         probs = torch.softmax(here.child(x), -1)
     assert [label for _, label, _ in shipped] == [classes[i] for i in probs.argmax(-1).tolist()]
@@ -89,16 +89,11 @@ def test_predict_matches_the_in_process_child(exported, drawings, smoke_run, run
     assert torch.allclose(program.probabilities(x[:1]), probs[:1], atol=1e-5)  # the batch dimension is dynamic
 
 
-def load_support_images(paths):
-    from metanas.export import read_images
-
-    return read_images(paths)
-
-
 def test_frozen_batchnorm_reproduces_support_statistics_and_frees_the_batch(smoke_run, runs_dir, drawings):
     """On the support batch the frozen child equals the batch-statistics child; one image alone gets the same answer."""
-    x, y, _ = load_support(drawings[0])
-    child = api.adapt(WarmStart.load(smoke_run[0], runs_dir), x, y).child()
+    warm = WarmStart.load(smoke_run[0], runs_dir)
+    x, y, _ = load_support(drawings[0], warm.image)
+    child = api.adapt(warm, x, y).child()
     with torch.no_grad():
         batch_stats = child(x)
         frozen = freeze_batchnorm(copy.deepcopy(child), x)

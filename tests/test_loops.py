@@ -154,6 +154,7 @@ def test_temperature_is_annealed_over_the_inner_steps():
 def test_cost_weight_moves_alpha_towards_cheaper_choices():
     """The cost gradient alone (lr 0 on the task loss is not possible, so compare with and without) lowers the
     expected cost under alpha."""
+    from metanas.data import ImageFormat
     from metanas.meta_train import _cost_objective
     from metanas.space import create_space
 
@@ -161,7 +162,7 @@ def test_cost_weight_moves_alpha_towards_cheaper_choices():
     for weight in (0.0, 1.0):
         learner, task = setup("fomaml", space="chain", **{"meta.cost_weight": weight, "meta.lr_alpha": 0.05})
         space = create_space(learner.cfg.search)
-        learner.cost = _cost_objective(space, learner.model, 3, 12)
+        learner.cost = _cost_objective(space, learner.model, 3, ImageFormat(1, 12))
         for i in range(5):
             learner.step(task, i)
         costs[weight] = float(learner.cost({k: v for k, v in learner.params().items() if k.startswith("alpha_")}))

@@ -30,7 +30,9 @@ def test_wheel_installs_and_runs_from_any_directory(tmp_path):
          tmp_path, env)
     (wheel,) = wheels.glob("metanas-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert {"metanas/tasks/omniglot-5way.yaml", "metanas/configs/smoke.yaml"} <= set(names)
+    assert {"metanas/tasks/omniglot-5way.yaml", "metanas/configs/smoke.yaml", "metanas/configs/miniimagenet-cpu.yaml",
+            "metanas/data/splits/miniimagenet/train.txt", "metanas/data/splits/cub/test.txt",
+            "metanas/data/splits/SOURCES.md"} <= set(names)
 
     venv = tmp_path / "venv"
     # The venv sees this interpreter's torch, mlflow, ...; only metanas itself comes from the wheel.

@@ -14,6 +14,7 @@ from metanas.checkpoint import WarmStart
 from metanas.commands.search import run_strategies
 from metanas.config import load_config
 from metanas.data import get_tasksets, load_family
+from metanas.data.images import ImageFormat
 from metanas.search_strategies import STRATEGIES, best, search
 from metanas.space import create_space
 from metanas.space.darts import GenotypeEncoding
@@ -200,7 +201,7 @@ def test_cost_budget_scores_expensive_candidates_zero_without_adapting_them():
         return torch.ones(4)
 
     inner.accuracies = accuracies
-    warm = SimpleNamespace(space=space, image_size=28)
+    warm = SimpleNamespace(space=space, image=ImageFormat(1, 28))
     conv4 = space.named()["conv4"]
     cheap = (("conv_3x3", 32),) * 4
     budget = CostBudget(inner, warm, 5, max_flops=space.cost(cheap, 5, 28) * 1.01)

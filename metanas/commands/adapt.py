@@ -8,6 +8,7 @@ from pathlib import Path
 
 from metanas.commands import add_warm_start_args, load_warm_start
 from metanas.errors import MetanasError
+from metanas.resources import DATA_ROOT_HELP
 
 
 def register(sub) -> None:
@@ -22,7 +23,7 @@ def register(sub) -> None:
         a.add_argument("--genotype", metavar="FILE.json", help="adapt the weights of this fixed architecture only "
                        "(e.g. the best_genotype.json of metanas search), cut out of the supernet warm start")
         a.add_argument("--seed", type=int, default=0, help="seed of the test tasks")
-        a.add_argument("--data-root", help="folder containing omniglot-py/ (else $METANAS_DATA)")
+        a.add_argument("--data-root", help=DATA_ROOT_HELP)
         a.add_argument("--device", default="auto")
         a.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
         a.add_argument("--plot", action="store_true", help="draw the first task's architecture and the choice wins "
@@ -115,14 +116,26 @@ def _adapt_one(args, warm, dist) -> None:
 
 
 def suite_families(suite: str, home: str) -> list[str]:
-    """``shift``: the warm start's own family (reference), then every shifted, held-out or other-data-set family."""
+    """``shift``: the warm start's own family (reference), then the families of its domain (the same channels:
+    grayscale strokes or colour photographs) that shift it, are held out, or come from another data set.
+
+    An Omniglot warm start gets Omniglot's shift families, digits and the MNIST-style sets; a miniImageNet one
+    gets miniImageNet's colour shifts, CUB, CIFAR-FS and tieredImageNet test tasks."""
     from metanas.data import list_families, load_family
 
     if suite != "shift":
         raise MetanasError(f"unknown suite {suite!r}: the only suite is 'shift'")
-    others = [n for n in list_families()
-              if n != home and ((f := load_family(n)).shifts or f.held_out or f.split == "all")]
-    return [home, *others]
+    own = load_family(home)
+    same_tasks = lambda f: (f.dataset, f.split, f.classes, f.shifts, f.compose, f.shots, f.image_size, f.rotations,
+                            f.invert)
+    seen, names = {same_tasks(own)}, [home]
+    for n in list_families():
+        f = load_family(n)
+        if f.channels == own.channels and same_tasks(f) not in seen \
+                and (f.shifts or f.held_out or f.split == "all" or f.dataset != own.dataset):
+            seen.add(same_tasks(f))  # e.g. cub-5way-1shot and the cross-domain miniimagenet-cub-5way-1shot
+            names.append(n)
+    return names
 
 
 def _suite(args, warm, dist) -> None:

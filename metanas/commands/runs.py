@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from metanas.errors import MetanasError
+from metanas.resources import DATA_ROOT_HELP
 
 
 def register(sub) -> None:
@@ -23,7 +24,7 @@ def register(sub) -> None:
     show.add_argument("--out", help="PNG path (default: NAME-SPLIT-seedS.png)")
     show.add_argument("--seed", type=int, default=0)
     show.add_argument("--split", choices=("train", "validation", "test"), default="test")
-    show.add_argument("--data-root", help="folder containing omniglot-py/ (else $METANAS_DATA)")
+    show.add_argument("--data-root", help=DATA_ROOT_HELP)
 
     u = sub.add_parser("ui", help="open the MLflow UI on the project's store")
     u.add_argument("--output-dir", default="runs")
@@ -57,11 +58,12 @@ def cmd_tasks(args) -> None:
 
     rows = [load_family(n) for n in list_families()]
     width = min(30, max(len(f.shift_str) for f in rows))  # a long mix overflows its row, not the table
-    print(f"{'name':28s} {'dataset':12s} {'split':8s} ways shots queries  {'shift':{width}s}  held-out  description")
+    print(f"{'name':30s} {'dataset':14s} {'split':8s} {'classes':11s} ways shots queries  size  ch  "
+          f"{'shift':{width}s}  held-out  description")
     for f in rows:
         held = "yes" if f.held_out else "test-only" if f.untrainable_reason() else "no"
-        print(f"{f.name:28s} {f.dataset:12s} {f.split:8s} {f.ways:4d} {f.shots:5d} {f.queries:7d}  "
-              f"{f.shift_str:{width}s}  {held:8s}  {f.description}")
+        print(f"{f.name:30s} {f.dataset:14s} {f.split:8s} {f.split_sizes:11s} {f.ways:4d} {f.shots:5d} {f.queries:7d}"
+              f"  {f.image_size:4d} {f.channels:3d}  {f.shift_str:{width}s}  {held:8s}  {f.description}")
 
 
 def cmd_tasks_show(args) -> None:
@@ -77,7 +79,8 @@ def cmd_tasks_show(args) -> None:
                            "use --split test")
     task = taskset.sample(torch.Generator().manual_seed(args.seed))
     out = Path(args.out or f"{family.name}-{args.split}-seed{args.seed}.png")
-    draw_task(task, out, title=f"{family.name}, {args.split} split, seed {args.seed}\nshift: {family.shift_str}")
+    draw_task(task, out, title=f"{family.name}, {args.split} split, seed {args.seed}\nshift: {family.shift_str}",
+              image_format=taskset.format)
     print(out)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from metanas.commands import add_warm_start_args, load_warm_start
 from metanas.errors import MetanasError
 from metanas.estimation import ChildNetScorer, Evaluation
+from metanas.resources import DATA_ROOT_HELP
 from metanas.search_strategies import STRATEGIES, Trial, best, best_so_far, search, strategy_class
 
 
@@ -37,7 +38,7 @@ def register(sub) -> None:
     add_warm_start_args(h)
     h.add_argument("--steps", type=int, help="adaptation steps per task (default: the checkpoint's inner.eval_steps)")
     h.add_argument("--seed", type=int, default=0, help="seed of the strategies and of the tasks")
-    h.add_argument("--data-root", help="folder containing omniglot-py/ (else $METANAS_DATA)")
+    h.add_argument("--data-root", help=DATA_ROOT_HELP)
     h.add_argument("--device", default="auto")
     h.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
     h.set_defaults(fn=cmd_search)
@@ -76,7 +77,7 @@ class CostBudget:
 
     def __init__(self, scorer, warm, ways: int, max_flops: float):
         self.scorer, self.warm, self.ways, self.max_flops = scorer, warm, ways, max_flops
-        self.tasks, self.image_size = scorer.tasks, warm.image_size
+        self.tasks, self.image = scorer.tasks, warm.image
         self.rejected = 0
 
     @property
@@ -86,7 +87,7 @@ class CostBudget:
     def accuracies(self, arch, start: int = 0, stop: int | None = None):
         import torch
 
-        if self.warm.space.cost(arch, self.ways, self.image_size) > self.max_flops:
+        if self.warm.space.cost(arch, self.ways, self.image.size, self.image.channels) > self.max_flops:
             self.rejected += 1
             return torch.zeros((self.tasks if stop is None else stop) - start)
         return self.scorer.accuracies(arch, start, stop)
@@ -165,7 +166,8 @@ def _search(args, warm) -> None:
     family = load_family(args.task)
     warm.check_family(family)
     # query size of meta-training (task.queries): scoring the query set is most of a child's cost
-    sets = get_tasksets(family, cfg.data.root, queries=cfg.task.queries, skip_corrupt=cfg.data.skip_corrupt)
+    sets = get_tasksets(family, cfg.data.root, queries=cfg.task.queries, skip_corrupt=cfg.data.skip_corrupt,
+                        warm_format=warm.image)
     names = list(STRATEGIES) if args.compare else [args.strategy]
     if not args.compare and args.strategy != "darts":
         names.append("darts")  # the meta-learned alpha's argmax, the reference every search is compared with

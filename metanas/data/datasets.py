@@ -1,12 +1,13 @@
-"""Image sources besides Omniglot, each read into a ClassDataset (uint8 [M, H, W], strokes high).
+"""Image sources besides Omniglot and the few-shot benchmarks, each read into a ClassDataset (uint8 [M, C, H, W]).
 
 - ``digits``: scikit-learn's handwritten digits (1,797 images, 8x8, 10 classes), shipped inside the
   package, so a second real data set is available offline.
-- ``imagefolder``: any folder of class sub-folders (torchvision's ImageFolder layout), the user's own data.
+- ``imagefolder``: any folder of class sub-folders (torchvision's ImageFolder layout), the user's own data,
+  grayscale or colour (the family's ``channels``), decoded once and cached like Omniglot.
 - ``mnist`` / ``fashionmnist`` / ``kmnist``: torchvision's sets (the 10,000-image test part), downloaded
   into the user cache where the machine has internet.
 
-All are small enough to decode per process (digits in milliseconds); only Omniglot has a disk cache.
+digits and the torchvision sets are small enough to decode per process (digits in milliseconds).
 """
 
 from __future__ import annotations
@@ -16,22 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
-from metanas.data.omniglot import ClassDataset, _user_cache
+from metanas.data.images import ClassDataset, decode_classes, resize, user_cache
 from metanas.errors import MetanasError
 
 TORCHVISION = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "kmnist": "KMNIST"}
-
-
-def resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 [M, h, w] -> uint8 [M, size, size] (bilinear, antialiased when shrinking)."""
-    if tuple(images.shape[1:]) == (size, size):
-        return images
-    x = F.interpolate(images[:, None].float(), size=(size, size), mode="bilinear", align_corners=False,
-                      antialias=True)
-    return x[:, 0].round().clamp(0, 255).to(torch.uint8)
 
 
 def load_digits(image_size: int = 28) -> ClassDataset:
@@ -39,7 +30,7 @@ def load_digits(image_size: int = 28) -> ClassDataset:
 
     digits = sklearn_digits()
     # values 0..16 with ink high, like Omniglot after our inversion: only rescale to 0..255
-    images = torch.from_numpy(np.round(digits.images * (255 / 16)).astype(np.uint8))
+    images = torch.from_numpy(np.round(digits.images * (255 / 16)).astype(np.uint8))[:, None]
     labels = torch.from_numpy(digits.target.astype(np.int64))
     return ClassDataset(resize(images, image_size), labels, [str(n) for n in digits.target_names])
 
@@ -49,8 +40,8 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions)
 
 
-def load_imagefolder(root: Path, image_size: int = 28, skip_corrupt: bool = False) -> ClassDataset:
-    """Every image under root/CLASS/, grayscale, resized to a square (class names = folder names)."""
+def load_imagefolder(root: Path, image_size: int = 28, skip_corrupt: bool = False, channels: int = 1) -> ClassDataset:
+    """Every image under root/CLASS/ (grayscale or RGB), resized to a square (class names = folder names)."""
     root = Path(root)
     if not root.is_dir():
         raise MetanasError(f"image folder {root} not found: set root: in the task YAML to a folder with one "
@@ -58,24 +49,17 @@ def load_imagefolder(root: Path, image_size: int = 28, skip_corrupt: bool = Fals
     classes = sorted(p.name for p in os.scandir(root) if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise MetanasError(f"image folder {root} has no class sub-folders: put each class's images in root/CLASS/")
-    images, labels, names = [], [], []
-    for name in classes:
-        files = _image_files(root / name)
-        decoded = []
-        for path in files:
-            try:
-                with Image.open(path) as im:
-                    decoded.append(np.asarray(im.convert("L").resize((image_size, image_size), Image.LANCZOS)))
-            except Exception as e:
-                if not skip_corrupt:
-                    raise MetanasError(f"cannot decode {path}: {e}; delete or replace the file, or set "
-                                       "data.skip_corrupt=true to skip unreadable images with a warning") from None
-        if not decoded:
-            raise MetanasError(f"class folder {root / name} has no readable images: add images or remove the folder")
-        labels += [len(names)] * len(decoded)
-        names.append(name)
-        images += decoded
-    return ClassDataset(torch.from_numpy(np.stack(images)), torch.tensor(labels), names)
+    listed = [(name, _image_files(root / name)) for name in classes]
+    empty = next((name for name, files in listed if not files), None)
+    if empty is not None:
+        raise MetanasError(f"class folder {root / empty} has no readable images: add images or remove the folder")
+    data = decode_classes("imagefolder", root, listed, image_size, channels, skip_corrupt=skip_corrupt,
+                          label=f"{root.name}/")
+    missing = set(range(len(classes))) - set(data.labels.unique().tolist())
+    if missing:
+        raise MetanasError(f"class folder {root / classes[min(missing)]} has no readable images: add images or "
+                           "remove the folder")
+    return data
 
 
 def from_torchvision(dataset, image_size: int = 28) -> ClassDataset:
@@ -91,7 +75,7 @@ def from_torchvision(dataset, image_size: int = 28) -> ClassDataset:
         remap = torch.full((len(classes),), -1, dtype=torch.int64)
         remap[present] = torch.arange(len(present))
         labels, classes = remap[labels], [classes[i] for i in present.tolist()]
-    return ClassDataset(resize(images, image_size), labels, classes)
+    return ClassDataset(resize(images[:, None], image_size), labels, classes)
 
 
 def load_torchvision(name: str, image_size: int, roots: list[Path]) -> ClassDataset:
@@ -104,7 +88,7 @@ def load_torchvision(name: str, image_size: int, roots: list[Path]) -> ClassData
             return from_torchvision(cls(str(root), train=False, download=False), image_size)
         except (RuntimeError, OSError):  # torchvision: "Dataset not found"
             pass
-    cache = _user_cache() / "data"
+    cache = user_cache() / "data"
     try:
         return from_torchvision(cls(str(cache), train=False, download=True), image_size)
     except Exception as e:

@@ -1,7 +1,9 @@
 """Per-task distribution shifts: a registry of image transforms that turn a task into a new domain.
 
-Every shift is ``fn(x, severity, generator) -> x`` on a float batch ``x`` [N, 1, H, W] in [0, 1]
-(strokes high). Its random parameters (the rotation angle, the elastic field, ...) are drawn ONCE per
+Every shift is ``fn(x, severity, generator) -> x`` on a float batch ``x`` [N, C, H, W] in [0, 1]
+(C = 1: grayscale, strokes high; C = 3: RGB). Geometric, blur, noise and morphological shifts act on
+each channel alike, so they are defined on colour images too; the colour shifts (hue, grayscale) need 3
+channels and refuse others with a clear message (a family listing one must say ``channels: 3``). Its random parameters (the rotation angle, the elastic field, ...) are drawn ONCE per
 call from ``generator``, and a call transforms a whole task (support and query together): every image
 of a task shares the shift, as images from one new domain would. Pixel noise is the only per-image
 randomness (its level is the shared parameter).
@@ -20,6 +22,11 @@ Lengths are in pixels at 28 px and scale with the image size.
 | invert | with probability s the task is inverted (x -> 1 - x) |
 | dilate | max filter of radius 1 s px (thicker strokes), at 4x resolution |
 | erode | min filter of radius 0.75 s px (thinner strokes), at 4x resolution |
+| color_jitter | brightness, contrast and saturation factors each ~ U(1 - 0.4 s, 1 + 0.4 s) (saturation: RGB only) |
+| hue | hue rotation ~ U(-180 s, 180 s) degrees about the gray axis (RGB only) |
+| grayscale | blend towards the luma image with weight s (RGB only) |
+| jpeg | JPEG compression at quality 95 - 85 s (PIL, per image; none at s = 0) |
+| downsample | down- then upsampling (bilinear) by a factor 1 + 3 s |
 
 Inversion cannot be graded pixel-wise: on binary strokes every continuous path from x to 1 - x passes
 through a constant image, so its severity is the probability that a task is inverted.
@@ -28,12 +35,16 @@ through a constant image, so its severity is the probability that a task is inve
 from __future__ import annotations
 
 import difflib
+import io
 import math
 from typing import Callable, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
+from metanas.data.images import LUMA
 from metanas.errors import MetanasError
 
 ShiftFn = Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]
@@ -156,6 +167,73 @@ def dilate(x, severity, generator):
 @register("erode")
 def erode(x, severity, generator):
     return _extremum_filter(x, 0.75 * severity * _px(x), -1.0)
+
+
+COLOUR_SHIFTS = ("hue", "grayscale")  # need RGB
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    return (x * torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+
+
+def _require_rgb(x: torch.Tensor, name: str) -> None:
+    if x.shape[1] != 3:
+        raise MetanasError(f"shift {name} needs RGB images (3 channels), got {x.shape[1]}: use it in a family with "
+                           "channels: 3")
+
+
+@register("color_jitter")
+def color_jitter(x, severity, generator):
+    brightness, contrast, saturation = (_uniform(generator, 1 - 0.4 * severity, 1 + 0.4 * severity) for _ in range(3))
+    x = x * brightness
+    x = (x - x.mean((1, 2, 3), keepdim=True)) * contrast + x.mean((1, 2, 3), keepdim=True)
+    if x.shape[1] == 3:
+        x = (x - _gray(x)) * saturation + _gray(x)
+    return x.clamp(0, 1)
+
+
+@register("hue")
+def hue(x, severity, generator):
+    _require_rgb(x, "hue")
+    # Rodrigues rotation about the gray axis (1, 1, 1)/sqrt(3): a linear hue rotation of RGB
+    angle = math.radians(_uniform(generator, -180 * severity, 180 * severity))
+    c, s, k = math.cos(angle), math.sin(angle), 1 / math.sqrt(3)
+    t = (1 - c) / 3
+    m = torch.tensor([[c + t, t - k * s, t + k * s], [t + k * s, c + t, t - k * s], [t - k * s, t + k * s, c + t]],
+                     dtype=x.dtype, device=x.device)
+    return torch.einsum("ij,njhw->nihw", m, x).clamp(0, 1)
+
+
+@register("grayscale")
+def grayscale(x, severity, generator):
+    _require_rgb(x, "grayscale")
+    return x + severity * (_gray(x) - x)
+
+
+@register("jpeg")
+def jpeg(x, severity, generator):
+    if severity < 1e-6:
+        return x
+    quality = round(95 - 85 * severity)
+    mode = "RGB" if x.shape[1] == 3 else "L"
+    out = []
+    for im in (x.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy():
+        buf = io.BytesIO()
+        Image.fromarray(im.transpose(1, 2, 0) if mode == "RGB" else im[0], mode).save(buf, "JPEG", quality=quality)
+        a = np.asarray(Image.open(buf).convert(mode))
+        out.append(a.transpose(2, 0, 1) if mode == "RGB" else a[None])
+    return torch.from_numpy(np.stack(out)).to(x.device, x.dtype) / 255
+
+
+@register("downsample")
+def downsample(x, severity, generator):
+    factor = 1 + 3 * severity
+    h, w = x.shape[-2:]
+    if factor < 1.01:
+        return x
+    small = F.interpolate(x, size=(max(1, round(h / factor)), max(1, round(w / factor))), mode="bilinear",
+                          align_corners=False, antialias=True)
+    return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
 
 
 class Shift(NamedTuple):

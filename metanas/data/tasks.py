@@ -28,16 +28,18 @@ from typing import NamedTuple, Optional
 import torch
 import yaml
 
-from metanas.data import datasets
-from metanas.data.omniglot import ClassDataset, load_omniglot, resolve_data_root
-from metanas.data.shifts import Shift, TaskShift, parse_shifts
+from metanas.data import datasets, fewshot
+from metanas.data.images import ClassDataset, ImageFormat, channel_stats, to_channels
+from metanas.data.omniglot import load_omniglot, resolve_data_root
+from metanas.data.shifts import COLOUR_SHIFTS, Shift, TaskShift, parse_shifts
 from metanas.errors import MetanasError
 from metanas.resources import builtin_tasks_dir
 
 OMNIGLOT_SPLITS = ("lake", "vinyals")
-# all: every class is a test class (evaluation only); custom: the `classes:` mapping names each split's classes
-SPLITS = (*OMNIGLOT_SPLITS, "all", "custom")
-DATASETS = ("omniglot", "digits", "imagefolder", *datasets.TORCHVISION)
+# standard: a benchmark's published split (metanas/data/splits); all: every class is a test class (evaluation
+# only); custom: the `classes:` mapping names each split's classes
+SPLITS = (*OMNIGLOT_SPLITS, "standard", "all", "custom")
+DATASETS = ("omniglot", "digits", "imagefolder", *datasets.TORCHVISION, *fewshot.BENCHMARKS)
 SPLIT_NAMES = ("train", "validation", "test")
 ROTATIONS = 4  # quarter turns: 0, 90, 180, 270 degrees
 
@@ -52,7 +54,9 @@ class TaskFamily:
     ways: int = 5
     shots: int = 1
     queries: int = 15
-    image_size: int = 28
+    image_size: Optional[int] = None  # None: the data set's (28 for stroke data, 84 or 32 for the benchmarks)
+    channels: Optional[int] = None  # 1 or 3; None: the data set's (grayscale stroke data 1, photographs 3)
+    normalize: Optional[bool] = None  # per-channel mean/std of the meta-train split; None: for 3 channels
     rotations: bool = False
     description: str = ""
     shifts: tuple[Shift, ...] = ()  # per task: one entry drawn uniformly, or all in order with compose
@@ -64,24 +68,41 @@ class TaskFamily:
 
     def __post_init__(self):
         # Validated here so that YAML files and get_tasksets overrides (dataclasses.replace) share one check.
+        bench = fewshot.BENCHMARKS.get(self.dataset)
+        if self.image_size is None:
+            object.__setattr__(self, "image_size", bench.image_size if bench else 28)
+        if self.channels is None:
+            object.__setattr__(self, "channels", 3 if bench else 1)
+        if self.normalize is None:
+            object.__setattr__(self, "normalize", self.channels == 3)
+        if self.channels not in (1, 3) or type(self.channels) is not int:
+            raise MetanasError(f"task {self.name}: channels must be 1 (grayscale) or 3 (RGB), got {self.channels!r}")
         for key in ("ways", "shots", "queries", "image_size"):
             value = getattr(self, key)
             if type(value) is not int or value < 1:
                 raise MetanasError(f"task {self.name}: {key} must be an integer >= 1, got {value!r}")
         if self.split is None:
-            object.__setattr__(self, "split", "lake" if self.dataset == "omniglot" else "all")
+            object.__setattr__(self, "split", "lake" if self.dataset == "omniglot" else "standard" if bench else "all")
         for key, allowed in (("split", SPLITS), ("dataset", DATASETS)):
             if getattr(self, key) not in allowed:
                 raise MetanasError(f"task {self.name}: unknown {key} {getattr(self, key)!r}; use one of {', '.join(allowed)}")
         if self.split in OMNIGLOT_SPLITS and self.dataset != "omniglot":
             raise MetanasError(f"task {self.name}: split {self.split} is an Omniglot split; for {self.dataset} use "
                                "split: all (evaluation only) or split: custom with classes:")
-        for key in ("rotations", "compose", "held_out", "invert"):
+        if self.split == "standard" and not bench:
+            raise MetanasError(f"task {self.name}: split standard is the published split of "
+                               f"{', '.join(fewshot.BENCHMARKS)}; for {self.dataset} use lake/vinyals (Omniglot), "
+                               "all or custom")
+        for key in ("rotations", "compose", "held_out", "invert", "normalize"):
             if type(getattr(self, key)) is not bool:
                 raise MetanasError(f"task {self.name}: {key} must be true or false, got {getattr(self, key)!r}")
         if not isinstance(self.description, str):
             raise MetanasError(f"task {self.name}: description must be a string, got {self.description!r}")
         object.__setattr__(self, "shifts", parse_shifts(self.shifts, f"task {self.name}"))
+        colour = [s.name for s in self.shifts if s.name in COLOUR_SHIFTS]
+        if colour and self.channels != 3:
+            raise MetanasError(f"task {self.name}: shift {colour[0]} needs colour images but the family has "
+                               f"channels: {self.channels}; set channels: 3 or drop the shift")
         if self.root is not None and not isinstance(self.root, (str, Path)):
             raise MetanasError(f"task {self.name}: root must be a path, got {self.root!r}")
         if self.dataset == "imagefolder" and self.root is None:
@@ -114,6 +135,16 @@ class TaskFamily:
                                        "splits must be disjoint")
                 seen[n] = split
         return tuple(lists)
+
+    @property
+    def split_sizes(self) -> str:
+        """Classes per split, train/validation/test (before rotations), as listed by `metanas tasks`."""
+        sizes = {"lake": (787, 177, 659), "vinyals": (1100, 100, 423)}.get(self.split)
+        if self.split == "standard":
+            sizes = fewshot.BENCHMARKS[self.dataset].counts
+        elif self.split == "custom":
+            sizes = tuple(len(names) for names in self.classes)
+        return "/".join(map(str, sizes)) if sizes else "test: all"
 
     @property
     def shift_str(self) -> str:
@@ -191,7 +222,8 @@ def load_family(name_or_path: str) -> TaskFamily:
 
 
 class Task(NamedTuple):
-    """One N-way K-shot task; x float32 [N*K, 1, H, W] in [0, 1], y int64 in 0..N-1, class-major.
+    """One N-way K-shot task; x float32 [N*K, C, H, W] (in [0, 1], or normalised: see ImageFormat), y int64 in
+    0..N-1, class-major.
 
     A batch of tasks has the same fields with a leading task dimension.
     """
@@ -236,14 +268,14 @@ class KShots:
 
 
 class LoadData:
-    """Replace image indices by uint8 images [H, W], rotated by the class id's quarter turns."""
+    """Replace image indices by uint8 images [C, H, W], rotated by the class id's quarter turns."""
 
     def __init__(self, dataset: ClassDataset):
         self.dataset = dataset
 
     def __call__(self, description, generator):
         images, base = self.dataset.images, self.dataset.num_classes
-        return [(c, torch.rot90(images[i], c // base)) for c, i in description]
+        return [(c, torch.rot90(images[i], c // base, (-2, -1))) for c, i in description]
 
 
 class RemapLabels:
@@ -271,9 +303,12 @@ class TaskDataset:
     """Samples tasks from `dataset` through `task_transforms` (which must include NWays and end class-major)."""
 
     def __init__(self, dataset: ClassDataset, task_transforms: list, shots: int, queries: int,
-                 rotations: bool = False, *, shift: TaskShift | None = None, name: str = "task"):
+                 rotations: bool = False, *, shift: TaskShift | None = None, name: str = "task",
+                 image_format: ImageFormat | None = None):
         self.dataset, self.task_transforms = dataset, task_transforms
         self.shots, self.queries, self.rotations, self.shift = shots, queries, rotations, shift
+        # what the network takes: the images' channels and size, normalised or not (shifts act before normalising)
+        self.format = image_format or ImageFormat(dataset.channels, dataset.images.shape[-1])
         nways = [t for t in task_transforms if isinstance(t, NWays)]
         if len(nways) != 1:
             raise MetanasError(f"{name}: task_transforms need exactly one NWays transform, got {len(nways)}")
@@ -299,9 +334,10 @@ class TaskDataset:
         if len(y) != n * k or not torch.equal(y.view(n, k), torch.arange(n)[:, None].expand(n, k)):
             raise MetanasError("task_transforms must yield labels 0..N-1 in class-major order with shots + queries "
                                "images each; end the pipeline with KShots, LoadData, RemapLabels, ConsecutiveLabels")
-        x = (torch.stack(images).float() / 255).view(n, k, 1, *images[0].shape)
+        x = (torch.stack(images).float() / 255).view(n, k, *images[0].shape)
         if self.shift is not None:  # one call for support and query: the whole task shares the domain
             x = self.shift(x.flatten(0, 1), generator).view_as(x)
+        x = self.format.normalize(x)
         s = self.shots
         return Task(x[:, :s].flatten(0, 1), y.view(n, k)[:, :s].flatten(),
                     x[:, s:].flatten(0, 1), y.view(n, k)[:, s:].flatten())
@@ -344,6 +380,8 @@ def class_splits(family: TaskFamily, data: ClassDataset) -> list[list[int]]:
     if family.split == "all":
         return [[], [], list(range(data.num_classes))]
     ids = {name: c for c, name in enumerate(data.class_names)}
+    if family.split == "standard":  # the readers checked that every listed class is present
+        return [[ids[n] for n in names] for names in fewshot.split_classes(family.dataset)]
     unknown = [n for names in family.classes for n in names if n not in ids]
     if unknown:
         raise MetanasError(f"task {family.name}: class {unknown[0]!r} of classes: is not in the {family.dataset} "
@@ -353,46 +391,62 @@ def class_splits(family: TaskFamily, data: ClassDataset) -> list[list[int]]:
 
 
 @functools.lru_cache(maxsize=4)
-def _load(root: Path, image_size: int, skip_corrupt: bool) -> ClassDataset:
+def _load(dataset: str, root: str | None, image_size: int, channels: int, skip_corrupt: bool,
+          data_root: str | None) -> ClassDataset:
     # One decode/cache read per process, shared by the train, validation and test task sets.
-    return load_omniglot(root, image_size, skip_corrupt)
-
-
-@functools.lru_cache(maxsize=4)
-def _load_other(dataset: str, root: str | None, image_size: int, skip_corrupt: bool, data_root: str | None) -> ClassDataset:
+    if dataset == "omniglot":
+        return load_omniglot(resolve_data_root(data_root), image_size, skip_corrupt)
     if dataset == "digits":
         return datasets.load_digits(image_size)
     if dataset == "imagefolder":
-        return datasets.load_imagefolder(Path(root), image_size, skip_corrupt)
-    # torchvision sets: the family's root, else the data root (--data-root / METANAS_DATA), else the user cache
-    roots = [Path(r).expanduser() for r in (root, data_root) if r]
+        return datasets.load_imagefolder(Path(root), image_size, skip_corrupt, channels)
+    # the family's root, else the data root (--data-root / METANAS_DATA), else the user cache
+    roots = [Path(r).expanduser() for r in (root, data_root or os.environ.get("METANAS_DATA")) if r]
+    if dataset in fewshot.BENCHMARKS:
+        return fewshot.load(dataset, roots, image_size, skip_corrupt)
     return datasets.load_torchvision(dataset, image_size, roots)
 
 
 def load_dataset(family: TaskFamily, data_root: str | None = None, skip_corrupt: bool = False) -> ClassDataset:
-    """Every image of the family's data set (all splits), strokes high, at the family's image size."""
-    if family.dataset == "omniglot":
-        data = _load(resolve_data_root(data_root), family.image_size, skip_corrupt)
-    else:
-        if family.dataset in datasets.TORCHVISION:
-            data_root = data_root or os.environ.get("METANAS_DATA")
-        data = _load_other(family.dataset, family.root, family.image_size, skip_corrupt,
-                           data_root if family.dataset in datasets.TORCHVISION else None)
+    """Every image of the family's data set (all splits) as uint8 [M, C, H, W] at the family's size and channels
+    (grayscale stroke data: strokes high)."""
+    data = _load(family.dataset, family.root, family.image_size, family.channels, skip_corrupt, data_root)
+    images = to_channels(data.images, family.channels)
     if family.invert:
-        data = ClassDataset(255 - data.images, data.labels, data.class_names)
-    return data
+        images = 255 - images
+    return data if images is data.images else ClassDataset(images, data.labels, data.class_names)
+
+
+def image_format(family: TaskFamily, data: ClassDataset, class_ids: list[int]) -> ImageFormat:
+    """The family's network input: its channels and size; normalised with the meta-train split's per-channel
+    statistics (all its images for a test-only family) when ``family.normalize``."""
+    invert = (family.dataset == "omniglot") != family.invert  # how a file is read so it looks like the data
+    fmt = ImageFormat(family.channels, family.image_size, invert=invert)
+    if not family.normalize:
+        return fmt
+    mean, std = channel_stats(data.images, torch.cat([data.indices_per_class[c] for c in class_ids]))
+    return dataclasses.replace(fmt, mean=mean, std=std)
 
 
 def get_tasksets(family: TaskFamily, data_root: str | None = None,
                  ways: int | None = None, shots: int | None = None, queries: int | None = None,
-                 skip_corrupt: bool = False) -> TaskSets:
-    """Train/validation/test task samplers for `family`; ways/shots/queries, when given, override it."""
+                 skip_corrupt: bool = False, warm_format: ImageFormat | None = None) -> TaskSets:
+    """Train/validation/test task samplers for `family`; ways/shots/queries, when given, override it.
+
+    ``warm_format``: a warm start's :class:`ImageFormat` (its normalisation is used, so that tasks of another
+    family look like its training data); else the family's own (:func:`image_format`).
+    """
     overrides = {k: v for k, v in (("ways", ways), ("shots", shots), ("queries", queries)) if v is not None}
     family = dataclasses.replace(family, **overrides)  # re-runs TaskFamily's validation on the overrides
     data = load_dataset(family, data_root, skip_corrupt)
     shift = TaskShift(family.shifts, family.compose) if family.shifts else None
+    splits = class_splits(family, data)
+    if warm_format is not None:  # WarmStart.check_family refused a family of other channels
+        fmt = dataclasses.replace(warm_format, size=family.image_size)
+    else:
+        fmt = image_format(family, data, splits[0] or splits[2])
     sets = []
-    for split_name, class_ids in zip(TaskSets._fields, class_splits(family, data)):
+    for split_name, class_ids in zip(TaskSets._fields, splits):
         if not class_ids:
             sets.append(None)
             continue
@@ -400,5 +454,5 @@ def get_tasksets(family: TaskFamily, data_root: str | None = None,
         k = family.shots + family.queries
         transforms = [NWays(ds, family.ways), KShots(ds, k), LoadData(ds), RemapLabels(ds), ConsecutiveLabels(ds)]
         sets.append(TaskDataset(ds, transforms, family.shots, family.queries, family.rotations, shift=shift,
-                                name=f"task {family.name} ({split_name} split)"))
+                                name=f"task {family.name} ({split_name} split)", image_format=fmt))
     return TaskSets(*sets)
