@@ -29,8 +29,9 @@ from metanas.space import SearchSpace, alphas_of, create_space
 
 FORMAT = "metanas-checkpoint"
 # 2: search spaces as objects (architectures tagged with their space), policy generator state
-# 3: the input's ImageFormat (channels, size, normalisation)
+# 3: the input's ImageFormat (channels, size, normalisation); version 2 (grayscale only) still reads
 VERSION = 3
+READS = (2, 3)
 
 
 def build_model(cfg: Config, n_classes: int, arch: Any = None, in_channels: int = 1
@@ -54,10 +55,22 @@ def _read(path: Path) -> dict:
                            "use another checkpoint or re-run meta-training") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise MetanasError(f"{path} is not a metanas checkpoint: pass a file written by python -m metanas.meta_train")
-    if state.get("version") != VERSION:
+    if state.get("version") not in READS:
         raise MetanasError(f"checkpoint {path} has format version {state.get('version')}, this metanas reads "
-                           f"{VERSION}: re-run meta-training with this version")
+                           f"{' and '.join(map(str, READS))}: re-run meta-training with this version")
+    if "image" not in state:  # version 2: grayscale, unnormalised, read as its family says
+        state["image"] = _family_image(state["family"]).to_dict()
     return state
+
+
+def _family_image(name: str) -> ImageFormat:
+    from metanas.data import load_family
+    from metanas.data.tasks import image_format
+
+    try:
+        return image_format(load_family(name), None, [])
+    except MetanasError:  # the family's YAML is not on this machine: Omniglot's format
+        return ImageFormat(1, 28, invert=True)
 
 
 def checkpoint_path(output_dir: str, run_id: str) -> Path:

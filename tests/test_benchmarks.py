@@ -58,3 +58,12 @@ def test_synthetic_miniimagenet_writes_the_pickle_layout_with_the_published_clas
     data = load("miniimagenet", [tmp_path], 84)
     assert data.images.shape == (300, 3, 84, 84)
     assert data.class_names == [n for names in split_classes("miniimagenet") for n in names]
+
+
+def test_paired_benchmark_pairs_the_same_tasks(smoke_run, runs_dir):
+    run_id, _ = smoke_run
+    out = run_cli("benchmarks/paired.py", run_id, run_id, "--tasks", "6", "--output-dir", str(runs_dir))
+    assert out.returncode == 0, out.stderr
+    a, b, diff = out.stdout.strip().splitlines()[-3:]
+    assert a.split(": ")[-1] == b.split(": ")[-1]  # the same warm start on the same tasks: the same accuracy
+    assert "paired difference A - B on the same 6 tasks of omniglot-5way: +0.00 ± 0.00 points" in diff

@@ -170,3 +170,24 @@ def test_a_checkpoint_keeps_describing_its_network_after_a_default_changes(tmp_p
     warm = WarmStart.load(path)
     assert warm.space.widths == widths == [16, 24, 32]
     assert all(torch.equal(warm.params[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_version_2_checkpoint_still_loads_as_grayscale(tmp_path):
+    """Checkpoints written before colour images (format version 2) have no image format: they read as their
+    family's (Omniglot: 1 channel, 28 px, inverted files, no normalisation)."""
+    from metanas.checkpoint import TrainingState, WarmStart, build_model
+
+    cfg = load_config(None, ["search.layers=2"])
+    model = build_model(cfg, 5)[0]
+    path = tmp_path / "v2.pt"
+    TrainingState("run", "omniglot-5way", 5, 0, model.state_dict(), {}, 0, {}, None, {}).save(path, cfg)
+    state = torch.load(path, weights_only=True)
+    del state["image"]
+    state["version"] = 2
+    torch.save(state, path)
+    warm = WarmStart.load(path)
+    assert (warm.image.channels, warm.image.size, warm.image.invert, warm.image.mean) == (1, 28, True, None)
+    state["version"] = 1
+    torch.save(state, path)
+    with pytest.raises(MetanasError, match="reads 2 and 3"):
+        WarmStart.load(path)
