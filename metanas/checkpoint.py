@@ -65,10 +65,9 @@ def _read(path: Path) -> dict:
 
 def _family_image(name: str) -> ImageFormat:
     from metanas.data import load_family
-    from metanas.data.tasks import image_format
 
     try:
-        return image_format(load_family(name), None, [])
+        return load_family(name).image
     except MetanasError:  # the family's YAML is not on this machine: Omniglot's format
         return ImageFormat(1, 28, invert=True)
 

@@ -371,3 +371,18 @@ def test_decoded_colour_images_are_contiguous(tmp_path, monkeypatch):
     files = sorted((tmp_path / "a").iterdir())
     assert ImageFormat(3, 8).read(files).is_contiguous()
     assert decode_classes("t", tmp_path, [("a", files)], 8, channels=3).images.is_contiguous()
+
+
+def test_the_data_root_is_read_at_each_load_not_cached_with_the_first(roots, tmp_path, monkeypatch):
+    """A family without root: follows METANAS_DATA; the per-process data cache must not keep the first one."""
+    monkeypatch.setenv("METANAS_CACHE", str(tmp_path / "cache"))
+    other = tmp_path / "other"
+    shutil.copytree(roots / "cub", other)
+    write_jpegs(other / "CUB_200_2011" / "images" / _all("cub")[0], 0, n=1, prefix="extra_")
+    path = tmp_path / "cub.yaml"
+    path.write_text("dataset: cub\nimage_size: 16\nqueries: 2\n")
+    sizes = []
+    for root in (roots / "cub", other):
+        monkeypatch.setenv("METANAS_DATA", str(root))
+        sizes.append(len(get_tasksets(load_family(str(path))).train.dataset.images))
+    assert sizes[1] == sizes[0] + 1

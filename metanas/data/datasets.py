@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from metanas.data.images import ClassDataset, decode_classes, resize, user_cache
+from metanas.data.images import ClassDataset, decode_classes, image_files, resize, user_cache
 from metanas.errors import MetanasError
 
 TORCHVISION = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "kmnist": "KMNIST"}
@@ -35,11 +34,6 @@ def load_digits(image_size: int = 28) -> ClassDataset:
     return ClassDataset(resize(images, image_size), labels, [str(n) for n in digits.target_names])
 
 
-def _image_files(folder: Path) -> list[Path]:
-    extensions = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions)
-
-
 def load_imagefolder(root: Path, image_size: int = 28, skip_corrupt: bool = False, channels: int = 1) -> ClassDataset:
     """Every image under root/CLASS/ (grayscale or RGB), resized to a square (class names = folder names)."""
     root = Path(root)
@@ -49,7 +43,7 @@ def load_imagefolder(root: Path, image_size: int = 28, skip_corrupt: bool = Fals
     classes = sorted(p.name for p in os.scandir(root) if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise MetanasError(f"image folder {root} has no class sub-folders: put each class's images in root/CLASS/")
-    listed = [(name, _image_files(root / name)) for name in classes]
+    listed = [(name, image_files(root / name)) for name in classes]
     empty = next((name for name, files in listed if not files), None)
     if empty is not None:
         raise MetanasError(f"class folder {root / empty} has no readable images: add images or remove the folder")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metanas.data.images import ClassDataset, decode_classes, resize, user_cache
+from metanas.data.images import ClassDataset, decode_classes, image_files, resize, user_cache
 from metanas.errors import MetanasError
 from metanas.resources import package_file
 
@@ -100,17 +100,12 @@ def _classes_in_split_order(bench: Benchmark) -> list[str]:
     return [n for names in split_classes(bench.name) for n in names]
 
 
-def _image_files(folder: Path) -> list[Path]:
-    suffixes = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
-
-
 def _from_class_folders(bench: Benchmark, where: Path, folders: dict[str, Path], size: int,
                         skip_corrupt: bool) -> ClassDataset:
     _check_classes(bench, set(folders), where)
     classes = []
     for name in _classes_in_split_order(bench):
-        files = _image_files(folders[name])
+        files = image_files(folders[name])
         if not files:
             raise MetanasError(f"{folders[name]}: no images (.jpg, .png): the {bench.title} copy is incomplete")
         classes.append((name, files))

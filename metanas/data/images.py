@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -134,6 +134,12 @@ def channel_stats(images: torch.Tensor, index: torch.Tensor | None = None) -> tu
     mean = total / n
     std = (sq / n - mean**2).clamp_min(1e-12).sqrt()
     return tuple(mean.tolist()), tuple(std.clamp_min(1e-3).tolist())
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files PIL can open in ``folder``, sorted by name."""
+    extensions = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions)
 
 
 def decode(im: Image.Image, size: int, channels: int = 1, invert: bool = False) -> np.ndarray:
@@ -270,16 +276,3 @@ def decode_classes(kind: str, root: Path, classes: list[tuple[str, list[Path]]],
     write_cache(cache, key, images, labels, names)
     return ClassDataset(images, labels, names)
 
-
-def cached(kind: str, root: Path, sources: list[Path], size: int, channels: int,
-           build: Callable[[], ClassDataset]) -> ClassDataset:
-    """``build()`` once per (kind, root, size, channels, state of the ``sources`` files), then the cache: for
-    sources that need no per-image decode (pickles)."""
-    root = Path(root).resolve()
-    path, key = cache_file(kind, root, size, channels), source_key(root, sources)
-    blob = read_cache(path, key, (channels, size, size))
-    if blob is not None:
-        return ClassDataset(blob["images"], blob["labels"], blob["class_names"])
-    data = build()
-    write_cache(path, key, data.images, data.labels, data.class_names)
-    return data

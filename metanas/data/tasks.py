@@ -137,6 +137,12 @@ class TaskFamily:
         return tuple(lists)
 
     @property
+    def image(self) -> ImageFormat:
+        """How the family's images reach a network, before normalisation statistics: channels, size, and whether
+        a file is inverted after decoding (Omniglot's black strokes on white become strokes high)."""
+        return ImageFormat(self.channels, self.image_size, invert=(self.dataset == "omniglot") != self.invert)
+
+    @property
     def split_sizes(self) -> str:
         """Classes per split, train/validation/test (before rotations), as listed by `metanas tasks`."""
         sizes = {"lake": (787, 177, 659), "vinyals": (1100, 100, 423)}.get(self.split)
@@ -393,15 +399,16 @@ def class_splits(family: TaskFamily, data: ClassDataset) -> list[list[int]]:
 @functools.lru_cache(maxsize=4)
 def _load(dataset: str, root: str | None, image_size: int, channels: int, skip_corrupt: bool,
           data_root: str | None) -> ClassDataset:
-    # One decode/cache read per process, shared by the train, validation and test task sets.
+    # One decode/cache read per process, shared by the train, validation and test task sets; ``data_root`` is
+    # resolved by the caller, so a changed METANAS_DATA is a new key.
     if dataset == "omniglot":
-        return load_omniglot(resolve_data_root(data_root), image_size, skip_corrupt)
+        return load_omniglot(Path(data_root), image_size, skip_corrupt)
     if dataset == "digits":
         return datasets.load_digits(image_size)
     if dataset == "imagefolder":
         return datasets.load_imagefolder(Path(root), image_size, skip_corrupt, channels)
     # the family's root, else the data root (--data-root / METANAS_DATA), else the user cache
-    roots = [Path(r).expanduser() for r in (root, data_root or os.environ.get("METANAS_DATA")) if r]
+    roots = [Path(r).expanduser() for r in (root, data_root) if r]
     if dataset in fewshot.BENCHMARKS:
         return fewshot.load(dataset, roots, image_size, skip_corrupt)
     return datasets.load_torchvision(dataset, image_size, roots)
@@ -410,6 +417,10 @@ def _load(dataset: str, root: str | None, image_size: int, channels: int, skip_c
 def load_dataset(family: TaskFamily, data_root: str | None = None, skip_corrupt: bool = False) -> ClassDataset:
     """Every image of the family's data set (all splits) as uint8 [M, C, H, W] at the family's size and channels
     (grayscale stroke data: strokes high)."""
+    if family.dataset == "omniglot":
+        data_root = str(resolve_data_root(data_root))
+    else:
+        data_root = data_root or os.environ.get("METANAS_DATA")
     data = _load(family.dataset, family.root, family.image_size, family.channels, skip_corrupt, data_root)
     images = to_channels(data.images, family.channels)
     if family.invert:
@@ -420,12 +431,10 @@ def load_dataset(family: TaskFamily, data_root: str | None = None, skip_corrupt:
 def image_format(family: TaskFamily, data: ClassDataset, class_ids: list[int]) -> ImageFormat:
     """The family's network input: its channels and size; normalised with the meta-train split's per-channel
     statistics (all its images for a test-only family) when ``family.normalize``."""
-    invert = (family.dataset == "omniglot") != family.invert  # how a file is read so it looks like the data
-    fmt = ImageFormat(family.channels, family.image_size, invert=invert)
     if not family.normalize:
-        return fmt
+        return family.image
     mean, std = channel_stats(data.images, torch.cat([data.indices_per_class[c] for c in class_ids]))
-    return dataclasses.replace(fmt, mean=mean, std=std)
+    return dataclasses.replace(family.image, mean=mean, std=std)
 
 
 def get_tasksets(family: TaskFamily, data_root: str | None = None,
