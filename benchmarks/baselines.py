@@ -27,6 +27,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from metanas import api
 from metanas.checkpoint import WarmStart
@@ -65,15 +66,35 @@ def _search(warm, budget: float, seed: int) -> Path:
     return path
 
 
-def run_methods(methods, budget: float, test_tasks: int, overrides: list[str], search_budget: float = 50):
+def _reuse(path: str, test_tasks: int):
+    """An earlier metanas row's warm start (a checkpoint), re-tested as meta-training tests (its task.queries,
+    the tasks seeded by run.seed), so its row and paired differences are those of the run that made it."""
+    import torch
+
+    from metanas.data import get_tasksets, load_family
+    from metanas.estimation import evaluate
+
+    warm = api.load(path)
+    cfg = warm.config
+    sets = get_tasksets(load_family(cfg.task.family), cfg.data.root, queries=cfg.task.queries, warm_format=warm.image)
+    ev = evaluate(warm.model, warm.params, sets.test, test_tasks, api.inner_loop(warm),
+                  torch.Generator().manual_seed(cfg.run.seed + TEST_SEED))
+    arch = warm.space.describe(warm.derive(warm.params))
+    print(f"metanas (reused {path}): {ev.summary()} after {warm.iteration} iterations ({arch})", flush=True)
+    return cfg, SimpleNamespace(test=ev, run_id=warm.run_id, describe=arch), warm
+
+
+def run_methods(methods, budget: float, test_tasks: int, overrides: list[str], search_budget: float = 50,
+                warm: str | None = None):
     """Rows of (name, test Evaluation, iterations, seconds, run id, architecture, paired gain of adapting the
-    architecture (mean, ci) or None, paired difference to conv4 (mean, ci) or None)."""
+    architecture (mean, ci) or None, paired difference to conv4 (mean, ci) or None). ``warm``: reuse this
+    metanas warm start (trained for the same budget earlier) instead of training one."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown}: choose from {', '.join(METHODS)}")
     common = [f"meta.time_budget={budget}", "meta.iterations=1000000", f"meta.test_tasks={test_tasks}",
               "run.progress=false", *overrides]
-    rows, base = [], None
+    rows, base = [], (_reuse(warm, test_tasks) if warm else None)
     for name in (m for m in METHODS if m in methods):
         t0 = time.perf_counter()
         if name == "no-arch-adapt":
@@ -114,9 +135,12 @@ def main() -> None:
     p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
     p.add_argument("--search-budget", type=float, default=50, help="evaluations of the search for 'searched'")
     p.add_argument("--out", default="runs/baselines.md")
+    p.add_argument("--warm", metavar="CHECKPOINT", help="reuse this metanas warm start (a checkpoint meta-trained for "
+                   "the same budget) for the metanas, no-arch-adapt and searched rows instead of training one")
     p.add_argument("overrides", nargs="*")
     args = p.parse_args()
-    rows = run_methods(args.methods.split(","), args.budget, args.test_tasks, args.overrides, args.search_budget)
+    rows = run_methods(args.methods.split(","), args.budget, args.test_tasks, args.overrides, args.search_budget,
+                       args.warm)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     points = lambda d: f"{100 * d[0]:+.2f} ± {100 * d[1]:.2f}" if d else "-"

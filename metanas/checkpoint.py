@@ -25,6 +25,7 @@ from metanas.data.images import ImageFormat
 from metanas.errors import MetanasError
 from metanas.execution import create_policy
 from metanas.files import atomic_write
+from metanas.inner_loop import attach_learned_lrs
 from metanas.space import SearchSpace, alphas_of, create_space
 
 FORMAT = "metanas-checkpoint"
@@ -41,7 +42,10 @@ def build_model(cfg: Config, n_classes: int, arch: Any = None, in_channels: int 
     if arch is None:
         arch = space.resolve(cfg.search.genotype, cfg.run.seed)
     if arch is None:
-        return space.supernet(n_classes, create_policy(cfg.search.policy), in_channels), space, None
+        model = space.supernet(n_classes, create_policy(cfg.search.policy), in_channels)
+        if cfg.inner.learn_lr_alpha:
+            attach_learned_lrs(model, cfg.inner.lr_alpha)
+        return model, space, None
     return space.child(arch, n_classes, in_channels), space, arch
 
 

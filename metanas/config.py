@@ -60,6 +60,9 @@ class InnerConfig:
     steps: int = 3
     lr: float = 0.1  # SGD step on weights
     lr_alpha: float = 0.5  # SGD step on architecture weights
+    # Meta-learn alpha's inner step size, one per choice point (a chain layer, a DARTS edge), initialised at
+    # lr_alpha and learned in log space by the outer loop with the weights (Meta-SGD / MAML++'s learned rates).
+    learn_lr_alpha: bool = False
     # joint: one backward gives the weight and the alpha gradient (first-order DARTS as in METANAS);
     # alternating: a weight step on one half of the support set, then an alpha step on the other half.
     variant: str = "joint"
@@ -197,6 +200,8 @@ def validate(cfg: Config) -> None:
     _require(i.steps >= 0, "inner.steps", i.steps, "must be >= 0")
     _require(i.eval_steps is None or i.eval_steps >= 0, "inner.eval_steps", i.eval_steps, "must be >= 0")
     _require(i.lr >= 0 and i.lr_alpha >= 0, "inner.lr/inner.lr_alpha", (i.lr, i.lr_alpha), "must be >= 0")
+    _require(not i.learn_lr_alpha or i.lr_alpha > 0, "inner.lr_alpha", i.lr_alpha,
+             "must be > 0 with inner.learn_lr_alpha: it is the learned step's initial value")
     _require(i.variant in INNER_VARIANTS, "inner.variant", i.variant, f"one of {INNER_VARIANTS}")
     _require(i.temperature > 0 and (i.final_temperature is None or i.final_temperature > 0),
              "inner.temperature/inner.final_temperature", (i.temperature, i.final_temperature), "must be > 0")

@@ -19,6 +19,10 @@ Variants (``inner.variant``):
   bilevel split, first-order). With 1 shot there is nothing to hold out, so
   both steps use the whole support set. Two backwards per step.
 
+With ``inner.learn_lr_alpha``, each alpha ``alpha_X [rows, choices]`` has a meta-learned log step size
+``lr_alpha_X [rows, 1]`` (one per choice point, :func:`attach_learned_lrs`): a parameter of the warm start that
+the inner loop reads and never updates; ``lr_alpha = 0`` (``--no-arch-adapt``) still holds alpha fixed.
+
 The execution policy's temperature goes from ``inner.temperature`` at the first step to
 ``inner.final_temperature`` at the last step and the query (geometrically): the adapted
 architecture of a task is then near-discrete.
@@ -28,8 +32,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import math
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.func import functional_call, grad
 
 from metanas.execution import executing
@@ -43,12 +50,28 @@ def loss_fn(model, params: Params, x, y) -> torch.Tensor:
     return F.cross_entropy(functional_call(model, params, (x,)), y)
 
 
+LEARNED_LR = "lr_"  # prefix of a meta-learned log step size: lr_alpha_op steps alpha_op
+
+
+def is_learned_lr(name: str) -> bool:
+    return name.startswith(LEARNED_LR)
+
+
+def attach_learned_lrs(model: nn.Module, lr_alpha: float) -> None:
+    """Give each alpha ``alpha_X [rows, choices]`` of ``model`` a log step size ``lr_alpha_X [rows, 1]``."""
+    for k, p in list(model.named_parameters()):
+        if is_alpha(k) and "." not in k:
+            model.register_parameter(LEARNED_LR + k, nn.Parameter(torch.full((p.shape[0], 1), math.log(lr_alpha))))
+
+
 def _sgd(params: Params, grads: Params, lr: float, lr_alpha: float, second_order: bool) -> Params:
     out = {}
     for k, p in params.items():
-        step = lr_alpha if is_alpha(k) else lr
+        step = lr_alpha if is_alpha(k) else 0.0 if is_learned_lr(k) else lr
+        if step and is_alpha(k) and LEARNED_LR + k in params:
+            step = params[LEARNED_LR + k].exp()
         g = grads[k] if second_order else grads[k].detach()  # first order: the inner gradient is a constant
-        out[k] = p - step * g if step else p
+        out[k] = p - step * g if isinstance(step, torch.Tensor) or step else p
     return out
 
 

@@ -25,7 +25,7 @@ from metanas.config import Config, load_config
 from metanas.data import check_trainable, get_tasksets, load_family
 from metanas.errors import exit_on_error
 from metanas.estimation import TEST_SEED, VAL_SEED, Evaluation, evaluate
-from metanas.inner_loop import InnerLoop
+from metanas.inner_loop import LEARNED_LR, InnerLoop, is_learned_lr
 from metanas.outer_loop import MetaLearner
 from metanas.resources import DATA_ROOT_HELP
 from metanas.runtime import rng_state, seed_everything, set_rng_state
@@ -227,7 +227,9 @@ class _Run:
 
     def validate(self, iteration: int) -> Evaluation:
         ev = self._evaluate(self.sets.validation, self.cfg.meta.eval_tasks, VAL_SEED)
-        self.tracker.log_metrics({"val/accuracy": ev.mean, "val/ci95": ev.ci95}, step=iteration)
+        learned = {f"lr_alpha/{k[len(LEARNED_LR):]}": v.exp().mean().item()  # inner.learn_lr_alpha: mean per alpha
+                   for k, v in self.learner.params().items() if is_learned_lr(k)}
+        self.tracker.log_metrics({"val/accuracy": ev.mean, "val/ci95": ev.ci95, **learned}, step=iteration)
         self._snapshot(iteration)
         return ev
 

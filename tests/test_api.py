@@ -8,7 +8,8 @@ import metanas
 from metanas.data import get_tasksets, load_family
 
 CHAIN = ["search.space=chain", "search.policy=gumbel", "search.widths=[8,16]", "search.channels=16",
-         "meta.cost_weight=0.1", "inner.final_temperature=0.3", "inner.lr_alpha=2.0"]
+         "meta.cost_weight=0.1", "inner.final_temperature=0.3", "inner.lr_alpha=2.0",
+         "inner.learn_lr_alpha=true"]
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,9 @@ def test_load_by_path_and_by_run_id_give_the_same_warm_start(trained):
     assert a.run_id == b.run_id == result.run_id and a.ways == 5 and a.is_supernet
     assert all(torch.equal(a.params[k], b.params[k]) for k in a.params)
     assert a.derive() == result.arch
+    # the meta-learned alpha step sizes travel with the warm start (they moved from their initial 2.0)
+    assert {"lr_alpha_op", "lr_alpha_width"} <= set(a.params)
+    assert not torch.allclose(a.params["lr_alpha_op"].exp(), torch.tensor(2.0))
     with pytest.raises(metanas.MetanasError, match="not found"):
         metanas.load("no-such-run", output_dir=str(out))
 

@@ -167,3 +167,57 @@ def test_cost_weight_moves_alpha_towards_cheaper_choices():
             learner.step(task, i)
         costs[weight] = float(learner.cost({k: v for k, v in learner.params().items() if k.startswith("alpha_")}))
     assert costs[1.0] < costs[0.0]
+
+
+@pytest.mark.parametrize("space", ["darts", "chain"])
+def test_learned_alpha_step_sizes_are_used_meta_learned_and_match_the_looped_reference(space):
+    learner, task = setup("fomaml", space=space, **{"inner.learn_lr_alpha": "true"})
+    params = {k: v.clone() for k, v in learner.params().items()}  # the optimizer steps the parameters in place
+    lrs = [k for k in params if k.startswith("lr_alpha_")]
+    alphas = [k for k in params if k.startswith("alpha_")]
+    assert sorted(lrs) == sorted(f"lr_{k}" for k in alphas)
+    assert all(params[f"lr_{k}"].shape == (params[k].shape[0], 1) for k in alphas)  # one per choice point
+    assert all(torch.allclose(params[k].exp(), torch.tensor(0.5)) for k in lrs)  # starts at inner.lr_alpha
+    x, y = task[0][0], task[1][0]
+    a = alphas[0]
+    base = learner.inner.adapt(learner.model, params, x, y)
+    assert all(torch.equal(base[k], params[k]) for k in lrs)  # read, never stepped by the inner loop
+    # the learned step is the one taken: a row's step size 0 leaves that row of alpha where it was
+    zero = {**params, f"lr_{a}": params[f"lr_{a}"].clone().index_fill_(0, torch.tensor([0]), -float("inf"))}
+    moved = learner.inner.adapt(learner.model, zero, x, y)
+    assert torch.equal(moved[a][0], params[a][0]) and not torch.equal(moved[a][1:], params[a][1:])
+    # the ablation still holds alpha fixed whatever the learned step sizes
+    assert torch.equal(learner.inner.weights_only().adapt(learner.model, params, x, y)[a], params[a])
+    # first order still gives the step sizes a meta-gradient, the same vmapped as looped
+    g_vmap, _, _ = learner.meta_gradient(task, vectorize=True)
+    g_loop, _, _ = learner.meta_gradient(task, vectorize=False)
+    assert max_diff(g_vmap, g_loop) < 1e-5 and all(g_vmap[k].abs().max() > 0 for k in lrs)
+    learner.step(task, 0)
+    assert all(not torch.equal(learner.params()[k], params[k]) for k in lrs)
+
+
+def test_learned_alpha_step_size_meta_gradient_matches_finite_differences(monkeypatch):
+    """d(query loss after first-order adaptation)/d(log step): the inner gradients are constants, the step is not."""
+    monkeypatch.setattr(torch.nn.functional, "relu", torch.nn.functional.softplus)
+    learner, task = setup("fomaml", steps=1, dtype=torch.float64, space="chain", **{"inner.learn_lr_alpha": "true"})
+    params = learner.params()
+    grads, _, _ = learner.meta_gradient(task, vectorize=False)
+    k = "lr_alpha_op"
+
+    def meta_loss(s):  # the inner gradients at the unperturbed point, as first order treats them
+        p = {**params, k: params[k] + s}
+        return sum(loss_fn(learner.model, learner.inner.adapt(learner.model, p, task[0][b], task[1][b]),
+                           task[2][b], task[3][b]).item() for b in range(task[0].shape[0])) / task[0].shape[0]
+
+    eps = 1e-5
+    v = torch.zeros_like(params[k])
+    v[0] = 1.0
+    fd = (meta_loss(eps * v) - meta_loss(-eps * v)) / (2 * eps)
+    assert abs(fd - (grads[k] * v).sum().item()) < 1e-5 * max(1.0, abs(fd)), (fd, grads[k])
+
+
+def test_learned_alpha_step_sizes_need_a_positive_initial_step():
+    from metanas.errors import MetanasError
+
+    with pytest.raises(MetanasError, match="inner.lr_alpha"):
+        load_config(None, ["inner.learn_lr_alpha=true", "inner.lr_alpha=0"])
