@@ -30,9 +30,8 @@ architecture of a task is then near-discrete.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 import math
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -67,9 +66,9 @@ def attach_learned_lrs(model: nn.Module, lr_alpha: float) -> None:
 def _sgd(params: Params, grads: Params, lr: float, lr_alpha: float, second_order: bool) -> Params:
     out = {}
     for k, p in params.items():
-        step = lr_alpha if is_alpha(k) else 0.0 if is_learned_lr(k) else lr
+        step = 0.0 if is_learned_lr(k) else lr_alpha if is_alpha(k) else lr
         if step and is_alpha(k) and LEARNED_LR + k in params:
-            step = params[LEARNED_LR + k].exp()
+            step = params[LEARNED_LR + k].exp()  # [rows, 1]: one step per choice point
         g = grads[k] if second_order else grads[k].detach()  # first order: the inner gradient is a constant
         out[k] = p - step * g if isinstance(step, torch.Tensor) or step else p
     return out

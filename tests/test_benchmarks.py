@@ -31,6 +31,14 @@ def test_baselines_and_time_to_accuracy_benchmarks(tmp_path):
     rows = [line.split("|")[1].strip() for line in table.splitlines()[2:]]
     assert rows == ["metanas", "no-arch-adapt", "conv4", "searched", "random", "frozen-alpha"]
     assert "conv_3x3@4 > conv_3x3@4" in table  # conv4 is the chain space's conv4 at search.channels
+    # --warm reuses the metanas warm start: re-tested as meta-training tested it, its row is the same to the digit
+    first = (tmp_path / "b.csv").read_text().splitlines()[1].split(",")
+    out = run_cli("benchmarks/baselines.py", "--out", str(tmp_path / "w.md"), "--methods", "metanas,searched",
+                  "--warm", str(tmp_path / "checkpoints" / f"{first[5]}.pt"), "--search-budget", "2", *common)
+    assert out.returncode == 0, out.stderr
+    again = (tmp_path / "w.csv").read_text().splitlines()
+    same = lambda row: row[:4] + row[5:7]  # all but the wall seconds
+    assert same(again[1].split(",")) == same(first) and again[2].startswith("searched,") and len(again) == 3
     out = run_cli("benchmarks/time_to_accuracy.py", "--out", str(tmp_path / "t.png"), *common)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -67,3 +75,26 @@ def test_paired_benchmark_pairs_the_same_tasks(smoke_run, runs_dir):
     a, b, diff = out.stdout.strip().splitlines()[-3:]
     assert a.split(": ")[-1] == b.split(": ")[-1]  # the same warm start on the same tasks: the same accuracy
     assert "paired difference A - B on the same 6 tasks of omniglot-5way: +0.00 ± 0.00 points" in diff
+
+
+def test_arch_signal_benchmark_prints_alpha_and_weight_step_effects(smoke_run, runs_dir):
+    run_id, _ = smoke_run
+    out = run_cli("benchmarks/arch_signal.py", run_id, "--tasks", "4", "--families", "omniglot-5way,digits-5way",
+                  "--output-dir", str(runs_dir))
+    assert out.returncode == 0, out.stderr
+    rows = [line.split("|")[1:-1] for line in out.stdout.splitlines() if line.startswith("| omniglot") or
+            line.startswith("| digits")]
+    assert [r[0].strip() for r in rows] == ["omniglot-5way", "digits-5way"]
+    for r in rows:  # cosines are cosines, the share a percentage
+        assert all(-1 <= float(r[i].split("±")[0]) <= 1 for i in (2, 4)) and r[5].strip().endswith("%")
+
+
+def test_adapt_sweep_pairs_each_setting_with_weights_only_on_validation_tasks(smoke_run, runs_dir):
+    run_id, _ = smoke_run
+    out = run_cli("benchmarks/adapt_sweep.py", run_id, "base", "lr_alpha=0", "steps=1,lr_alpha=2", "--tasks", "4",
+                  "--output-dir", str(runs_dir))
+    assert out.returncode == 0, out.stderr
+    rows = [line.split(" | ") for line in out.stdout.splitlines() if line.startswith("| omniglot-5way")]
+    assert [r[1] for r in rows] == ["base", "lr_alpha=0", "steps=1,lr_alpha=2"]
+    assert rows[1][2] == rows[1][3] and rows[1][4].startswith("+0.00 ± 0.00")  # alpha not adapted: no gain at all
+    assert rows[0][3] == rows[1][3] != rows[2][3]  # one weights-only arm per number of steps
