@@ -29,11 +29,13 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import torch
+
 from metanas import api
 from metanas.checkpoint import WarmStart
 from metanas.config import load_config
-from metanas.estimation import TEST_SEED, paired_difference
-from metanas.meta_train import train
+from metanas.estimation import TEST_SEED, evaluate, paired_difference
+from metanas.meta_train import tasksets, train
 from metanas.tables import csv_text, markdown, pct
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,15 +71,9 @@ def _search(warm, budget: float, seed: int) -> Path:
 def _reuse(path: str, test_tasks: int):
     """An earlier metanas row's warm start (a checkpoint), re-tested as meta-training tests (its task.queries,
     the tasks seeded by run.seed), so its row and paired differences are those of the run that made it."""
-    import torch
-
-    from metanas.data import get_tasksets, load_family
-    from metanas.estimation import evaluate
-
     warm = api.load(path)
     cfg = warm.config
-    sets = get_tasksets(load_family(cfg.task.family), cfg.data.root, queries=cfg.task.queries, warm_format=warm.image)
-    ev = evaluate(warm.model, warm.params, sets.test, test_tasks, api.inner_loop(warm),
+    ev = evaluate(warm.model, warm.params, tasksets(cfg, warm.image).test, test_tasks, api.inner_loop(warm),
                   torch.Generator().manual_seed(cfg.run.seed + TEST_SEED))
     arch = warm.space.describe(warm.derive(warm.params))
     print(f"metanas (reused {path}): {ev.summary()} after {warm.iteration} iterations ({arch})", flush=True)

@@ -67,10 +67,13 @@ def _sgd(params: Params, grads: Params, lr: float, lr_alpha: float, second_order
     out = {}
     for k, p in params.items():
         step = 0.0 if is_learned_lr(k) else lr_alpha if is_alpha(k) else lr
-        if step and is_alpha(k) and LEARNED_LR + k in params:
-            step = params[LEARNED_LR + k].exp()  # [rows, 1]: one step per choice point
+        if not step:
+            out[k] = p
+            continue
+        if LEARNED_LR + k in params:  # an alpha with a meta-learned step: [rows, 1], one per choice point
+            step = params[LEARNED_LR + k].exp()
         g = grads[k] if second_order else grads[k].detach()  # first order: the inner gradient is a constant
-        out[k] = p - step * g if isinstance(step, torch.Tensor) or step else p
+        out[k] = p - step * g
     return out
 
 

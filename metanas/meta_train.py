@@ -116,11 +116,17 @@ def _train(cfg: Config, resume: str | None, dist: distributed.Dist) -> Result:
                   run.eval_inner.steps, dist.rank, dist.world)
 
 
+def tasksets(cfg: Config, warm_format=None):
+    """The train/validation/test task sets of a run's config (``task.*``, ``data.*``): what meta-training samples,
+    validates and tests on (``baselines.py --warm`` re-tests a warm start on the same)."""
+    return get_tasksets(load_family(cfg.task.family), cfg.data.root, cfg.task.ways, cfg.task.shots, cfg.task.queries,
+                        cfg.data.skip_corrupt, warm_format=warm_format)
+
+
 def _load_tasks(cfg: Config, dist):
     family = load_family(cfg.task.family)
     check_trainable(family)  # held-out and test-only families are never sampled here
-    load = lambda: get_tasksets(family, cfg.data.root, cfg.task.ways, cfg.task.shots, cfg.task.queries,
-                                cfg.data.skip_corrupt)
+    load = lambda: tasksets(cfg)
     # Rank 0 loads first: it decodes and caches the images once for the machine (the others then read the cache,
     # instead of all decoding at once), and a missing data root fails every rank at once.
     dist.on_main(lambda: load() and None)
