@@ -51,6 +51,7 @@ class SpaceConfig:
     layers: int = 4
     widths: Optional[list[int]] = None  # None: channels x (1/2, 3/4, 1), i.e. 16, 24, 32
     entangled: bool = True  # one superkernel per layer (ops and widths are slices) or one kernel per op
+    pools: Optional[list[str]] = None  # poolings a layer chooses from (max, avg); None: max only, as conv4
     # settings of a space that has no key above (search.options.NAME=...), validated by that space
     options: dict[str, Any] = field(default_factory=dict)
 

@@ -372,13 +372,14 @@ def plot_op_wins(by_family: dict[str, dict[str, torch.Tensor]], labels: dict[str
 
 
 def plot_chain(arch, ops: list[str], max_width: int, title: str | None = None):
-    """A chain architecture as a row of layer boxes: op and width, box height proportional to the width."""
+    """A chain architecture as a row of layer boxes: op, width (and pooling), box height proportional to the width."""
     fig, ax = subplots(figsize=(1.8 + 1.7 * len(arch), 2.6))
     colors = _op_colors(ops)
-    for l, (op, w) in enumerate(arch):
+    for l, (op, w, *pool) in enumerate(arch):
         h = 0.4 + 1.2 * w / max_width
         ax.add_patch(Rectangle((l * 1.7, -h / 2), 1.3, h, fc=colors[op], ec="0.3"))
-        ax.text(l * 1.7 + 0.65, 0, f"{_tex(op)}\n@{w}", ha="center", va="center", fontsize=8)
+        ax.text(l * 1.7 + 0.65, 0, f"{_tex(op)}\n@{w}" + "".join(f"\n{p} pool" for p in pool), ha="center",
+                va="center", fontsize=8)
         if l:
             ax.annotate("", (l * 1.7, 0), (l * 1.7 - 0.4, 0), arrowprops=dict(arrowstyle="->", color="0.3"))
     ax.set_xlim(-0.3, 1.7 * len(arch))

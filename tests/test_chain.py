@@ -71,19 +71,55 @@ def test_a_child_computes_what_the_supernet_computes_on_its_path(entangled):
     assert not torch.allclose(other(X), want, atol=1e-3)
 
 
-def test_gumbel_computes_only_the_sampled_path():
-    space = chain()
+@pytest.mark.parametrize("pools", [[], ["search.pools=[max,avg]"]])
+def test_gumbel_computes_only_the_sampled_path(pools):
+    space = chain(*pools)
     net = space.supernet(5, create_policy("gumbel"))
     alphas = {k: v.detach() for k, v in net.named_parameters() if k.startswith("alpha_")}
+    assert sorted(alphas) == sorted(space.layer_alphas)
     for seed in range(3):
         sample = net.policy.draw(alphas, torch.Generator().manual_seed(seed))
-        arch = space.encoding().decode([i for pair in zip(sample.index["alpha_op"], sample.index["alpha_width"])
-                                        for i in pair])
+        arch = space.encoding().decode([i for layer in zip(*(sample.index[a] for a in space.layer_alphas))
+                                        for i in layer])
         with executing(net, sample=sample):
             used = flops(lambda: net(X[:1]))
         assert used == pytest.approx(space.cost(arch, 5, 28), rel=1e-6)  # only the sampled ops ran
     mixed = flops(lambda: space.supernet(5, create_policy("mixture"))(X[:1]))
     assert used < mixed
+
+
+def test_pool_choice_child_supernet_and_sampled_path_agree_and_the_pool_changes_the_function():
+    """With ``search.pools=[max,avg]`` a layer is (op, width, pool): the child, the supernet at one-hot alpha and
+    the sampled path compute the same function, and switching one layer's pooling changes it."""
+    space = chain("search.pools=[max,avg]", "search.widths=[8,16]", "search.channels=16")
+    torch.manual_seed(1)
+    net = space.supernet(5, create_policy("mixture"))
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    arch = (("conv_5x5", 16, "avg"), ("sep_conv_3x3", 8, "max"), ("conv_3x3", 16, "avg"), ("dil_conv_3x3", 8, "max"))
+    enc = space.encoding()
+    assert [n for n, _ in enc.decisions[:3]] == ["layer0.op", "layer0.width", "layer0.pool"]
+    assert enc.decode(enc.encode(arch)) == arch == space.from_json(space.to_json(arch))
+    child = space.child(arch, 5)
+    child.load_state_dict(space.inherit(child, params, arch))
+    want = child(X)
+    x = enc.encode(arch)
+    hot = {a: 1e4 * torch.nn.functional.one_hot(torch.tensor(x[i::3]), n).float()
+           for i, (a, n) in enumerate(zip(space.layer_alphas, (4, 2, 2)))}
+    assert torch.allclose(functional_call(net, {**params, **hot}, (X,)), want, atol=1e-4)
+    assert space.derive(hot) == arch
+    sampled = space.supernet(5, create_policy("gumbel"))
+    sampled.load_state_dict(net.state_dict())
+    with executing(sampled, sample=create_policy("gumbel").draw(hot, torch.Generator().manual_seed(0))):
+        assert torch.allclose(sampled(X), want, atol=1e-4)
+    swapped = arch[:2] + (("conv_3x3", 16, "max"),) + arch[3:]
+    other = space.child(swapped, 5)
+    other.load_state_dict(space.inherit(other, params, swapped))
+    assert not torch.allclose(other(X), want, atol=1e-3)
+    assert space.cost(swapped, 5, 28) == space.cost(arch, 5, 28)  # pooling is not counted in FLOPs
+    assert space.named()["conv4"] == (("conv_3x3", 16, "max"),) * 4
+    assert all(len(layer) == 3 and layer[2] in ("max", "avg") for layer in space.random(torch.Generator()))
+    with pytest.raises(MetanasError, match="pools"):
+        space.child((("conv_3x3", 16),) * 4, 5)  # an (op, width) architecture of the max-only space
 
 
 def test_gumbel_on_darts_runs_one_op_per_edge():
@@ -152,6 +188,8 @@ def test_chain_config_errors_name_the_key():
         load_config(None, ["search.space=chain", "search.widths=[64,32]"])
     with pytest.raises(MetanasError, match="search.genotype"):
         load_config(None, ["search.space=chain", "search.layers=3", "search.genotype=conv4"])  # not a member
+    with pytest.raises(MetanasError, match="search.pools"):
+        load_config(None, ["search.space=chain", "search.pools=[max,min]"])
     with pytest.raises(MetanasError, match="search.policy"):
         load_config(None, ["search.policy=gdas"])
 

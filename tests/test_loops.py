@@ -17,6 +17,7 @@ SPACES = {  # small enough for 12x12 images and a fast float64 check
               "search.channels=2"],  # cell 0 normal, 1-2 reduction
     "chain": ["search.space=chain", "search.layers=2", "search.widths=[2,4]", "search.channels=4"],
 }
+SPACES["chain-pools"] = SPACES["chain"] + ["search.pools=[max,avg]"]  # a third choice per layer
 
 
 def setup(algorithm, steps=2, dtype=torch.float32, space="darts", policy="mixture", **over):
@@ -38,7 +39,8 @@ def max_diff(a, b):
 
 
 @pytest.mark.parametrize("space,policy", [("darts", "mixture"), ("darts", "gumbel"), ("chain", "mixture"),
-                                          ("chain", "gumbel")])
+                                          ("chain", "gumbel"), ("chain-pools", "mixture"),
+                                          ("chain-pools", "gumbel")])
 @pytest.mark.parametrize("algorithm", ["maml", "fomaml", "reptile"])
 def test_vmap_and_loop_meta_gradients_match(algorithm, space, policy):
     learner, task = setup(algorithm, space=space, policy=policy, **{"inner.final_temperature": 0.5})

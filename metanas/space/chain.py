@@ -1,14 +1,18 @@
-"""The chain space: ``search.layers`` stride-2 layers, each choosing an op and a width.
+"""The chain space: ``search.layers`` stride-2 layers, each choosing an op, a width and (optionally) a pooling.
 
-A layer is ``op -> BatchNorm (affine, batch statistics) -> ReLU -> max-pool 2``, as in MAML's
+A layer is ``op -> BatchNorm (affine, batch statistics) -> ReLU -> pool 2`` (max-pool by default), as in MAML's
 conv4, so conv4 (4 x ``conv_3x3`` at the full width; MAML's 64 with ``search.channels=64``) is one architecture of the space (``search.genotype:
 conv4``), and a search that can keep it can never be worse than that baseline by construction
-of the space. Choices per layer (two alphas: ``alpha_op [layers, ops]``, ``alpha_width [layers,
-widths]``):
+of the space. Choices per layer (alphas ``alpha_op [layers, ops]``, ``alpha_width [layers,
+widths]`` and, with more than one pooling, ``alpha_pool [layers, pools]``):
 
 * ops (``OPS``): dense ``conv_3x3``, ``conv_5x5``, ``dil_conv_3x3`` (3x3, dilation 2) and
   ``sep_conv_3x3`` (depthwise 3x3 + pointwise);
-* widths (``search.widths``): output channels.
+* widths (``search.widths``): output channels;
+* poolings (``search.pools``, ``POOLS``): ``max`` (conv4's) and ``avg``. A layer of an architecture is
+  ``(op, width)``, or ``(op, width, pool)`` when the space has more than one pooling. Unlike kernel taps of
+  one superkernel, the two poolings of the same features differ a lot, so a per-task switch between them
+  changes what the network computes (a choice with leverage for per-task adaptation).
 
 **Weight entanglement** (``search.entangled: true``, Single-Path NAS / OFA): the dense ops of a
 layer are slices of one 5x5 *superkernel* (``conv_3x3`` its centre, ``dil_conv_3x3`` its every
@@ -38,6 +42,7 @@ from metanas.space.ops import bn
 # op -> (kernel taps per side, dilation); sep_conv_3x3 is depthwise 3x3 + pointwise 1x1
 OPS = {"conv_3x3": (3, 1), "conv_5x5": (5, 1), "dil_conv_3x3": (3, 2), "sep_conv_3x3": (3, 1)}
 SEP = "sep_conv_3x3"
+POOLS = {"max": F.max_pool2d, "avg": F.avg_pool2d}
 
 
 def _embed(op: str) -> torch.Tensor:
@@ -63,12 +68,13 @@ def _from5(kernel: torch.Tensor, op: str) -> torch.Tensor:
 
 
 class ChainNet(Executed):
-    """The supernet (``arch=None``: every choice, alphas) or a child (``arch``: one (op, width) per layer)."""
+    """The supernet (``arch=None``: every choice, alphas) or a child (``arch``: one (op, width[, pool]) per layer)."""
 
     def __init__(self, n_classes: int, ops: list[str], widths: list[int], layers: int, in_channels: int = 1,
-                 entangled: bool = True, arch=None, policy=None):
+                 entangled: bool = True, arch=None, policy=None, pools=("max",)):
         super().__init__(policy or Mixture())
-        self.ops, self.widths, self.arch, self.entangled = list(ops), list(widths), arch, entangled
+        self.ops, self.widths, self.entangled, self.pools = list(ops), list(widths), entangled, list(pools)
+        self.arch = None if arch is None else [tuple(a) if len(a) == 3 else (*a, self.pools[0]) for a in arch]
         self.dense = [o for o in self.ops if o != SEP]
         W = max(widths)
         self.layers = nn.ModuleList()
@@ -101,6 +107,8 @@ class ChainNet(Executed):
         if arch is None:
             self.alpha_op = nn.Parameter(1e-3 * torch.randn(layers, len(self.ops)))
             self.alpha_width = nn.Parameter(1e-3 * torch.randn(layers, len(widths)))
+            if len(self.pools) > 1:
+                self.alpha_pool = nn.Parameter(1e-3 * torch.randn(layers, len(self.pools)))
 
     def _kernel(self, layer, op: str) -> torch.Tensor:
         return layer.kernel if self.entangled else getattr(layer, f"kernel_{op}")
@@ -131,44 +139,56 @@ class ChainNet(Executed):
         return y
 
     def forward(self, x):
+        p_pool = None
         if self.arch is not None:
-            choices = [(self.ops.index(op), self.widths.index(w)) for op, w in self.arch]
+            choices = [(self.ops.index(op), self.widths.index(w), self.pools.index(pool)) for op, w, pool in self.arch]
             p_op = p_w = None
         else:
             p_op, p_w = self.mix("alpha_op", self.alpha_op), self.mix("alpha_width", self.alpha_width)
+            if len(self.pools) > 1:
+                p_pool = self.mix("alpha_pool", self.alpha_pool)
             if isinstance(p_op, Path):
-                choices = list(zip(p_op.index, p_w.index))
+                pool = p_pool.index if p_pool is not None else (0,) * len(self.layers)
+                choices = list(zip(p_op.index, p_w.index, pool))
         for l, layer in enumerate(self.layers):
             if p_op is None or isinstance(p_op, Path):
-                o, wi = choices[l]
+                o, wi, pi = choices[l]
                 w = self.widths[wi]
                 y = self._path(layer, x, self.ops[o], w)
                 if p_op is None:  # a child: its own BatchNorm module
                     y = F.relu(layer.bn(y))
                 else:
                     y = F.relu(F.batch_norm(y, None, None, layer.bn.weight[:w], layer.bn.bias[:w], training=True))
-                    y = y * (p_op.gate[l] * p_w.gate[l])
+                    y = y * (p_op.gate[l] * p_w.gate[l] * (p_pool.gate[l] if p_pool is not None else 1))
+                x = POOLS[self.pools[pi]](y, 2)
             else:
                 y = self._mixed(layer, x, p_op[l])
                 y = F.relu(layer.bn(y))
                 keep = (self.staircase.to(y) * p_w[l]).sum(-1)  # channel c: the weight of every width above c
                 y = y * keep[:, None, None]
-            x = F.max_pool2d(y, 2)
+                if p_pool is None:
+                    x = POOLS[self.pools[0]](y, 2)
+                else:  # pooling is cheap next to the convolution: compute each, weight them
+                    x = sum(p_pool[l, i] * POOLS[pool](y, 2) for i, pool in enumerate(self.pools))
         features = x.mean((-2, -1))
         weight = self.classifier.weight[:, :features.shape[1]]
         return F.linear(features, weight, self.classifier.bias)
 
 
 class ChainEncoding(Encoding):
-    def __init__(self, ops: list[str], widths: list[int], layers: int):
-        self.ops, self.widths = ops, widths
-        self.decisions = [d for l in range(layers) for d in ((f"layer{l}.op", len(ops)), (f"layer{l}.width", len(widths)))]
+    """Per layer: the op's index, the width's, and the pooling's when the space has more than one."""
+
+    def __init__(self, ops: list[str], widths: list[int], layers: int, pools=("max",)):
+        self.choices = [ops, widths] + ([list(pools)] if len(pools) > 1 else [])
+        names = ("op", "width", "pool")
+        self.decisions = [(f"layer{l}.{names[i]}", len(c)) for l in range(layers) for i, c in enumerate(self.choices)]
 
     def encode(self, arch):
-        return [x for op, w in arch for x in (self.ops.index(op), self.widths.index(w))]
+        return [c.index(v) for layer in arch for c, v in zip(self.choices, layer)]
 
     def decode(self, x):
-        return tuple((self.ops[x[i]], self.widths[x[i + 1]]) for i in range(0, len(x), 2))
+        n = len(self.choices)
+        return tuple(tuple(c[i] for c, i in zip(self.choices, x[j:j + n])) for j in range(0, len(x), n))
 
 
 def _flops(op: str, cin, w, size: int):
@@ -181,16 +201,17 @@ def _flops(op: str, cin, w, size: int):
 @register_space
 class ChainSpace(SearchSpace):
     name = "chain"
-    description = "stride-2 layers (op -> BN -> ReLU -> pool), each choosing an op and a width; conv4 is a member"
+    description = "stride-2 layers (op -> BN -> ReLU -> pool), each choosing an op, a width (and a pooling); conv4 is a member"
     default_ops = list(OPS)
     default_channels = 32  # widths 16, 24, 32: at equal wall clock on 2 CPU cores a narrow net sees more tasks
 
     def __init__(self, cfg):
         super().__init__(cfg)
         self.widths = list(cfg.widths) if cfg.widths else [self.channels // 2, 3 * self.channels // 4, self.channels]
+        self.pools = list(cfg.pools) if cfg.pools else ["max"]
 
     def settings(self):
-        return {**super().settings(), "widths": list(self.widths)}
+        return {**super().settings(), "widths": list(self.widths), "pools": list(self.pools)}
 
     def validate(self):
         s = self.cfg
@@ -201,17 +222,23 @@ class ChainSpace(SearchSpace):
         widths = s.widths or [self.channels]
         require(all(w >= 1 for w in widths) and len(set(widths)) == len(widths) and list(widths) == sorted(widths),
                 "search.widths", widths, "distinct increasing channel counts >= 1")
+        pools = s.pools or ["max"]
+        require(all(p in POOLS for p in pools) and len(set(pools)) == len(pools), "search.pools", list(pools),
+                f"distinct poolings from {list(POOLS)}")
 
     def supernet(self, n_classes, policy, in_channels=1):
         return ChainNet(n_classes, self.ops, self.widths, self.cfg.layers, in_channels, self.cfg.entangled,
-                        policy=policy)
+                        policy=policy, pools=self.pools)
 
     def child(self, arch, n_classes, in_channels=1):
-        bad = [(op, w) for op, w in arch if op not in self.ops or w not in self.widths]
+        choices = self.encoding().choices
+        bad = [layer for layer in arch if len(layer) != len(choices) or any(v not in c for c, v in zip(choices, layer))]
         if len(arch) != self.cfg.layers or bad:
+            pools = f" x pools {self.pools}" if len(self.pools) > 1 else ""
             raise MetanasError(f"architecture {self.describe(arch)} is not in this chain space ({self.cfg.layers} layers "
-                               f"of {self.ops} x widths {self.widths}): use one searched in the same space")
-        return ChainNet(n_classes, self.ops, self.widths, self.cfg.layers, in_channels, self.cfg.entangled, arch=arch)
+                               f"of {self.ops} x widths {self.widths}{pools}): use one searched in the same space")
+        return ChainNet(n_classes, self.ops, self.widths, self.cfg.layers, in_channels, self.cfg.entangled, arch=arch,
+                        pools=self.pools)
 
     def inherit(self, child, params, arch):
         """A child's weights are slices of the supernet's (first channels; the op's taps of a superkernel)."""
@@ -228,35 +255,38 @@ class ChainSpace(SearchSpace):
             out[name] = src.clone()
         return out
 
+    @property
+    def layer_alphas(self) -> list[str]:
+        """The alpha of each choice of a layer, in the order of a layer's tuple (op, width[, pool])."""
+        return ["alpha_op", "alpha_width"] + (["alpha_pool"] if len(self.pools) > 1 else [])
+
     def derive(self, alphas):
-        op = alphas["alpha_op"].detach().argmax(-1).tolist()
-        w = alphas["alpha_width"].detach().argmax(-1).tolist()
-        return tuple((self.ops[o], self.widths[i]) for o, i in zip(op, w))
+        idx = [alphas[a].detach().argmax(-1).tolist() for a in self.layer_alphas]
+        return self.encoding().decode([i for layer in zip(*idx) for i in layer])
 
     def random(self, generator):
-        return tuple((self.ops[int(torch.randint(len(self.ops), (1,), generator=generator))],
-                      self.widths[int(torch.randint(len(self.widths), (1,), generator=generator))])
-                     for _ in range(self.cfg.layers))
+        return self.encoding().decode([int(torch.randint(n, (1,), generator=generator))
+                                       for _, n in self.encoding().decisions])
 
     def named(self):
         """``conv4``: MAML's net, 4 x conv 3x3 at the space's full width (MAML's 64 with ``search.channels=64``)."""
-        conv4 = (("conv_3x3", max(self.widths)),) * 4
-        return {"conv4": conv4} if self.cfg.layers == 4 and "conv_3x3" in self.ops else {}
+        conv4 = (("conv_3x3", max(self.widths)) + (("max",) if len(self.pools) > 1 else ()),) * 4
+        return {"conv4": conv4} if self.cfg.layers == 4 and "conv_3x3" in self.ops and "max" in self.pools else {}
 
     def encoding(self):
-        return ChainEncoding(self.ops, self.widths, self.cfg.layers)
+        return ChainEncoding(self.ops, self.widths, self.cfg.layers, self.pools)
 
     def to_json(self, arch):
-        return {"layers": [[op, w] for op, w in arch]}
+        return {"layers": [list(layer) for layer in arch]}
 
     def from_json(self, d):
         try:
-            return tuple((str(op), int(w)) for op, w in d["layers"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise MetanasError(f"not a chain architecture ({e}): expected {{\"layers\": [[op, width], ...]}}") from None
+            return tuple((str(layer[0]), int(layer[1]), *map(str, layer[2:])) for layer in d["layers"])
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise MetanasError(f"not a chain architecture ({e}): expected {{\"layers\": [[op, width(, pool)], ...]}}") from None
 
     def describe(self, arch):
-        return " > ".join(f"{op}@{w}" for op, w in arch)
+        return " > ".join(f"{layer[0]}@{layer[1]}" + "".join(f"/{p}" for p in layer[2:]) for layer in arch)
 
     def draw(self, arch, title=None):
         from metanas import plots
@@ -265,17 +295,17 @@ class ChainSpace(SearchSpace):
 
     def alpha_labels(self):
         rows = [f"layer {l}" for l in range(self.cfg.layers)]
-        return {"alpha_op": (rows, self.ops), "alpha_width": (rows, [str(w) for w in self.widths])}
+        return {a: (rows, [str(v) for v in c]) for a, c in zip(self.layer_alphas, self.encoding().choices)}
 
     def choice_wins(self, archs):
         n = max(1, len(archs))
-        op = torch.zeros(self.cfg.layers, len(self.ops))
-        width = torch.zeros(self.cfg.layers, len(self.widths))
+        choices = self.encoding().choices
+        wins = {a: torch.zeros(self.cfg.layers, len(c)) for a, c in zip(self.layer_alphas, choices)}
         for arch in archs:
-            for l, (o, w) in enumerate(arch):
-                op[l, self.ops.index(o)] += 1 / n
-                width[l, self.widths.index(w)] += 1 / n
-        return {"alpha_op": op, "alpha_width": width}
+            for l, layer in enumerate(arch):
+                for a, c, v in zip(self.layer_alphas, choices, layer):
+                    wins[a][l, c.index(v)] += 1 / n
+        return wins
 
     def _cost(self, p_op, p_w, n_classes, image_size, in_channels):
         """FLOPs per image for per-layer op probabilities ``p_op`` and width probabilities ``p_w`` (one-hot: a child)."""
@@ -299,7 +329,8 @@ class ChainSpace(SearchSpace):
         return self.cost(conv4, n_classes, image_size, in_channels)
 
     def cost(self, arch, n_classes, image_size, in_channels=1):
-        x = self.encoding().encode(arch)
-        p_op = F.one_hot(torch.tensor(x[0::2]), len(self.ops)).float()
-        p_w = F.one_hot(torch.tensor(x[1::2]), len(self.widths)).float()
+        enc = self.encoding()
+        x, n = enc.encode(arch), len(enc.choices)  # pooling costs next to nothing: FLOPs count op and width
+        p_op = F.one_hot(torch.tensor(x[0::n]), len(self.ops)).float()
+        p_w = F.one_hot(torch.tensor(x[1::n]), len(self.widths)).float()
         return float(self._cost(p_op, p_w, n_classes, image_size, in_channels))
