@@ -26,12 +26,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from metanas.data.images import ImageFormat
+from metanas.data.images import ImageFormat, image_files
 from metanas.errors import MetanasError
 
 FORMAT = "metanas-export"
 VERSION = 2  # 2: model.json holds the input's ImageFormat (channels, size, normalisation)
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 FILES = ("model.pt2", "genotype.json", "classes.json", "model.json")
 
 
@@ -49,9 +48,10 @@ def load_support(folder: str | os.PathLike, image: ImageFormat) -> tuple[torch.T
                            "one sub-folder of images per class")
     paths, labels = [], []
     for label, name in enumerate(classes):
-        files = sorted(p for p in (folder / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = image_files(folder / name)
         if not files:
-            raise MetanasError(f"class folder {folder / name} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise MetanasError(f"class folder {folder / name} has no image files: put the class's images in it "
+                               "(PNG, JPEG, or any format PIL opens)")
         paths += files
         labels += [label] * len(files)
     return image.read(paths), torch.tensor(labels), classes

@@ -140,6 +140,18 @@ def test_bad_export_input_is_one_line(args, message, smoke_run, runs_dir):
     assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
 
 
+def test_a_class_folder_without_images_is_one_line(smoke_run, runs_dir, drawings, tmp_path):
+    support = tmp_path / "support"
+    shutil.copytree(drawings[0], support)
+    empty = sorted(support.iterdir())[1]
+    for f in empty.iterdir():
+        f.rename(f.with_suffix(".txt"))  # not images
+    res = run_cli("-m", "metanas.cli", "export", "--task", str(support), "--out", str(tmp_path / "m"),
+                  "--output-dir", str(runs_dir), "--no-track")
+    assert res.returncode == 2 and f"class folder {empty} has no image files" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
 def test_export_refuses_a_support_set_of_the_wrong_width(smoke_run, runs_dir, drawings, tmp_path):
     support = tmp_path / "support"
     shutil.copytree(drawings[0], support)
