@@ -30,7 +30,7 @@ def test_baselines_and_time_to_accuracy_benchmarks(tmp_path):
     table = (tmp_path / "b.md").read_text()
     rows = [line.split("|")[1].strip() for line in table.splitlines()[2:]]
     assert rows == ["metanas", "no-arch-adapt", "conv4", "searched", "random", "frozen-alpha"]
-    assert "conv_3x3@4 > conv_3x3@4" in table  # conv4 is the chain space's conv4 at search.channels
+    assert "conv_3x3@4/max > conv_3x3@4/max" in table  # conv4 is the chain space's conv4 at search.channels (max-pooled)
     # --warm reuses the metanas warm start: re-tested as meta-training tested it, its row is the same to the digit
     first = (tmp_path / "b.csv").read_text().splitlines()[1].split(",")
     out = run_cli("benchmarks/baselines.py", "--out", str(tmp_path / "w.md"), "--methods", "metanas,searched",
@@ -87,6 +87,9 @@ def test_arch_signal_benchmark_prints_alpha_and_weight_step_effects(smoke_run, r
     assert [r[0].strip() for r in rows] == ["omniglot-5way", "digits-5way"]
     for r in rows:  # cosines are cosines, the share a percentage
         assert all(-1 <= float(r[i].split("±")[0]) <= 1 for i in (2, 4)) and r[5].strip().endswith("%")
+        per = {k: float(v.rstrip("%")) for k, v in (x.split() for x in r[6].split(","))}
+        assert set(per) and all(k.startswith("alpha_") for k in per)  # each alpha's share adds up to alpha's
+        assert sum(per.values()) == pytest.approx(float(r[5].strip().rstrip("%")), abs=0.05 * len(per) + 1e-9)
 
 
 def test_adapt_sweep_pairs_each_setting_with_weights_only_on_validation_tasks(smoke_run, runs_dir):
