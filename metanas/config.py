@@ -51,7 +51,7 @@ class SpaceConfig:
     layers: int = 4
     widths: Optional[list[int]] = None  # None: channels x (1/2, 3/4, 1), i.e. 16, 24, 32
     entangled: bool = True  # one superkernel per layer (ops and widths are slices) or one kernel per op
-    pools: Optional[list[str]] = None  # poolings a layer chooses from (max, avg); None: max only, as conv4
+    pools: Optional[list[str]] = None  # poolings a layer chooses from (max, avg); None: both ([max] is conv4's)
     # settings of a space that has no key above (search.options.NAME=...), validated by that space
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -241,7 +241,10 @@ def to_yaml(cfg: Config) -> str:
 
 def from_yaml(text: str) -> Config:
     """Rebuild a config saved with a checkpoint (same validation as user input)."""
-    cfg = _merge(OmegaConf.structured(Config), OmegaConf.create(text), "checkpoint config")
+    saved = OmegaConf.create(text)
+    if "search" in saved and "pools" not in saved.search:  # saved before the chain's pooling choice: max only
+        saved.search.pools = ["max"]
+    cfg = _merge(OmegaConf.structured(Config), saved, "checkpoint config")
     obj: Config = OmegaConf.to_object(cfg)
     validate(obj)
     return obj

@@ -157,7 +157,9 @@ class MetaLearner:
         """Gradient of ``meta.cost_weight x expected cost / reference cost`` w.r.t. each alpha."""
         alphas = {k: v.detach().requires_grad_() for k, v in alphas_of(params).items()}
         penalty = self.cfg.meta.cost_weight * self.cost(alphas)
-        return dict(zip(alphas, torch.autograd.grad(penalty, list(alphas.values()))))
+        # an alpha that costs nothing (the chain's pooling) gets a zero gradient
+        grads = torch.autograd.grad(penalty, list(alphas.values()), allow_unused=True, materialize_grads=True)
+        return dict(zip(alphas, grads))
 
     def step(self, task, iteration: int) -> dict:
         """One meta-update; returns metrics. Non-finite gradients skip the step."""

@@ -8,7 +8,7 @@ import metanas
 from metanas.data import get_tasksets, load_family
 
 CHAIN = ["search.space=chain", "search.policy=gumbel", "search.widths=[8,16]", "search.channels=16",
-         "meta.cost_weight=0.1", "inner.final_temperature=0.3", "inner.lr_alpha=2.0",
+         "search.pools=[max,avg]", "meta.cost_weight=0.1", "inner.final_temperature=0.3", "inner.lr_alpha=2.0",
          "inner.learn_lr_alpha=true"]
 
 
@@ -28,7 +28,7 @@ def task():
 def test_train_returns_a_result_with_the_run_and_its_architecture(trained):
     result, out = trained
     assert 0 <= result.test.mean <= 1 and result.checkpoint.is_file() and result.steps == 6
-    assert len(result.arch) == 4 and all(w in (8, 16) for _, w in result.arch)
+    assert len(result.arch) == 4 and all(w in (8, 16) and pool in ("max", "avg") for _, w, pool in result.arch)
 
 
 def test_load_by_path_and_by_run_id_give_the_same_warm_start(trained):
@@ -38,7 +38,7 @@ def test_load_by_path_and_by_run_id_give_the_same_warm_start(trained):
     assert all(torch.equal(a.params[k], b.params[k]) for k in a.params)
     assert a.derive() == result.arch
     # the meta-learned alpha step sizes travel with the warm start (they moved from their initial 2.0)
-    assert {"lr_alpha_op", "lr_alpha_width"} <= set(a.params)
+    assert {"lr_alpha_op", "lr_alpha_width", "lr_alpha_pool"} <= set(a.params)
     assert not torch.allclose(a.params["lr_alpha_op"].exp(), torch.tensor(2.0))
     with pytest.raises(metanas.MetanasError, match="not found"):
         metanas.load("no-such-run", output_dir=str(out))
@@ -66,4 +66,4 @@ def test_evaluate_scores_a_family(trained):
     warm = metanas.load(result.run_id, output_dir=str(out))
     family, ev = metanas.evaluate(warm, "omniglot-5way", tasks=4, seed=1)
     assert family.name == "omniglot-5way" and ev.accuracies.shape == (4,) and ev.curve.shape == (4, 3)
-    assert set(ev.alphas) == {"alpha_op", "alpha_width"}
+    assert set(ev.alphas) == {"alpha_op", "alpha_width", "alpha_pool"}

@@ -20,7 +20,7 @@ def test_conv4_baseline_trains_and_restores(runs_dir):
     cfg = load_config(ROOT / "configs" / "baseline-conv4.yaml", [f"run.output_dir={runs_dir}", "run.progress=false",
                                                                   "meta.iterations=3", "search.channels=16"])
     result = train(cfg)
-    assert result.arch == (("conv_3x3", 16),) * 4 and 0 <= result.test.mean <= 1
+    assert result.arch == (("conv_3x3", 16, "max"),) * 4 and 0 <= result.test.mean <= 1
     warm = WarmStart.load(result.checkpoint)
     assert warm.space.name == "chain" and warm.arch == result.arch and not warm.is_supernet
 

@@ -32,7 +32,7 @@ def test_registry_lists_both_spaces_and_rejects_unknown_with_the_choices():
 def test_conv4_is_a_member_with_maml_conv4s_parameters():
     space = chain("search.channels=64")
     conv4 = space.named()["conv4"]
-    assert conv4 == (("conv_3x3", 64),) * 4
+    assert conv4 == (("conv_3x3", 64, "max"),) * 4  # max-pooling, as MAML's
     net = space.child(conv4, 5)
     n = sum(p.numel() for p in net.parameters())
     # MAML's conv4: 4 x (3x3 conv with bias, BN gain and bias) at 64 channels, linear classifier
@@ -46,7 +46,8 @@ def test_conv4_is_a_member_with_maml_conv4s_parameters():
 def test_a_child_computes_what_the_supernet_computes_on_its_path(entangled):
     """Child (sliced weights) == supernet with a per-task one-hot (masked superkernel, one 5x5 conv) == supernet
     on a sampled Path (sliced at run time), for a random architecture of every op type."""
-    space = chain(f"search.entangled={str(entangled).lower()}", "search.widths=[8,16,24]", "search.channels=24")
+    space = chain(f"search.entangled={str(entangled).lower()}", "search.widths=[8,16,24]", "search.channels=24",
+                  "search.pools=[max]")  # (op, width) layers; the pooling choice has its own test below
     torch.manual_seed(1)
     net = space.supernet(5, create_policy("mixture"))
     params = {k: v.detach() for k, v in net.named_parameters()}
@@ -71,7 +72,7 @@ def test_a_child_computes_what_the_supernet_computes_on_its_path(entangled):
     assert not torch.allclose(other(X), want, atol=1e-3)
 
 
-@pytest.mark.parametrize("pools", [[], ["search.pools=[max,avg]"]])
+@pytest.mark.parametrize("pools", [["search.pools=[max]"], []])  # max only; the default max or avg
 def test_gumbel_computes_only_the_sampled_path(pools):
     space = chain(*pools)
     net = space.supernet(5, create_policy("gumbel"))
@@ -91,7 +92,7 @@ def test_gumbel_computes_only_the_sampled_path(pools):
 def test_pool_choice_child_supernet_and_sampled_path_agree_and_the_pool_changes_the_function():
     """With ``search.pools=[max,avg]`` a layer is (op, width, pool): the child, the supernet at one-hot alpha and
     the sampled path compute the same function, and switching one layer's pooling changes it."""
-    space = chain("search.pools=[max,avg]", "search.widths=[8,16]", "search.channels=16")
+    space = chain("search.widths=[8,16]", "search.channels=16")  # the default pools: max and avg
     torch.manual_seed(1)
     net = space.supernet(5, create_policy("mixture"))
     params = {k: v.detach() for k, v in net.named_parameters()}
@@ -169,7 +170,7 @@ def test_straight_through_gate_is_one_and_passes_gradient_to_alpha():
 
 
 def test_expected_cost_is_the_child_cost_at_one_hot_alpha_and_differentiable():
-    space = chain()
+    space = chain("search.pools=[max]")  # pooling costs no FLOPs
     conv4 = space.named()["conv4"]
     x = space.encoding().encode(conv4)
     hot = {"alpha_op": 1e4 * torch.nn.functional.one_hot(torch.tensor(x[0::2]), 4).float(),
@@ -208,6 +209,25 @@ def test_a_checkpoint_keeps_describing_its_network_after_a_default_changes(tmp_p
     warm = WarmStart.load(path)
     assert warm.space.widths == widths == [16, 24, 32]
     assert all(torch.equal(warm.params[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_checkpoint_from_before_the_pooling_choice_loads_as_max_only(tmp_path):
+    """A checkpoint whose saved config has no ``search.pools`` was written when max-pooling was the only pooling:
+    it loads as that network (no ``alpha_pool``), not as today's default (max or avg)."""
+    from metanas.checkpoint import TrainingState, WarmStart, build_model
+
+    cfg = load_config(None, ["search.layers=2", "search.pools=[max]"])
+    model = build_model(cfg, 5)[0]
+    path = tmp_path / "old.pt"
+    TrainingState("run", "omniglot-5way", 5, 0, model.state_dict(), {}, 0, {}, None,
+                  {"channels": 1, "size": 28}).save(path, cfg)
+    state = torch.load(path, weights_only=True)
+    assert "  pools:\n  - max\n" in state["config"]
+    state["config"] = state["config"].replace("  pools:\n  - max\n", "")
+    torch.save(state, path)
+    warm = WarmStart.load(path)
+    assert warm.space.pools == ["max"] and "alpha_pool" not in warm.params
+    assert all(len(layer) == 2 for layer in warm.derive())
 
 
 def test_a_version_2_checkpoint_still_loads_as_grayscale(tmp_path):

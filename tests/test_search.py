@@ -203,7 +203,7 @@ def test_cost_budget_scores_expensive_candidates_zero_without_adapting_them():
     inner.accuracies = accuracies
     warm = SimpleNamespace(space=space, image=ImageFormat(1, 28))
     conv4 = space.named()["conv4"]
-    cheap = (("conv_3x3", 32),) * 4
+    cheap = (("conv_3x3", 32, "max"),) * 4
     budget = CostBudget(inner, warm, 5, max_flops=space.cost(cheap, 5, 28) * 1.01)
     assert budget.accuracies(conv4).sum() == 0 and inner.seen == []  # over budget: not adapted
     assert budget.accuracies(cheap).sum() == 4 and inner.seen == [cheap]

@@ -1,15 +1,15 @@
 """The chain space: ``search.layers`` stride-2 layers, each choosing an op, a width and (optionally) a pooling.
 
-A layer is ``op -> BatchNorm (affine, batch statistics) -> ReLU -> pool 2`` (max-pool by default), as in MAML's
-conv4, so conv4 (4 x ``conv_3x3`` at the full width; MAML's 64 with ``search.channels=64``) is one architecture of the space (``search.genotype:
-conv4``), and a search that can keep it can never be worse than that baseline by construction
+A layer is ``op -> BatchNorm (affine, batch statistics) -> ReLU -> pool 2`` (max or average), as in MAML's
+conv4, so conv4 (4 x ``conv_3x3`` at the full width, max-pooled; MAML's 64 with ``search.channels=64``) is one
+architecture of the space (``search.genotype: conv4``), and a search that can keep it can never be worse than that baseline by construction
 of the space. Choices per layer (alphas ``alpha_op [layers, ops]``, ``alpha_width [layers,
 widths]`` and, with more than one pooling, ``alpha_pool [layers, pools]``):
 
 * ops (``OPS``): dense ``conv_3x3``, ``conv_5x5``, ``dil_conv_3x3`` (3x3, dilation 2) and
   ``sep_conv_3x3`` (depthwise 3x3 + pointwise);
 * widths (``search.widths``): output channels;
-* poolings (``search.pools``, ``POOLS``): ``max`` (conv4's) and ``avg``. A layer of an architecture is
+* poolings (``search.pools``, ``POOLS``; default both): ``max`` (conv4's) and ``avg``. A layer of an architecture is
   ``(op, width)``, or ``(op, width, pool)`` when the space has more than one pooling. Unlike kernel taps of
   one superkernel, the two poolings of the same features differ a lot, so a per-task switch between them
   changes what the network computes (a choice with leverage for per-task adaptation).
@@ -204,11 +204,12 @@ class ChainSpace(SearchSpace):
     description = "stride-2 layers (op -> BN -> ReLU -> pool), each choosing an op, a width (and a pooling); conv4 is a member"
     default_ops = list(OPS)
     default_channels = 32  # widths 16, 24, 32: at equal wall clock on 2 CPU cores a narrow net sees more tasks
+    default_pools = ["max", "avg"]  # the pooling choice is where per-task adaptation has leverage (README, session 18)
 
     def __init__(self, cfg):
         super().__init__(cfg)
         self.widths = list(cfg.widths) if cfg.widths else [self.channels // 2, 3 * self.channels // 4, self.channels]
-        self.pools = list(cfg.pools) if cfg.pools else ["max"]
+        self.pools = list(cfg.pools) if cfg.pools else list(self.default_pools)
 
     def settings(self):
         return {**super().settings(), "widths": list(self.widths), "pools": list(self.pools)}
@@ -222,7 +223,7 @@ class ChainSpace(SearchSpace):
         widths = s.widths or [self.channels]
         require(all(w >= 1 for w in widths) and len(set(widths)) == len(widths) and list(widths) == sorted(widths),
                 "search.widths", widths, "distinct increasing channel counts >= 1")
-        pools = s.pools or ["max"]
+        pools = s.pools or self.default_pools
         require(all(p in POOLS for p in pools) and len(set(pools)) == len(pools), "search.pools", list(pools),
                 f"distinct poolings from {list(POOLS)}")
 
