@@ -43,7 +43,7 @@ def signal(warm, family: str, tasks: int, seed: int, chunk: int = 10) -> dict[st
             return inner.lr
         return params[LEARNED_LR + k].exp() if LEARNED_LR + k in params else inner.lr_alpha
 
-    alphas = sorted(k for k in params if is_alpha(k) and not k.startswith(LEARNED_LR))
+    alphas = sorted(k for k in params if is_alpha(k))  # learned steps are lr_alpha_*, not alpha_*
 
     def one(sx, sy, qx, qy):  # per part: (<step g_s, g_q>, cos(g_s, g_q)); then <step g_s, g_q> per alpha
         gs, gq = g(params, sx, sy), g(params, qx, qy)

@@ -180,8 +180,8 @@ class ChainEncoding(Encoding):
 
     def __init__(self, ops: list[str], widths: list[int], layers: int, pools=("max",)):
         self.choices = [ops, widths] + ([list(pools)] if len(pools) > 1 else [])
-        names = ("op", "width", "pool")
-        self.decisions = [(f"layer{l}.{names[i]}", len(c)) for l in range(layers) for i, c in enumerate(self.choices)]
+        self.names = ("op", "width", "pool")[:len(self.choices)]
+        self.decisions = [(f"layer{l}.{name}", len(c)) for l in range(layers) for name, c in zip(self.names, self.choices)]
 
     def encode(self, arch):
         return [c.index(v) for layer in arch for c, v in zip(self.choices, layer)]
@@ -259,15 +259,15 @@ class ChainSpace(SearchSpace):
     @property
     def layer_alphas(self) -> list[str]:
         """The alpha of each choice of a layer, in the order of a layer's tuple (op, width[, pool])."""
-        return ["alpha_op", "alpha_width"] + (["alpha_pool"] if len(self.pools) > 1 else [])
+        return [f"alpha_{name}" for name in self.encoding().names]
 
     def derive(self, alphas):
         idx = [alphas[a].detach().argmax(-1).tolist() for a in self.layer_alphas]
         return self.encoding().decode([i for layer in zip(*idx) for i in layer])
 
     def random(self, generator):
-        return self.encoding().decode([int(torch.randint(n, (1,), generator=generator))
-                                       for _, n in self.encoding().decisions])
+        enc = self.encoding()
+        return enc.decode([int(torch.randint(n, (1,), generator=generator)) for _, n in enc.decisions])
 
     def named(self):
         """``conv4``: MAML's net, 4 x conv 3x3 at the space's full width (MAML's 64 with ``search.channels=64``)."""
