@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 
 from metanas.config import Config, from_yaml, resolved, to_yaml
@@ -62,8 +63,17 @@ def _read(path: Path) -> dict:
     if state.get("version") not in READS:
         raise MetanasError(f"checkpoint {path} has format version {state.get('version')}, this metanas reads "
                            f"{' and '.join(map(str, READS))}: re-run meta-training with this version")
+    return _migrate(state)
+
+
+def _migrate(state: dict) -> dict:
+    """What older checkpoints of a format version this metanas reads lack, filled in as they were trained."""
     if "image" not in state:  # version 2: grayscale, unnormalised, read as its family says
         state["image"] = _family_image(state["family"]).to_dict()
+    saved = OmegaConf.create(state["config"])
+    if "search" in saved and "pools" not in saved.search:  # saved before the chain's pooling choice: max only
+        saved.search.pools = ["max"]
+        state["config"] = OmegaConf.to_yaml(saved)
     return state
 
 

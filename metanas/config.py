@@ -241,10 +241,7 @@ def to_yaml(cfg: Config) -> str:
 
 def from_yaml(text: str) -> Config:
     """Rebuild a config saved with a checkpoint (same validation as user input)."""
-    saved = OmegaConf.create(text)
-    if "search" in saved and "pools" not in saved.search:  # saved before the chain's pooling choice: max only
-        saved.search.pools = ["max"]
-    cfg = _merge(OmegaConf.structured(Config), saved, "checkpoint config")
+    cfg = _merge(OmegaConf.structured(Config), OmegaConf.create(text), "checkpoint config")
     obj: Config = OmegaConf.to_object(cfg)
     validate(obj)
     return obj
