@@ -24,7 +24,7 @@ from metanas import api
 from metanas.data import get_tasksets, load_family
 from metanas.estimation import TEST_SEED, mean_ci95
 from metanas.inner_loop import LEARNED_LR, loss_fn
-from metanas.space import is_alpha
+from metanas.space import alphas_of, is_alpha
 
 SUITE = ["omniglot-5way", "omniglot-5way-shift-blur", "omniglot-5way-shift-elastic", "omniglot-5way-shift-invert",
          "omniglot-5way-shift-mixed", "digits-5way"]
@@ -43,18 +43,18 @@ def signal(warm, family: str, tasks: int, seed: int, chunk: int = 10) -> dict[st
             return inner.lr
         return params[LEARNED_LR + k].exp() if LEARNED_LR + k in params else inner.lr_alpha
 
-    alphas = sorted(k for k in params if is_alpha(k))  # learned steps are lr_alpha_*, not alpha_*
+    alphas = sorted(alphas_of(params))
 
     def one(sx, sy, qx, qy):  # per part: (<step g_s, g_q>, cos(g_s, g_q)); then <step g_s, g_q> per alpha
         gs, gq = g(params, sx, sy), g(params, qx, qy)
+        dots = {k: (step(k) * gs[k] * gq[k]).sum() for k in gs}
         out = []
         for part in (True, False):
             keys = [k for k in gs if is_alpha(k) == part]
-            dot = sum((step(k) * gs[k] * gq[k]).sum() for k in keys)
             cos = sum((gs[k] * gq[k]).sum() for k in keys) / torch.sqrt(
                 sum(gs[k].pow(2).sum() for k in keys) * sum(gq[k].pow(2).sum() for k in keys))
-            out += [dot, cos]
-        return torch.stack(out + [(step(k) * gs[k] * gq[k]).sum() for k in alphas])
+            out += [sum(dots[k] for k in keys), cos]
+        return torch.stack(out + [dots[k] for k in alphas])
 
     generator, rows = torch.Generator().manual_seed(seed), []
     for s in range(0, tasks, chunk):

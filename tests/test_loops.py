@@ -12,12 +12,13 @@ from metanas.inner_loop import InnerLoop, loss_fn
 from metanas.outer_loop import MetaLearner, NonFiniteError
 
 OPS = ["avg_pool_3x3", "skip_connect", "conv_3x3"]
+CHAIN = ["search.space=chain", "search.layers=2", "search.widths=[2,4]", "search.channels=4"]
 SPACES = {  # small enough for 12x12 images and a fast float64 check
     "darts": ["search.space=darts", f"search.ops=[{','.join(OPS)}]", "search.cells=3", "search.nodes=1",
               "search.channels=2"],  # cell 0 normal, 1-2 reduction
-    "chain": ["search.space=chain", "search.layers=2", "search.widths=[2,4]", "search.channels=4", "search.pools=[max]"],
+    "chain": CHAIN + ["search.pools=[max]"],
+    "chain-pools": CHAIN,  # the default: a pooling choice (max, avg) per layer
 }
-SPACES["chain-pools"] = SPACES["chain"][:-1]  # the default: a pooling choice (max, avg) per layer
 
 
 def setup(algorithm, steps=2, dtype=torch.float32, space="darts", policy="mixture", **over):
