@@ -13,7 +13,7 @@ from metanas.resources import DATA_ROOT_HELP
 
 def register(sub) -> None:
     for name, tasks, text in (("adapt", 20, "adapt a meta-trained warm start to new tasks, showing each"),
-                              ("evaluate", 600, "adapt to many test tasks: accuracy ± 95% CI, per-step curve, op wins")):
+                              ("evaluate", 600, "adapt to many test tasks: accuracy ± 95%% CI, per-step curve, op wins")):
         a = sub.add_parser(name, help=text)
         a.add_argument("--task", default="omniglot-5way", help="task family name (tasks/NAME.yaml) or YAML path")
         add_warm_start_args(a)
@@ -31,7 +31,7 @@ def register(sub) -> None:
         if name == "evaluate":
             a.add_argument("--suite", choices=["shift"], help="all shifted / held-out families: one table")
             a.add_argument("--paired", action="store_true", help="also adapt the same tasks with the architecture "
-                           "fixed and report the paired per-task difference (architecture adaptation's gain) ± 95% CI")
+                           "fixed and report the paired per-task difference (architecture adaptation's gain) ± 95%% CI")
         a.set_defaults(fn=cmd_adapt)
 
 

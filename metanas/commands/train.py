@@ -6,7 +6,10 @@ import argparse
 
 
 def register(sub) -> None:
-    t = sub.add_parser("train", help="meta-train (same as python -m metanas.meta_train)", add_help=False)
+    # Every argument, --help and --config included, belongs to meta_train's own parser: with no "-" among this
+    # parser's prefix characters none of them is read as an option here (argparse would reject them as unknown).
+    t = sub.add_parser("train", help="meta-train (same as python -m metanas.meta_train)", add_help=False,
+                       prefix_chars="+")
     t.add_argument("rest", nargs=argparse.REMAINDER)
     t.set_defaults(fn=lambda args: _train(args.rest))
 
