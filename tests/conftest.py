@@ -1,4 +1,4 @@
-"""Shared test setup: real Omniglot, one decoded-image cache and one MLflow store per session."""
+"""Shared test setup: real Omniglot, one decoded-image cache and one MLflow store per test run."""
 
 import os
 import subprocess
@@ -10,12 +10,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # Absolute, so that subprocesses started in other folders (the wheel test) find it too; CI passes a relative path.
 os.environ["METANAS_DATA"] = str(Path(os.environ.get("METANAS_DATA") or ROOT / ".." / "shared" / "data").resolve())
-os.environ.setdefault("METANAS_CACHE", str(ROOT / "runs" / "test-cache"))  # survives sessions: decode once
+os.environ.setdefault("METANAS_CACHE", str(ROOT / "runs" / "test-cache"))  # survives test runs: decode once
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # tests/ is not a package: one for the whole run
 def runs_dir(tmp_path_factory) -> Path:
-    """One output dir (and so one MLflow SQLite store: a migration costs ~5 s) for the whole session."""
+    """One output dir (and so one MLflow SQLite store: a migration costs ~5 s) for the whole test run."""
     return tmp_path_factory.mktemp("runs")
 
 
@@ -36,7 +36,7 @@ def run_cli(*args, cwd=ROOT, env=None, timeout=300) -> subprocess.CompletedProce
                           timeout=timeout)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def smoke_run(runs_dir):
     """One real smoke meta-training run (subprocess), shared by the CLI and tracking tests."""
     out = run_cli("-m", "metanas.meta_train", "--config", "configs/smoke.yaml", f"run.output_dir={runs_dir}",

@@ -68,7 +68,7 @@ def test_ui_serves_the_store(runs_dir, smoke_run):
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "metanas.cli", "ui", "--output-dir", str(runs_dir), "--port",
                              str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # its own process group: the server's workers die with it
+                            preexec_fn=os.setpgrp)  # its own process group: the server's workers die with it
     try:
         deadline = time.time() + 90
         while time.time() < deadline:

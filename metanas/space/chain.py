@@ -204,7 +204,7 @@ class ChainSpace(SearchSpace):
     description = "stride-2 layers (op -> BN -> ReLU -> pool), each choosing an op, a width (and a pooling); conv4 is a member"
     default_ops = list(OPS)
     default_channels = 32  # widths 16, 24, 32: at equal wall clock on 2 CPU cores a narrow net sees more tasks
-    default_pools = ["max", "avg"]  # the pooling choice is where per-task adaptation has leverage (README, session 18)
+    default_pools = ["max", "avg"]  # the pooling choice is where per-task adaptation has leverage (docs/results.md)
 
     def __init__(self, cfg):
         super().__init__(cfg)
