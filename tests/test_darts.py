@@ -1,3 +1,5 @@
+"""The DARTS cell space (metanas/space/darts.py): supernet, genotype derivation, child nets, genotype JSON."""
+
 import pytest
 import torch
 from torch.func import functional_call
