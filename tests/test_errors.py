@@ -1,6 +1,6 @@
 """Bad input: one clear line naming the cause and the fix, exit code 2, no traceback (real CLI, subprocess).
 
-The README's error table lists the same cases.
+The error table of docs/operations.md lists the same cases.
 """
 
 import pytest
