@@ -13,12 +13,13 @@ import argparse
 
 import torch
 
-from metanas.checkpoint import WarmStart, build_model
 from metanas.config import load_config
 from metanas.data import get_tasksets, load_family
 from metanas.estimation import TEST_SEED, evaluate
 from metanas.inner_loop import InnerLoop
 from metanas.runtime import resolve_device
+from metanas.space import build_model
+from metanas.warm_start import WarmStart
 
 
 def main() -> None:

@@ -32,11 +32,11 @@ from types import SimpleNamespace
 import torch
 
 from metanas import api
-from metanas.checkpoint import WarmStart
 from metanas.config import load_config
 from metanas.estimation import TEST_SEED, evaluate, paired_difference
-from metanas.meta_train import tasksets, train
 from metanas.tables import csv_text, markdown, pct
+from metanas.training import tasksets, train
+from metanas.warm_start import WarmStart
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"metanas": None, "conv4": "configs/baseline-conv4.yaml", "random": "configs/baseline-random-genotype.yaml",
@@ -54,7 +54,7 @@ def _train(name, config, common, extra=()):
 
 def _search(warm, budget: float, seed: int) -> Path:
     """The best child of ``warm``'s space by regularized evolution on validation tasks: a genotype file."""
-    from metanas.commands.search import run_strategies
+    from metanas.search import run_strategies
     from metanas.data import get_tasksets, load_family
 
     cfg = warm.config

@@ -27,11 +27,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from metanas.checkpoint import build_model
 from metanas.config import load_config
 from metanas.data import get_tasksets, load_family
 from metanas.outer_loop import MetaLearner
-from metanas.space import is_alpha
+from metanas.space import build_model, is_alpha
 
 # One query per class: the issue's >= 2.3 TFLOP per meta-iteration is the 100 support passes (10 tasks x 5 steps
 # x weight + alpha step x 22.8 GFLOP) plus a query set the size of a support set; 15 queries per class would add

@@ -16,7 +16,7 @@ def __getattr__(name):
 
         return load_config
     if name == "train":
-        from metanas.meta_train import train
+        from metanas.training import train
 
         return train
     if name in ("load", "adapt", "evaluate"):

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from metanas.checkpoint import WarmStart
 from metanas.estimation import Evaluation
 from metanas.inner_loop import InnerLoop, Params
+from metanas.warm_start import WarmStart
 
 
 def load(ref: str | None = None, output_dir: str = "runs") -> WarmStart:

@@ -106,7 +106,7 @@ class Exported:
 
 def export_task(warm, support: str | os.PathLike, out: str | os.PathLike, steps: int | None = None,
                 finetune: int = 0) -> Exported:
-    """Adapt ``warm`` (a :class:`~metanas.checkpoint.WarmStart`; a fixed one for a given genotype) to the support
+    """Adapt ``warm`` (a :class:`~metanas.warm_start.WarmStart`; a fixed one for a given genotype) to the support
     folder and save the discrete child in ``out``."""
     from metanas import api
     from metanas.inner_loop import InnerLoop

@@ -20,7 +20,7 @@ Variants (``inner.variant``):
   both steps use the whole support set. Two backwards per step.
 
 With ``inner.learn_lr_alpha``, each alpha ``alpha_X [rows, choices]`` has a meta-learned log step size
-``lr_alpha_X [rows, 1]`` (one per choice point, :func:`attach_learned_lrs`): a parameter of the warm start that
+``lr_alpha_X [rows, 1]`` (one per choice point, :func:`metanas.space.base.attach_learned_lrs`): a parameter of the warm start that
 the inner loop reads and never updates; ``lr_alpha = 0`` (``--no-arch-adapt``) still holds alpha fixed.
 
 The execution policy's temperature goes from ``inner.temperature`` at the first step to
@@ -30,16 +30,15 @@ architecture of a task is then near-discrete.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.func import functional_call, grad
 
 from metanas.execution import executing
-from metanas.space.base import is_alpha
+# the parameter names (alpha_*, and lr_alpha_* with inner.learn_lr_alpha) belong to the space layer
+from metanas.space.base import LEARNED_LR, attach_learned_lrs, is_alpha, is_learned_lr  # noqa: F401
 
 Params = dict[str, torch.Tensor]
 PHASES = ("meta-train", "evaluate")
@@ -47,20 +46,6 @@ PHASES = ("meta-train", "evaluate")
 
 def loss_fn(model, params: Params, x, y) -> torch.Tensor:
     return F.cross_entropy(functional_call(model, params, (x,)), y)
-
-
-LEARNED_LR = "lr_"  # prefix of a meta-learned log step size: lr_alpha_op steps alpha_op
-
-
-def is_learned_lr(name: str) -> bool:
-    return name.startswith(LEARNED_LR)
-
-
-def attach_learned_lrs(model: nn.Module, lr_alpha: float) -> None:
-    """Give each alpha ``alpha_X [rows, choices]`` of ``model`` a log step size ``lr_alpha_X [rows, 1]``."""
-    for k, p in list(model.named_parameters()):
-        if is_alpha(k) and "." not in k:
-            model.register_parameter(LEARNED_LR + k, nn.Parameter(torch.full((p.shape[0], 1), math.log(lr_alpha))))
 
 
 def _sgd(params: Params, grads: Params, lr: float, lr_alpha: float, second_order: bool) -> Params:

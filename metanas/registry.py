@@ -69,7 +69,7 @@ def _log_pt2(module, x: torch.Tensor, run_id: str, **kwargs):
 
 def register_warm_start(checkpoint: str | Path, name: str, output_dir: str):
     """Log the warm start in ``checkpoint`` as an MLflow model and register it as ``name``; the ModelVersion."""
-    from metanas.checkpoint import WarmStart
+    from metanas.warm_start import WarmStart
     from metanas.tracking import Tracker, client_for
 
     checkpoint = Path(checkpoint)

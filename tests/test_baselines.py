@@ -4,9 +4,9 @@ import pytest
 import torch
 from conftest import ROOT, client, run_cli
 
-from metanas.checkpoint import WarmStart
 from metanas.config import load_config
-from metanas.meta_train import train
+from metanas.training import train
+from metanas.warm_start import WarmStart
 
 SMOKE = ROOT / "configs" / "smoke.yaml"
 

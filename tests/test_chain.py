@@ -197,7 +197,9 @@ def test_chain_config_errors_name_the_key():
 
 def test_a_checkpoint_keeps_describing_its_network_after_a_default_changes(tmp_path, monkeypatch):
     """The space's resolved defaults (channels, widths, ops) are written into the checkpoint's config."""
-    from metanas.checkpoint import TrainingState, WarmStart, build_model
+    from metanas.checkpoint import TrainingState
+    from metanas.space import build_model
+    from metanas.warm_start import WarmStart
     from metanas.space.chain import ChainSpace
 
     cfg = load_config(None, ["search.space=chain", "search.layers=2"])  # channels, widths, ops: the defaults
@@ -214,7 +216,9 @@ def test_a_checkpoint_keeps_describing_its_network_after_a_default_changes(tmp_p
 def test_a_checkpoint_from_before_the_pooling_choice_loads_as_max_only(tmp_path):
     """A checkpoint whose saved config has no ``search.pools`` was written when max-pooling was the only pooling:
     it loads as that network (no ``alpha_pool``), not as today's default (max or avg)."""
-    from metanas.checkpoint import TrainingState, WarmStart, build_model
+    from metanas.checkpoint import TrainingState
+    from metanas.space import build_model
+    from metanas.warm_start import WarmStart
 
     cfg = load_config(None, ["search.layers=2", "search.pools=[max]"])
     model = build_model(cfg, 5)[0]
@@ -233,7 +237,9 @@ def test_a_checkpoint_from_before_the_pooling_choice_loads_as_max_only(tmp_path)
 def test_a_version_2_checkpoint_still_loads_as_grayscale(tmp_path):
     """Checkpoints written before colour images (format version 2) have no image format: they read as their
     family's (Omniglot: 1 channel, 28 px, inverted files, no normalisation)."""
-    from metanas.checkpoint import TrainingState, WarmStart, build_model
+    from metanas.checkpoint import TrainingState
+    from metanas.space import build_model
+    from metanas.warm_start import WarmStart
 
     cfg = load_config(None, ["search.layers=2"])
     model = build_model(cfg, 5)[0]

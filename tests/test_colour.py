@@ -330,7 +330,7 @@ def test_colour_family_end_to_end_through_the_cli(roots, tmp_path):
                   f"run.output_dir={out}", "run.progress=false", env=env)
     assert res.returncode == 0, res.stderr
     run_id = next(line.split()[-1] for line in res.stdout.splitlines() if line.startswith("run id:"))
-    from metanas.checkpoint import WarmStart
+    from metanas.warm_start import WarmStart
 
     warm = WarmStart.load(run_id, out)
     assert warm.image.channels == 3 and warm.image.mean is not None

@@ -90,7 +90,7 @@ def test_two_ranks_match_one_rank_and_log_one_run(two_ranks, one_rank, runs_dir)
 
 
 def _initial_params() -> dict:
-    from metanas.checkpoint import build_model
+    from metanas.space import build_model
     from metanas.runtime import seed_everything
 
     cfg = load_config(ROOT / "configs" / "smoke.yaml")

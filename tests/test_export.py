@@ -12,8 +12,8 @@ import torch
 from conftest import client, run_cli
 
 from metanas import api
-from metanas.checkpoint import WarmStart
 from metanas.export import export_task, freeze_batchnorm, load_support, load_task_model
+from metanas.warm_start import WarmStart
 
 CHARACTERS = [("Angelic", "character01"), ("Atlantean", "character02"), ("Glagolitic", "character03"),
               ("Kannada", "character04"), ("Tibetan", "character05")]

@@ -3,7 +3,7 @@
 import pytest
 
 from metanas.config import load_config
-from metanas.meta_train import train
+from metanas.training import train
 
 TINY = ["search.space=darts", "search.cells=2", "search.nodes=1", "search.channels=8", "search.ops=[max_pool_3x3,skip_connect,conv_3x3]",
         "inner.steps=3", "task.queries=5", "meta.meta_batch=4", "meta.eval_every=1000", "meta.eval_tasks=10",

@@ -6,10 +6,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from metanas.checkpoint import build_model
 from metanas.config import load_config
 from metanas.inner_loop import InnerLoop, loss_fn
 from metanas.outer_loop import MetaLearner, NonFiniteError
+from metanas.space import build_model
 
 OPS = ["avg_pool_3x3", "skip_connect", "conv_3x3"]
 CHAIN = ["search.space=chain", "search.layers=2", "search.widths=[2,4]", "search.channels=4"]
@@ -158,7 +158,7 @@ def test_cost_weight_moves_alpha_towards_cheaper_choices():
     """The cost gradient alone (lr 0 on the task loss is not possible, so compare with and without) lowers the
     expected cost under alpha."""
     from metanas.data import ImageFormat
-    from metanas.meta_train import _cost_objective
+    from metanas.training import _cost_objective
     from metanas.space import create_space
 
     costs = {}

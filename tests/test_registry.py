@@ -33,7 +33,7 @@ def test_mlflow_loads_the_meta_learned_supernet(registered, smoke_run, runs_dir)
     """No pickle: the registered model loads with MLflow's defaults and computes the checkpoint's supernet."""
     import mlflow.pytorch
 
-    from metanas.checkpoint import WarmStart
+    from metanas.warm_start import WarmStart
     from metanas.config import load_config
     from metanas.tracking import client_for
 

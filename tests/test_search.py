@@ -10,14 +10,14 @@ import pytest
 import torch
 from conftest import client, run_cli
 
-from metanas.checkpoint import WarmStart
-from metanas.commands.search import run_strategies
 from metanas.config import load_config
 from metanas.data import get_tasksets, load_family
 from metanas.data.images import ImageFormat
+from metanas.search import run_strategies
 from metanas.search_strategies import STRATEGIES, best, search
 from metanas.space import create_space
 from metanas.space.darts import GenotypeEncoding
+from metanas.warm_start import WarmStart
 
 OPS = ["max_pool_3x3", "skip_connect", "conv_3x3"]
 
@@ -190,7 +190,7 @@ def test_search_rejects_an_unknown_strategy_in_one_line(smoke_run, runs_dir):
 def test_cost_budget_scores_expensive_candidates_zero_without_adapting_them():
     from types import SimpleNamespace
 
-    from metanas.commands.search import CostBudget
+    from metanas.search import CostBudget
 
     space = create_space(load_config(None, ["search.space=chain", "search.channels=64"]).search)
     inner = SimpleNamespace(tasks=4, spent=0.0, seen=[])

@@ -14,6 +14,7 @@ choices); nothing outside the space looks inside one.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,20 @@ def is_alpha(name: str) -> bool:
 
 def alphas_of(params: dict) -> dict[str, torch.Tensor]:
     return {k: v for k, v in params.items() if is_alpha(k)}
+
+
+LEARNED_LR = "lr_"  # prefix of a meta-learned log step size: lr_alpha_op steps alpha_op (inner.learn_lr_alpha)
+
+
+def is_learned_lr(name: str) -> bool:
+    return name.startswith(LEARNED_LR)
+
+
+def attach_learned_lrs(model: nn.Module, lr_alpha: float) -> None:
+    """Give each alpha ``alpha_X [rows, choices]`` of ``model`` a log step size ``lr_alpha_X [rows, 1]``."""
+    for k, p in list(model.named_parameters()):
+        if is_alpha(k) and "." not in k:
+            model.register_parameter(LEARNED_LR + k, nn.Parameter(torch.full((p.shape[0], 1), math.log(lr_alpha))))
 
 
 def require(ok: bool, key: str, value: Any, rule: str) -> None:
