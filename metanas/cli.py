@@ -7,18 +7,17 @@ Each command lives in its own module under :mod:`metanas.commands` and registers
 from __future__ import annotations
 
 import argparse
-import importlib
 
 from metanas.errors import exit_on_error
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from metanas.commands import MODULES
+    from metanas.commands import COMMANDS
 
     p = argparse.ArgumentParser(prog="metanas", description="Meta-learned neural architecture search.")
     sub = p.add_subparsers(dest="command", required=True)
-    for name in MODULES:
-        importlib.import_module(f"metanas.commands.{name}").register(sub)
+    for name in COMMANDS:
+        COMMANDS.get(name).register(sub)
     return p
 
 

@@ -36,6 +36,10 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
+from metanas.plugins import Registry
+
+POLICIES = Registry("execution policy", key="search.policy")
+
 
 @dataclass(frozen=True)
 class Path:
@@ -72,6 +76,7 @@ class Policy:
         return None
 
 
+@POLICIES.register
 class Mixture(Policy):
     name = "mixture"
 
@@ -79,6 +84,7 @@ class Mixture(Policy):
         return F.softmax(alpha / state.temperature, dim=-1)
 
 
+@POLICIES.register
 class Gumbel(Policy):
     name = "gumbel"
     samples = True
@@ -102,15 +108,8 @@ class Gumbel(Policy):
         return Sample(noise, index)
 
 
-POLICIES: dict[str, type[Policy]] = {"mixture": Mixture, "gumbel": Gumbel}
-
-
 def create_policy(name: str) -> Policy:
-    from metanas.errors import MetanasError
-
-    if name not in POLICIES:
-        raise MetanasError(f"unknown execution policy {name!r} (search.policy): choose from {', '.join(POLICIES)}")
-    return POLICIES[name]()
+    return POLICIES.get(name)()
 
 
 class Executed(torch.nn.Module):

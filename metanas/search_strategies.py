@@ -16,7 +16,7 @@ A strategy never sees data: it proposes decision vectors and is told scores.
 :func:`search` runs one against a scorer (``metanas.estimation.ChildNetScorer``,
 or anything with the same ``tasks`` / ``spent`` / ``accuracies`` interface)
 until the budget of evaluations is spent. Adding a strategy = a subclass with
-``ask``/``tell`` and an entry in ``STRATEGIES``.
+``ask``/``tell``, a ``name``, and ``@STRATEGIES.register``.
 """
 
 from __future__ import annotations
@@ -29,11 +29,16 @@ from dataclasses import dataclass
 import torch
 
 from metanas.errors import MetanasError
+from metanas.plugins import Registry
 from metanas.space.encoding import Encoding
+
+STRATEGIES = Registry("strategy")  # by name, in the order of ``metanas search --compare``
 
 
 class Strategy:
     """Propose decision vectors (``ask``), learn from their scores (``tell``)."""
+
+    name = ""
 
     def __init__(self, encoding: Encoding, seed: int = 0):
         self.encoding, self.rng = encoding, random.Random(seed)
@@ -52,12 +57,18 @@ class Strategy:
         return score, scorer.tasks
 
 
+@STRATEGIES.register
 class RandomSearch(Strategy):
+    name = "random"
+
     def ask(self):
         return self.encoding.sample(self.rng)
 
 
+@STRATEGIES.register
 class RegularizedEvolution(Strategy):
+    name = "evolution"
+
     def __init__(self, encoding, seed=0, population: int = 20, sample: int = 5):
         super().__init__(encoding, seed)
         self.population: deque[tuple[list[int], float]] = deque()
@@ -76,8 +87,11 @@ class RegularizedEvolution(Strategy):
             self.population.popleft()  # the oldest dies, however good it was
 
 
+@STRATEGIES.register
 class Reinforce(Strategy):
     """Per-decision categorical logits; Adam on ``-(score - baseline) * log p(x) - entropy_weight * H``."""
+
+    name = "reinforce"
 
     def __init__(self, encoding, seed=0, lr: float = 0.1, baseline_decay: float = 0.9,
                  entropy_weight: float = 1e-3):
@@ -107,11 +121,14 @@ class Reinforce(Strategy):
         return [l.detach().softmax(0).tolist() for l in self.logits]
 
 
+@STRATEGIES.register
 class BOHB(Strategy):
     """TPE proposals, Hyperband early stopping on the number of validation tasks.
 
     A candidate is scored on growing prefixes of the validation tasks (``min_tasks * eta**i``, then all) and
     stopped at a rung when the pruner says so; its cost is the fraction of tasks it used."""
+
+    name = "bohb"
 
     def __init__(self, encoding, seed=0, eta: int = 3, min_tasks: int = 2, startup: int = 10):
         super().__init__(encoding, seed)
@@ -148,8 +165,11 @@ class BOHB(Strategy):
         return score, total
 
 
+@STRATEGIES.register
 class DartsArgmax(Strategy):
     """The meta-learned alpha's argmax genotype, proposed once."""
+
+    name = "darts"
 
     def __init__(self, encoding, seed=0, genotype=None):
         super().__init__(encoding, seed)
@@ -162,15 +182,8 @@ class DartsArgmax(Strategy):
         return x
 
 
-STRATEGIES: dict[str, type[Strategy]] = {"random": RandomSearch, "evolution": RegularizedEvolution,
-                                         "reinforce": Reinforce, "bohb": BOHB, "darts": DartsArgmax}
-
-
 def strategy_class(name: str) -> type[Strategy]:
-    try:
-        return STRATEGIES[name]
-    except KeyError:
-        raise MetanasError(f"unknown strategy {name!r}: choose from {', '.join(STRATEGIES)}") from None
+    return STRATEGIES.get(name)
 
 
 @dataclass

@@ -1,12 +1,18 @@
 """The ``metanas`` commands, one module each; every module registers its own sub-parser(s).
 
 ``metanas.cli`` is only the parser and the dispatch: it calls each module's ``register(subparsers)``
-(the modules listed in :data:`MODULES`) and runs the ``fn`` the parsed sub-command set.
+(the modules in :data:`COMMANDS`, imported when the parser is built) and runs the ``fn`` the parsed
+sub-command set. Adding a command: its module here, and one line below.
 """
 
 from __future__ import annotations
 
-MODULES = ("train", "adapt", "search", "export", "runs")
+from metanas.plugins import Registry
+
+COMMANDS = Registry("command module")
+for _name in ("train", "adapt", "search", "export", "runs"):
+    COMMANDS.register(f"metanas.commands.{_name}", name=_name)
+MODULES = tuple(COMMANDS.names())
 
 
 def add_warm_start_args(p, registry: bool = True) -> None:

@@ -1,4 +1,4 @@
-"""The search-space interface and its registry (timm-style: ``register_space``, ``create_space``).
+"""The search-space interface and its registry (:class:`metanas.plugins.Registry`: ``register_space``, ``create_space``).
 
 A search space owns everything that depends on what can be built: validating its ``search.*``
 settings, building the supernet (alphas named ``alpha_*``) and a discrete child, deriving a child's
@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from metanas.errors import MetanasError
+from metanas.plugins import Registry
 
 
 def is_alpha(name: str) -> bool:
@@ -180,19 +181,14 @@ class SearchSpace:
         return None if arch is None else {"space": self.name, **self.to_json(arch)}
 
 
-SPACES: dict[str, type[SearchSpace]] = {}
-
-
-def register_space(cls: type[SearchSpace]) -> type[SearchSpace]:
-    SPACES[cls.name] = cls
-    return cls
+SPACES = Registry("search space", key="search.space")
+register_space = SPACES.register  # a class decorator: registers the space under its ``name``
 
 
 def create_space(cfg) -> SearchSpace:
     """The space ``cfg.space`` names, configured (and validated) by ``cfg`` (a ``SearchConfig``)."""
-    require(cfg.space in SPACES, "search.space", cfg.space, f"one of {', '.join(sorted(SPACES))}")
-    return SPACES[cfg.space](cfg)
+    return SPACES.get(cfg.space)(cfg)
 
 
 def list_spaces() -> list[str]:
-    return sorted(SPACES)
+    return sorted(SPACES.names())
