@@ -30,6 +30,8 @@ class TaskConfig:
     ways: Optional[int] = None  # None: the family's value
     shots: Optional[int] = None
     queries: Optional[int] = 5  # per class; fewer than the usual 15 halves the cost of a CPU meta-step
+    # a mixture family's sources (or validation sources) left out of this run: leave-one-domain-out
+    leave_out: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -4,7 +4,7 @@ benchmarks' published split lists (``metanas/data/splits``).
 They live in ``metanas/tasks/*.yaml`` and ``metanas/configs/*.yaml`` and are found through
 :mod:`importlib.resources`, so an installed wheel finds them from any working directory. A
 ``./tasks`` folder in the working directory still shadows the built-in families (see
-:mod:`metanas.data.tasks`); a config is named by path, or by the bare name of a built-in one
+:mod:`metanas.data.families`); a config is named by path, or by the bare name of a built-in one
 (``--config smoke`` = ``metanas/configs/smoke.yaml``).
 """
 

@@ -268,10 +268,10 @@ def test_builtin_families_are_found_from_any_directory_and_tasks_shadows_them(tm
 
 def test_no_task_families_at_all_is_a_clear_error(tmp_path, monkeypatch, capsys):
     from metanas import cli
-    from metanas.data import tasks
+    from metanas.data import families
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(tasks, "builtin_tasks_dir", lambda: tmp_path / "not-installed")  # a wheel without its data
+    monkeypatch.setattr(families, "builtin_tasks_dir", lambda: tmp_path / "not-installed")  # a wheel without its data
     with pytest.raises(SystemExit) as exit_:
         cli.main(["tasks"])
     assert exit_.value.code == 2 and "no task families found" in capsys.readouterr().err

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from metanas.data.images import ImageFormat
-from metanas.data.tasks import Task
+from metanas.data.sampler import Task
 
 
 def draw_task(task: Task, path: str | Path, title: str = "", max_queries: int = 5,
