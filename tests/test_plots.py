@@ -11,7 +11,9 @@ from PIL import Image
 from metanas import plots
 from metanas.config import load_config
 from metanas.space import create_space
+from metanas.space.chain import draw_chain
 from metanas.space.darts import Genotype, edge_index
+from metanas.space.darts_diagram import draw_genotype
 
 OPS = ["max_pool_3x3", "skip_connect", "conv_3x3", "sep_conv_3x3"]
 G1 = Genotype([("conv_3x3", 0), ("skip_connect", 1), ("sep_conv_3x3", 2), ("conv_3x3", 0)], [2, 3],
@@ -54,14 +56,14 @@ def curves(seed):
 
 
 @pytest.mark.parametrize("draw, a, b", [
-    (lambda g: plots.plot_genotype(g, "cells", OPS), G1, G2),
+    (lambda g: SPACE.draw(g, "cells"), G1, G2),
     (lambda p: plots.plot_alphas(p, LABELS), alphas(0), alphas(1)),
     (lambda s: plots.plot_alpha_evolution(s, LABELS), snapshots(0), snapshots(1)),
     (lambda s: plots.plot_alpha_entropy(s, LABELS), snapshots(0), snapshots(1)),
     (lambda h: plots.plot_learning_curves(h), curves(0), curves(1)),
     (lambda c: plots.plot_adaptation_curve(c, ways=5), torch.rand(8, 4), torch.rand(8, 4)),
     (lambda gs: plots.plot_op_wins({"fam": SPACE.choice_wins(gs)}, LABELS), [G1, G1, G2], [G2, G2, G2]),
-    (lambda a: plots.plot_chain(a, ["conv_3x3", "conv_5x5"], 64), (("conv_3x3", 64),) * 4,
+    (lambda a: draw_chain(a, ["conv_3x3", "conv_5x5"], 64), (("conv_3x3", 64),) * 4,
      (("conv_5x5", 32), ("conv_3x3", 64)) * 2),
 ], ids=["genotype", "alphas", "alpha_evolution", "alpha_entropy", "learning_curves", "adaptation_curve", "op_wins",
                                                                              "chain"])
@@ -100,7 +102,7 @@ def test_entropy_falls_as_alpha_decides():
 
 
 def test_cell_diagram_draws_every_edge_with_its_op():
-    fig = plots.plot_genotype(G1, ops=OPS)
+    fig = draw_genotype(G1, ops=OPS)
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     plots.close(fig)
     for op, _ in G1.normal + G1.reduce:
@@ -111,7 +113,7 @@ def test_cell_diagram_draws_every_edge_with_its_op():
 def test_derived_genotype_of_random_alpha_draws(tmp_path):
     g = create_space(load_config(None, ["search.space=darts", f"search.ops=[{','.join(OPS)}]", "search.nodes=3"]).search).derive(
         alphas(3, edges=9))
-    path = plots.save(plots.plot_genotype(g, ops=OPS), tmp_path / "g.png")
+    path = plots.save(draw_genotype(g, ops=OPS), tmp_path / "g.png")
     assert Image.open(path).format == "PNG"
 
 

@@ -175,6 +175,30 @@ class ChainNet(Executed):
         return F.linear(features, weight, self.classifier.bias)
 
 
+def draw_chain(arch, ops: list[str], max_width: int, title: str | None = None):
+    """A chain architecture as a row of layer boxes: op, width (and pooling), box height proportional to the width."""
+    from matplotlib.patches import Rectangle
+
+    from metanas.figures import op_colors, subplots, tex
+
+    fig, ax = subplots(figsize=(1.8 + 1.7 * len(arch), 2.6))
+    colors = op_colors(ops)
+    for l, (op, w, *pool) in enumerate(arch):
+        h = 0.4 + 1.2 * w / max_width
+        ax.add_patch(Rectangle((l * 1.7, -h / 2), 1.3, h, fc=colors[op], ec="0.3"))
+        ax.text(l * 1.7 + 0.65, 0, f"{tex(op)}\n@{w}" + "".join(f"\n{p} pool" for p in pool), ha="center",
+                va="center", fontsize=8)
+        if l:
+            ax.annotate("", (l * 1.7, 0), (l * 1.7 - 0.4, 0), arrowprops=dict(arrowstyle="->", color="0.3"))
+    ax.set_xlim(-0.3, 1.7 * len(arch))
+    ax.set_ylim(-1.0, 1.0)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 class ChainEncoding(Encoding):
     """Per layer: the op's index, the width's, and the pooling's when the space has more than one."""
 
@@ -290,9 +314,7 @@ class ChainSpace(SearchSpace):
         return " > ".join(f"{layer[0]}@{layer[1]}" + "".join(f"/{p}" for p in layer[2:]) for layer in arch)
 
     def draw(self, arch, title=None):
-        from metanas import plots
-
-        return plots.plot_chain(arch, self.ops, max(self.widths), title)
+        return draw_chain(arch, self.ops, max(self.widths), title)
 
     def alpha_labels(self):
         rows = [f"layer {l}" for l in range(self.cfg.layers)]

@@ -279,9 +279,9 @@ class DartsSpace(SearchSpace):
         return f"normal: {fmt(g.normal)} | reduce: {fmt(g.reduce)}"
 
     def draw(self, arch, title=None):
-        from metanas import plots
+        from metanas.space.darts_diagram import draw_genotype
 
-        return plots.plot_genotype(arch, title, self.ops)
+        return draw_genotype(arch, title, self.ops)
 
     def alpha_labels(self):
         """Rows: ``"node <- input"`` for every edge (inputs c_{k-2}, c_{k-1}: the two previous cells)."""
