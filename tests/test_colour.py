@@ -306,15 +306,15 @@ def test_wrong_layouts_name_the_file_and_the_problem(roots, tmp_path):
 
 
 def test_suite_follows_the_warm_starts_domain():
-    from metanas.commands.adapt import suite_families
+    from metanas.data.suites import suite_families
 
-    colour = suite_families("shift", "miniimagenet-5way-1shot")
+    colour = [n for n, _ in suite_families("shift", "miniimagenet-5way-1shot")]
     assert colour[0] == "miniimagenet-5way-1shot"
     assert {"miniimagenet-5way-1shot-shift-colour", "miniimagenet-5way-1shot-shift-quality", "cub-5way-1shot",
             "cifar-fs-5way-1shot", "tieredimagenet-5way-1shot"} <= set(colour)
     assert not any(n.startswith(("omniglot", "digits", "mnist")) for n in colour)
     assert "miniimagenet-cub-5way-1shot" not in colour  # the same tasks as cub-5way-1shot: evaluated once
-    gray = suite_families("shift", "omniglot-5way")
+    gray = [n for n, _ in suite_families("shift", "omniglot-5way")]
     assert "omniglot-5way-shift-blur" in gray and "digits-5way" in gray
     assert not any(load_family(n).channels == 3 for n in gray)
 

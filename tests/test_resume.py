@@ -105,3 +105,21 @@ def test_gumbel_samples_resume_exactly_after_sigkill(tmp_path):
     resumed = launch(tmp_path, *gumbel, "--resume", run_id)
     assert resumed.wait(timeout=300) == 0, resumed.communicate()
     assert same(final_params(tmp_path)[1], reference)
+
+
+def test_mixture_resumes_exactly_after_sigkill(tmp_path):
+    """A mixture draws each task's source from the task generator saved in every checkpoint: a killed run over
+    Omniglot + fonts resumes onto the same sources and tasks, so it ends with the uninterrupted run's parameters."""
+    mixture = ["task.family=omniglot-fonts-5way", "search.space=chain", "search.widths=[4,8]", "search.channels=8"]
+    ref_dir = tmp_path / "reference"
+    proc = launch(ref_dir, *mixture)
+    assert proc.wait(timeout=300) == 0, proc.communicate()
+    reference = final_params(ref_dir)[1]
+    proc = launch(tmp_path, *mixture)
+    run_id = wait_for_checkpoint(tmp_path, proc, 4)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert torch.load(tmp_path / "checkpoints" / f"{run_id}.pt", weights_only=True)["iteration"] < 24
+    resumed = launch(tmp_path, *mixture, "--resume", run_id)
+    assert resumed.wait(timeout=300) == 0, resumed.communicate()
+    assert same(final_params(tmp_path)[1], reference)

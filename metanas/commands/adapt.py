@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from metanas.commands import add_warm_start_args, load_warm_start
+from metanas.data.suites import SUITES
 from metanas.errors import MetanasError
 from metanas.resources import DATA_ROOT_HELP
 
@@ -29,7 +30,9 @@ def register(sub) -> None:
         a.add_argument("--plot", action="store_true", help="draw the first task's architecture and the choice wins "
                        "over all tasks (run artifacts and OUTPUT_DIR/plots/)")
         if name == "evaluate":
-            a.add_argument("--suite", choices=["shift"], help="all shifted / held-out families: one table")
+            a.add_argument("--suite", choices=SUITES, help="a table over many families: shift (the shifted, held-out "
+                           "and other data sets' families of the warm start's domain) or domains (a mixture's "
+                           "sources one by one, trained or left out, then the held-out families)")
             a.add_argument("--paired", action="store_true", help="also adapt the same tasks with the architecture "
                            "fixed and report the paired per-task difference (architecture adaptation's gain) ± 95%% CI")
         a.set_defaults(fn=cmd_adapt)
@@ -115,70 +118,48 @@ def _adapt_one(args, warm, dist) -> None:
         print(f"run id: {tracker.run_id}")
 
 
-def suite_families(suite: str, home: str) -> list[str]:
-    """``shift``: the warm start's own family (reference), then the families of its domain (the same channels:
-    grayscale strokes or colour photographs) that shift it, are held out, or come from another data set.
-
-    An Omniglot warm start gets Omniglot's shift families, digits and the MNIST-style sets; a miniImageNet one
-    gets miniImageNet's colour shifts, CUB, CIFAR-FS and tieredImageNet test tasks."""
-    from metanas.data import list_families, load_family
-
-    if suite != "shift":
-        raise MetanasError(f"unknown suite {suite!r}: the only suite is 'shift'")
-    own = load_family(home)
-    same_tasks = lambda f: (f.dataset, f.split, f.classes, f.shifts, f.compose, f.shots, f.image_size, f.rotations,
-                            f.invert)
-    seen, names = {same_tasks(own)}, [home]
-    for n in list_families():
-        f = load_family(n)
-        if f.channels == own.channels and same_tasks(f) not in seen \
-                and (f.shifts or f.held_out or f.split == "all" or f.dataset != own.dataset):
-            seen.add(same_tasks(f))  # e.g. cub-5way-1shot and the cross-domain miniimagenet-cub-5way-1shot
-            names.append(n)
-    return names
-
-
 def _suite(args, warm, dist) -> None:
     """One warm start over a suite of task families: a markdown + CSV table, logged to one MLflow run."""
     from metanas import api
+    from metanas.data.suites import suite_families
     from metanas.tables import csv_text, markdown, pct
     from metanas.tracking import child_tracker
 
     home = warm.derive()
     rows = []
-    for name in suite_families(args.suite, warm.family):
+    for name, role in suite_families(args.suite, warm.family, warm.config.task.leave_out):
         try:
             family, ev = _evaluate(args, warm, dist, name, progress=False, curve=False)
             paired = _paired(args, warm, dist, name, ev, progress=False, curve=False)
         except MetanasError as e:  # e.g. a data set that cannot be downloaded here, or other ways
-            rows.append((name, None, None, f"skipped: {e}"))
+            rows.append((name, role, None, None, f"skipped: {e}"))
             if dist.is_main:  # every rank hits the same error; one line is enough
                 print(f"{name}: skipped ({e})")
             continue
         archs = api.architectures(warm, ev)
         distance = sum(warm.space.distance(a, home) for a in archs) / len(archs)
-        rows.append((name, ev, paired, f"{distance:.3f}"))
+        rows.append((name, role, ev, paired, f"{distance:.3f}"))
         if dist.is_main:
             gain = f", paired gain {100 * paired[1]:+.2f} ± {100 * paired[2]:.2f}" if paired else ""
-            print(f"{name}: {ev.summary()}{gain}, architecture distance {distance:.3f}", flush=True)
+            print(f"{name} ({role}): {ev.summary()}{gain}, architecture distance {distance:.3f}", flush=True)
     if not dist.is_main:
         return
     steps = api.inner_loop(warm, args.steps).steps
-    head = ["family", f"accuracy ± 95% CI ({args.tasks} tasks)", "architecture fixed", "paired gain (points)",
-            "steps", "architecture distance from warm start"]
-    md = markdown(head, [[n, pct(e.mean, e.ci95), pct(p[0].mean, p[0].ci95) if p else "-",
-                          f"{100 * p[1]:+.2f} ± {100 * p[2]:.2f}" if p else "-", steps, d] if e else [n, "-", "-", "-", "-", d]
-                         for n, e, p, d in rows])
-    csv = csv_text(["family", "accuracy", "ci95", "fixed_accuracy", "paired_gain", "paired_gain_ci95", "steps",
+    head = ["family", "role", f"accuracy ± 95% CI ({args.tasks} tasks)", "architecture fixed",
+            "paired gain (points)", "steps", "architecture distance from warm start"]
+    md = markdown(head, [[n, r, pct(e.mean, e.ci95), pct(p[0].mean, p[0].ci95) if p else "-",
+                          f"{100 * p[1]:+.2f} ± {100 * p[2]:.2f}" if p else "-", steps, d] if e
+                         else [n, r, "-", "-", "-", "-", d] for n, r, e, p, d in rows])
+    csv = csv_text(["family", "role", "accuracy", "ci95", "fixed_accuracy", "paired_gain", "paired_gain_ci95", "steps",
                     "genotype_distance"],
-                   [[n, e.mean if e else "", e.ci95 if e else "", p[0].mean if p else "", p[1] if p else "",
-                     p[2] if p else "", steps if e else "", d] for n, e, p, d in rows])
+                   [[n, r, e.mean if e else "", e.ci95 if e else "", p[0].mean if p else "", p[1] if p else "",
+                     p[2] if p else "", steps if e else "", d] for n, r, e, p, d in rows])
     print(md)
     if not args.no_track:
         tracker = child_tracker(warm.config, "evaluate", warm.run_id, f"evaluate-suite-{args.suite}")
         tracker.log_text(md + "\n", f"suite_{args.suite}.md")
         tracker.log_text(csv, f"suite_{args.suite}.csv")
-        for n, e, p, _ in rows:
+        for n, _, e, p, _ in rows:
             if e:
                 tracker.log_metrics({f"suite/{n}/accuracy": e.mean, f"suite/{n}/ci95": e.ci95}
                                     | ({f"suite/{n}/paired_gain": p[1]} if p else {}), step=0)

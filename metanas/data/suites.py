@@ -1,0 +1,76 @@
+"""Evaluation suites: which task families a warm start is evaluated on, and what each is to it.
+
+- ``shift``: the warm start's own family, then the families of its domain (the same channels: grayscale strokes
+  or colour photographs) that shift it, are held out, or come from another data set. An Omniglot warm start gets
+  Omniglot's shift families, digits, fonts and the MNIST-style sets; a miniImageNet one gets miniImageNet's
+  colour shifts, CUB, CIFAR-FS and tieredImageNet test tasks.
+- ``domains``: leave-one-domain-out. A mixture's sources one by one (each a domain: trained, or left out with
+  ``task.leave_out``), its validation-only sources, the families in distribution (same classes and ways/shots,
+  no new shift: clean Omniglot for shifted Omniglot), then the ``shift`` families of its first source.
+
+Every family gets a *role*: ``trained`` (a source meta-training sampled), ``in distribution`` (the classes
+and shifts of a trained source, e.g. clean Omniglot for a family trained on clean|rotated|noisy Omniglot),
+``validation`` (only validated on), ``left out`` (a source this run left out) or ``held out`` (never seen).
+"""
+
+from __future__ import annotations
+
+from metanas.data.families import TaskFamily, list_families, load_family
+from metanas.errors import MetanasError
+
+SUITES = ("shift", "domains")
+
+
+def _same_tasks(f: TaskFamily):
+    return (f.dataset, f.split, f.classes, f.shifts, f.compose, f.shots, f.image_size, f.rotations, f.invert)
+
+
+def _shift_names(own: TaskFamily, exclude: set) -> list[str]:
+    seen, names = {_same_tasks(own)} | exclude, []
+    for n in list_families():
+        f = load_family(n)
+        if f.dataset != "mixture" and f.channels == own.channels and _same_tasks(f) not in seen \
+                and (f.shifts or f.held_out or f.split == "all" or f.dataset != own.dataset):
+            seen.add(_same_tasks(f))  # e.g. cub-5way-1shot and the cross-domain miniimagenet-cub-5way-1shot
+            names.append(n)
+    return names
+
+
+def role(family: TaskFamily, home: TaskFamily, leave_out=()) -> str:
+    """What ``family`` is to a warm start meta-trained on ``home`` with ``leave_out`` (see the module doc)."""
+    if family.name in leave_out:
+        return "left out"
+    trained = [f for f, _ in home.source_families(leave_out)[0]] if home.dataset == "mixture" else [home]
+    if family.name in [f.name for f in trained]:
+        return "trained"
+    if home.dataset == "mixture" and family.name in home.validation_sources:
+        return "validation"
+    for t in trained:
+        if (family.dataset, family.split, family.classes, family.rotations, family.invert) == \
+                (t.dataset, t.split, t.classes, t.rotations, t.invert) \
+                and {s.name for s in family.shifts} - {"clean"} <= {s.name for s in t.shifts}:
+            return "in distribution"
+    return "held out"
+
+
+def _in_distribution(f: TaskFamily, home: TaskFamily) -> bool:
+    return f.dataset != "mixture" and (f.ways, f.shots) == (home.ways, home.shots) \
+        and role(f, home) == "in distribution"
+
+
+def suite_families(suite: str, home: str, leave_out=()) -> list[tuple[str, str]]:
+    """``(family name, role)`` of ``suite`` for a warm start meta-trained on family ``home``."""
+    if suite not in SUITES:
+        raise MetanasError(f"unknown suite {suite!r}: use one of {', '.join(SUITES)}")
+    own = load_family(home)
+    if own.dataset != "mixture":
+        names = [home] + _shift_names(own, set())
+    elif suite == "shift":
+        first = load_family(own.sources[0][0])
+        names = [home] + _shift_names(first, set())
+    else:
+        listed = [n for n, _ in own.sources] + list(own.validation_sources)
+        first = load_family(own.sources[0][0])
+        names = listed + [n for n in list_families() if n not in listed and _in_distribution(load_family(n), own)]
+        names += _shift_names(first, {_same_tasks(load_family(n)) for n in names})
+    return [(n, "trained" if n == home else role(load_family(n), own, leave_out)) for n in names]

@@ -1,0 +1,128 @@
+"""Mixture task families: weighted sources, every task from one source, validation on held-out sources,
+leave-one-domain-out, and the domains suite."""
+
+import pytest
+import torch
+
+from metanas.data import MixtureTaskDataset, get_tasksets, load_dataset, load_family
+from metanas.data.suites import role, suite_families
+from metanas.errors import MetanasError
+
+MIXTURE = """dataset: mixture
+sources:
+  - {family: omniglot-5way, weight: 3}
+  - {family: fonts-5way, weight: 1}
+validation_sources: [omniglot-5way-shift-val]
+"""
+
+
+@pytest.fixture
+def mixture(tmp_path):
+    path = tmp_path / "mix.yaml"
+    path.write_text(MIXTURE)
+    return load_family(str(path))
+
+
+def _pixels(family, split):
+    """The set of images (uint8 bytes) of one split of a family."""
+    from metanas.data.splits import class_splits
+
+    data = load_dataset(family)
+    ids = class_splits(family, data)[split]
+    return {data.images[i].numpy().tobytes() for c in ids for i in data.indices_per_class[c].tolist()}
+
+
+def test_every_task_comes_from_one_source_with_the_listed_weights(mixture):
+    sets = get_tasksets(mixture, queries=2)
+    assert isinstance(sets.train, MixtureTaskDataset) and sets.train.names == ["omniglot-5way", "fonts-5way"]
+    assert sets.train.probabilities == [0.75, 0.25]
+    pixels = [_pixels(load_family(n), 0) for n in sets.train.names]
+    g, sources = torch.Generator().manual_seed(0), []
+    for _ in range(40):
+        i, task = sets.train.sample_source(g)
+        images = torch.cat([task.support_x, task.query_x])
+        keys = [(x * 255).round().to(torch.uint8).numpy().tobytes() for x in images]
+        assert all(k in pixels[i] for k in keys), f"a task of source {i} holds an image of another source"
+        sources.append(i)
+    assert 0 < sum(sources) < 20  # both sources drawn, fonts about a quarter of the time
+    many = [sets.train.sample_source(g)[0] for _ in range(400)]
+    assert abs(sum(many) / 400 - 0.25) < 0.06
+
+
+def test_the_same_seed_draws_the_same_sources_and_tasks(mixture):
+    sets = get_tasksets(mixture, queries=2)
+    a, b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    for _ in range(10):
+        (i, t), (j, u) = sets.train.sample_source(a), sets.train.sample_source(b)
+        assert i == j and all(torch.equal(x, y) for x, y in zip(t, u))
+
+
+def test_validation_is_on_the_held_out_source_and_leave_out_drops_a_domain(mixture):
+    sets = get_tasksets(mixture, queries=2)
+    assert sets.validation.names == ["omniglot-5way-shift-val"] and sets.test.names == ["omniglot-5way", "fonts-5way"]
+    lodo = get_tasksets(mixture, queries=2, leave_out=["fonts-5way"])
+    assert lodo.train.names == ["omniglot-5way"] and lodo.test.names == ["omniglot-5way"]
+    with pytest.raises(MetanasError, match="not a source of mix.*did you mean fonts-5way"):
+        get_tasksets(mixture, leave_out=["fonts-5wya"])
+    with pytest.raises(MetanasError, match="no source to meta-train on"):
+        get_tasksets(mixture, leave_out=["omniglot-5way", "fonts-5way"])
+    with pytest.raises(MetanasError, match="for mixture families"):
+        get_tasksets(load_family("omniglot-5way"), leave_out=["fonts-5way"])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("dataset: mixture\n", "needs sources"),
+    ("dataset: mixture\nsources: [omniglot-5wya]\n", "did you mean omniglot-5way"),
+    ("dataset: mixture\nsources: [{family: fonts-5way, weight: 0}]\n", "weight must be a number > 0"),
+    ("dataset: mixture\nsources: [digits-5way]\n", "no meta-train and validation classes"),
+    ("dataset: mixture\nsources: [fonts-5way, miniimagenet-5way-1shot]\n", "must share the image format"),
+    ("dataset: mixture\nsources: [fonts-5way]\nvalidation_sources: [digits-5way]\n", "has no validation split"),
+    ("dataset: mixture\nsources: [fonts-5way, fonts-5way]\n", "listed twice"),
+    ("dataset: mixture\nsources: [fonts-5way]\nshifts: [blur]\n", "set per source"),
+    ("dataset: omniglot\nsources: [fonts-5way]\n", "go with dataset: mixture"),
+])
+def test_a_bad_mixture_is_one_clear_error(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(MetanasError, match=message):
+        load_family(str(path))
+
+
+def test_roles_and_the_domains_suite():
+    home = load_family("omniglot-fonts-5way")
+    assert role(load_family("fonts-5way"), home) == "trained"
+    assert role(load_family("fonts-5way"), home, ["fonts-5way"]) == "left out"
+    assert role(load_family("omniglot-5way"), home) == "in distribution"  # clean Omniglot: part of shift-train
+    assert role(load_family("omniglot-5way-shift-val"), home) == "validation"
+    assert role(load_family("omniglot-5way-shift-blur"), home) == "held out"
+    suite = dict(suite_families("domains", "omniglot-fonts-5way", ["fonts-5way"]))
+    assert list(suite)[:4] == ["omniglot-5way-shift-train", "fonts-5way", "omniglot-5way-shift-val", "omniglot-5way"]
+    assert suite["fonts-5way"] == "left out" and suite["digits-5way"] == "held out"
+    assert {"omniglot-5way-shift-blur", "omniglot-5way-shift-invert"} <= set(suite)
+    assert not any(load_family(n).dataset == "mixture" for n in suite)
+    with pytest.raises(MetanasError, match="unknown suite"):
+        suite_families("domain", "omniglot-5way")
+
+
+@pytest.mark.slow
+def test_leave_one_domain_out_through_the_cli(runs_dir):
+    """Meta-train on the mixture without fonts (real subprocess), then evaluate --suite domains: fonts is a row
+    marked left out, the trained source and the held-out shifts are rows, and the table is logged to MLflow."""
+    from conftest import client, run_cli
+
+    out = run_cli("-m", "metanas.meta_train", "--config", "configs/smoke.yaml", "task.family=omniglot-fonts-5way",
+                  "task.leave_out=[fonts-5way]", "search.space=chain", "search.widths=[4,8]", "search.channels=8",
+                  "meta.iterations=2", f"run.output_dir={runs_dir}", "run.progress=false")
+    assert out.returncode == 0, out.stderr
+    run_id = next(line.split()[-1] for line in out.stdout.splitlines() if line.startswith("run id:"))
+    ev = run_cli("-m", "metanas.cli", "evaluate", "--suite", "domains", "--run-id", run_id, "--tasks", "3",
+                 "--paired", "--output-dir", str(runs_dir))
+    assert ev.returncode == 0, ev.stderr
+    table = [line for line in ev.stdout.splitlines() if line.startswith("| ")]
+    rows = {cells[0]: cells for cells in ([c.strip() for c in line.split("|")[1:-1]] for line in table[1:])}
+    assert rows["fonts-5way"][1] == "left out" and "±" in rows["fonts-5way"][2]
+    assert rows["omniglot-5way-shift-train"][1] == "trained"
+    assert rows["omniglot-5way-shift-val"][1] == "validation"
+    assert rows["omniglot-5way-shift-blur"][1] == "held out" and "±" in rows["omniglot-5way-shift-blur"][4]
+    run = client(runs_dir).get_run(ev.stdout.splitlines()[-1].split()[-1])
+    assert "suite/fonts-5way/accuracy" in run.data.metrics and "suite/fonts-5way/paired_gain" in run.data.metrics
