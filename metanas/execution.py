@@ -4,13 +4,19 @@ A search space says *what* can be built (its choice points and their alphas); an
 policy says *how* the supernet is run on a batch (NNI keeps ``LayerChoice`` apart from the
 mixed layer that executes it; quark0/darts's ``MixedOp`` is the one place that mixes an edge).
 A policy turns one alpha tensor ``[rows, choices]`` (a row: an edge of a DARTS cell, a layer of
-the chain) into the weights the space's layers apply, in one of two forms:
+the chain) into a :class:`Choice`, the one object the space's layers read (DARTS' ``MixedOp``,
+NNI's ``LayerChoice``), in one of three forms:
 
-* a dense ``[rows, choices]`` tensor: every choice is computed and weighted (a weight may be 0);
+* dense: ``[rows, choices]`` weights; every choice is computed and weighted (a weight may be 0);
   works per task under ``vmap``, where each task holds its own alpha;
-* :class:`Path`: one static choice per row (Python ints, the same for every task of a ``vmap``
-  call) and a gate per row whose value is 1 and whose gradient reaches alpha (straight-through):
-  only the chosen ops are computed.
+* sampled: one static choice per row (Python ints, the same for every task of a ``vmap`` call) and
+  a gate per row whose value is 1 and whose gradient reaches alpha (straight-through): only the
+  chosen ops are computed;
+* child: a discrete child net's fixed choices (no alpha, no gate), made by the space itself.
+
+A space computes a row with :meth:`Choice.mix` (the weighted sum, or the picked candidate) or
+reads :meth:`Choice.picked` / :attr:`Choice.gate` where its layers run a choice their own way
+(the chain's sliced kernels); it never looks at which policy made the choice.
 
 Policies:
 
@@ -42,11 +48,52 @@ POLICIES = Registry("execution policy", key="search.policy")
 
 
 @dataclass(frozen=True)
-class Path:
-    """One static choice per row, gated by a straight-through tensor of ones ``[rows]``."""
+class Choice:
+    """A choice point's decision for each of its rows: dense weights, a sampled path, or a child's fixed choice."""
 
-    index: tuple[int, ...]
-    gate: torch.Tensor
+    weights: torch.Tensor | None = None  # dense: [rows, choices]
+    index: tuple[int, ...] | None = None  # sampled or child: the one choice per row (None: a child built only its own)
+    gate: torch.Tensor | None = None  # sampled: [rows] straight-through ones
+
+    @classmethod
+    def dense(cls, weights: torch.Tensor) -> "Choice":
+        return cls(weights=weights)
+
+    @classmethod
+    def sampled(cls, index, gate: torch.Tensor) -> "Choice":
+        return cls(index=tuple(index), gate=gate)
+
+    @classmethod
+    def child(cls, index=None) -> "Choice":
+        """A child net's choice: ``index`` per row, or ``None`` when the child built only its chosen candidates."""
+        return cls(index=None if index is None else tuple(index))
+
+    @property
+    def is_dense(self) -> bool:
+        return self.weights is not None
+
+    @property
+    def is_sampled(self) -> bool:
+        return self.gate is not None
+
+    @property
+    def is_child(self) -> bool:
+        return self.weights is None and self.gate is None
+
+    def picked(self, row: int) -> int:
+        """The one choice computed on ``row`` (sampled or child)."""
+        return self.index[row]
+
+    def mix(self, row: int, candidates, start=0):
+        """``start`` plus row ``row``'s output, from ``candidates`` (``{choice: thunk}``, in order): every one
+        weighted (dense), only the picked one times its gate (sampled), or every one the child built (child)."""
+        out = start
+        for c, compute in candidates.items():
+            if self.weights is not None:
+                out = out + self.weights[row, c] * compute()
+            elif self.index is None or self.index[row] == c:
+                out = out + (compute() if self.gate is None else self.gate[row] * compute())
+        return out
 
 
 @dataclass(frozen=True)
@@ -69,7 +116,7 @@ class Policy:
     name = ""
     samples = False  # needs a Sample per vmap call during meta-training
 
-    def weights(self, name: str, alpha: torch.Tensor, state: State) -> torch.Tensor | Path:
+    def weights(self, name: str, alpha: torch.Tensor, state: State) -> Choice:
         raise NotImplementedError
 
     def draw(self, alphas: dict[str, torch.Tensor], generator: torch.Generator) -> Sample | None:
@@ -81,7 +128,7 @@ class Mixture(Policy):
     name = "mixture"
 
     def weights(self, name, alpha, state):
-        return F.softmax(alpha / state.temperature, dim=-1)
+        return Choice.dense(F.softmax(alpha / state.temperature, dim=-1))
 
 
 @POLICIES.register
@@ -94,10 +141,10 @@ class Gumbel(Policy):
             index = state.sample.index[name]
             soft = F.softmax((alpha + state.sample.noise[name].to(alpha)) / state.temperature, dim=-1)
             picked = soft[torch.arange(len(index)), torch.tensor(index)]
-            return Path(index, picked - picked.detach() + 1.0)
+            return Choice.sampled(index, picked - picked.detach() + 1.0)
         soft = F.softmax(alpha / state.temperature, dim=-1)
         hard = (soft == soft.max(-1, keepdim=True).values).to(soft)  # one_hot(argmax) is data-dependent under vmap
-        return hard - soft.detach() + soft
+        return Choice.dense(hard - soft.detach() + soft)
 
     def draw(self, alphas, generator):
         noise, index = {}, {}
@@ -120,7 +167,7 @@ class Executed(torch.nn.Module):
         self.policy = policy
         self.execution = State()
 
-    def mix(self, name: str, alpha: torch.Tensor) -> torch.Tensor | Path:
+    def mix(self, name: str, alpha: torch.Tensor) -> Choice:
         return self.policy.weights(name, alpha, self.execution)
 
 

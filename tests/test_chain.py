@@ -7,7 +7,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from metanas.config import load_config
 from metanas.errors import MetanasError
-from metanas.execution import Path, create_policy, executing
+from metanas.execution import Choice, create_policy, executing
 from metanas.space import create_space, list_spaces
 
 X = torch.rand(10, 1, 28, 28, generator=torch.Generator().manual_seed(0))
@@ -164,9 +164,22 @@ def test_straight_through_gate_is_one_and_passes_gradient_to_alpha():
     from metanas.execution import State
 
     w = policy.weights("a", alpha, State(sample=sample))
-    assert isinstance(w, Path) and torch.allclose(w.gate, torch.ones(3))
+    assert isinstance(w, Choice) and w.is_sampled and torch.allclose(w.gate, torch.ones(3))
     w.gate.sum().backward()
     assert alpha.grad.abs().sum() > 0
+
+
+def test_a_choice_mixes_dense_picks_a_sampled_path_and_sums_what_a_child_built():
+    ones = lambda v: (lambda: torch.full((2,), float(v)))
+    candidates = {0: ones(1), 1: ones(10), 2: ones(100)}
+    dense = Choice.dense(torch.tensor([[0.5, 0.25, 0.25]]))
+    assert torch.equal(dense.mix(0, candidates, start=1), torch.full((2,), 1 + 0.5 + 2.5 + 25))
+    gate = torch.tensor([1.0], requires_grad=True)
+    sampled = Choice.sampled([1], gate)
+    assert torch.equal(sampled.mix(0, candidates), torch.full((2,), 10.0)) and sampled.picked(0) == 1
+    assert sampled.is_sampled and not sampled.is_dense and not sampled.is_child
+    assert torch.equal(Choice.child().mix(0, {2: ones(100), 0: ones(1)}), torch.full((2,), 101.0))
+    assert Choice.child([2]).picked(0) == 2 and Choice.child([2]).is_child
 
 
 def test_expected_cost_is_the_child_cost_at_one_hot_alpha_and_differentiable():

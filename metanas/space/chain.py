@@ -21,7 +21,7 @@ child is a slice. With ``entangled: false`` each dense op owns its kernel (width
 
 Execution: a dense weight per choice (mixture, or a per-task argmax) runs **one** 5x5 convolution
 with the weighted sum of the op kernels (convolution is linear in the kernel) and multiplies the
-channels by the weighted width staircase; a sampled :class:`~metanas.execution.Path` runs only the
+channels by the weighted width staircase; a sampled :class:`~metanas.execution.Choice` runs only the
 chosen op at the chosen width (sliced kernels: a 3x3 @ 32 path costs what a 3x3 @ 32 net costs).
 """
 
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from metanas.errors import MetanasError
-from metanas.execution import Executed, Mixture, Path
+from metanas.execution import Choice, Executed, Mixture
 from metanas.space.base import SearchSpace, register_space, require
 from metanas.space.encoding import Encoding
 from metanas.space.ops import bn
@@ -141,35 +141,32 @@ class ChainNet(Executed):
     def forward(self, x):
         p_pool = None
         if self.arch is not None:
-            choices = [(self.ops.index(op), self.widths.index(w), self.pools.index(pool)) for op, w, pool in self.arch]
-            p_op = p_w = None
+            p_op, p_w, p_pool = (Choice.child([c.index(layer[i]) for layer in self.arch])
+                                 for i, c in enumerate((self.ops, self.widths, self.pools)))
         else:
             p_op, p_w = self.mix("alpha_op", self.alpha_op), self.mix("alpha_width", self.alpha_width)
             if len(self.pools) > 1:
                 p_pool = self.mix("alpha_pool", self.alpha_pool)
-            if isinstance(p_op, Path):
-                pool = p_pool.index if p_pool is not None else (0,) * len(self.layers)
-                choices = list(zip(p_op.index, p_w.index, pool))
         for l, layer in enumerate(self.layers):
-            if p_op is None or isinstance(p_op, Path):
-                o, wi, pi = choices[l]
-                w = self.widths[wi]
-                y = self._path(layer, x, self.ops[o], w)
-                if p_op is None:  # a child: its own BatchNorm module
+            if not p_op.is_dense:  # one op at one width: sliced kernels (a child, or a sampled path)
+                pi = p_pool.picked(l) if p_pool is not None else 0
+                w = self.widths[p_w.picked(l)]
+                y = self._path(layer, x, self.ops[p_op.picked(l)], w)
+                if p_op.is_child:  # its own BatchNorm module
                     y = F.relu(layer.bn(y))
                 else:
                     y = F.relu(F.batch_norm(y, None, None, layer.bn.weight[:w], layer.bn.bias[:w], training=True))
                     y = y * (p_op.gate[l] * p_w.gate[l] * (p_pool.gate[l] if p_pool is not None else 1))
                 x = POOLS[self.pools[pi]](y, 2)
             else:
-                y = self._mixed(layer, x, p_op[l])
+                y = self._mixed(layer, x, p_op.weights[l])
                 y = F.relu(layer.bn(y))
-                keep = (self.staircase.to(y) * p_w[l]).sum(-1)  # channel c: the weight of every width above c
+                keep = (self.staircase.to(y) * p_w.weights[l]).sum(-1)  # channel c: the weight of every width above c
                 y = y * keep[:, None, None]
                 if p_pool is None:
                     x = POOLS[self.pools[0]](y, 2)
                 else:  # pooling is cheap next to the convolution: compute each, weight them
-                    x = sum(p_pool[l, i] * POOLS[pool](y, 2) for i, pool in enumerate(self.pools))
+                    x = sum(p_pool.weights[l, i] * POOLS[pool](y, 2) for i, pool in enumerate(self.pools))
         features = x.mean((-2, -1))
         weight = self.classifier.weight[:, :features.shape[1]]
         return F.linear(features, weight, self.classifier.bias)

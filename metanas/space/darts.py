@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from metanas.errors import MetanasError
-from metanas.execution import Executed, Mixture, Path
+from metanas.execution import Choice, Executed, Mixture
 from metanas.space.base import SearchSpace, register_space, require
 from metanas.space.encoding import Encoding
 from metanas.space.ops import DEFAULT_OPS, OPS, FactorizedReduce, ReLUConvBN, bn
@@ -58,24 +58,18 @@ class Cell(nn.Module):
                     stride = 2 if reduction and j < 2 else 1
                     self.edges[str(e)] = nn.ModuleDict({str(o): OPS[ops[o]](C, stride, affine) for o in edges[e]})
 
-    def forward(self, s0, s1, weights=None):
-        """``weights``: ``None`` (a child: plain sum), a dense ``[edges, ops]`` tensor, or a sampled :class:`Path`
-        (only each edge's chosen op is computed)."""
+    def forward(self, s0, s1, choice: Choice):
+        """``choice``: one row per edge (dense: every op weighted; sampled: only each edge's chosen op; a child:
+        the ops it built, summed)."""
         states = [self.pre0(s0), self.pre1(s1)]
         for i in range(self.nodes):
             out = 0
             for j in range(i + 2):
-                e = str(edge_index(i, j))
-                if e not in self.edges:
+                e = edge_index(i, j)
+                if str(e) not in self.edges:
                     continue
-                for o, op in self.edges[e].items():
-                    if isinstance(weights, Path):
-                        if weights.index[int(e)] != int(o):
-                            continue
-                        out = out + weights.gate[int(e)] * op(states[j])
-                    else:
-                        y = op(states[j])
-                        out = out + (y if weights is None else weights[int(e), int(o)] * y)
+                ops = {int(o): (lambda op=op, x=states[j]: op(x)) for o, op in self.edges[str(e)].items()}
+                out = choice.mix(e, ops, out)
             states.append(out)
         return torch.cat(states[2:], dim=1)
 
@@ -128,7 +122,7 @@ class Network(Executed):
             w_normal = self.mix("alpha_normal", self.alpha_normal)
             w_reduce = self.mix("alpha_reduce", self.alpha_reduce)
         else:
-            w_normal = w_reduce = None
+            w_normal = w_reduce = Choice.child()  # each edge holds only the ops of the genotype
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, w_reduce if cell.reduction else w_normal)
