@@ -116,3 +116,22 @@ def test_adapt_sweep_pairs_each_setting_with_weights_only_on_validation_tasks(sm
     assert [r[1] for r in rows] == ["base", "lr_alpha=0", "steps=1,lr_alpha=2"]
     assert rows[1][2] == rows[1][3] and rows[1][4].startswith("+0.00 ± 0.00")  # alpha not adapted: no gain at all
     assert rows[0][3] == rows[1][3] != rows[2][3]  # one weights-only arm per number of steps
+
+
+def test_transfer_benchmark_pairs_methods_seeds_and_variants_on_the_same_tasks(smoke_run, runs_dir):
+    """Two methods (here the same warm start twice, as two seeds each): paired on the same tasks, their
+    difference is exactly zero; a family that does not exist is skipped with its reason; the adaptation
+    variant and the architecture-adaptation gain get a paired column each."""
+    run_id, _ = smoke_run
+    out = run_cli("benchmarks/transfer.py", "--method", f"a={run_id},{run_id}", "--method", f"b={run_id},{run_id}",
+                  "--families", "omniglot-5way-shift-blur,no-such-family", "--tasks", "4",
+                  "--variant", "steps1:inner.eval_steps=1", "--output-dir", str(runs_dir))
+    assert out.returncode == 0, out.stderr
+    assert "no-such-family: skipped (unknown task family" in out.stdout
+    table = [line for line in out.stdout.splitlines() if line.startswith("| ")]
+    head = [c.strip() for c in table[0].split("|")[1:-1]]
+    assert head[-3:] == ["a - best other", "arch adaptation gain", "steps1 - plain"]
+    (row,) = [[c.strip() for c in line.split("|")[1:-1]] for line in table[1:]]
+    assert row[0] == "omniglot-5way-shift-blur" and row[2] == row[3]  # same warm start: same accuracy
+    assert row[head.index("a - b (paired)")] == "+0.00 ± 0.00"
+    assert "±" in row[-2] and "±" in row[-1]
