@@ -70,7 +70,7 @@ def _train(cfg: Config, resume: str | None, dist: distributed.Dist) -> Result:
     stop = _Stop()
     bar = tqdm(range(start, cfg.meta.iterations), initial=start, total=cfg.meta.iterations, desc="meta-train",
                disable=not (cfg.run.progress and dist.is_main), dynamic_ncols=True)
-    nan_from = int(os.environ.get("METANAS_FAULT_NAN_FROM", -1))  # fault injection for tests (README: Errors)
+    nan_from = int(os.environ.get("METANAS_FAULT_NAN_FROM", -1))  # fault injection for tests (docs/operations.md, Errors)
     mine, val_acc, done = dist.shard(cfg.meta.meta_batch), float("nan"), start
     t_loop = time.perf_counter()
     try:
