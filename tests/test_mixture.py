@@ -126,3 +126,27 @@ def test_leave_one_domain_out_through_the_cli(runs_dir):
     assert rows["omniglot-5way-shift-blur"][1] == "held out" and "±" in rows["omniglot-5way-shift-blur"][4]
     run = client(runs_dir).get_run(ev.stdout.splitlines()[-1].split()[-1])
     assert "suite/fonts-5way/accuracy" in run.data.metrics and "suite/fonts-5way/paired_gain" in run.data.metrics
+
+
+def test_evaluating_a_mixture_leaves_out_what_the_run_left_out(runs_dir, monkeypatch):
+    """A leave-one-domain-out warm start evaluated on its own mixture family draws no task of the left-out source."""
+    import metanas.data
+    from metanas import api
+    from metanas.config import load_config
+    from metanas.training import train
+
+    cfg = load_config(None, ["task.family=omniglot-fonts-5way", "task.leave_out=[fonts-5way]", "search.widths=[4,8]",
+                             "search.channels=8", "meta.iterations=1", "meta.test_tasks=2", "meta.eval_tasks=2",
+                             f"run.output_dir={runs_dir}", "run.progress=false"])
+    warm = api.load(str(train(cfg).checkpoint))
+    test_sets = []
+    real = metanas.data.get_tasksets
+
+    def spy(*args, **kwargs):
+        sets = real(*args, **kwargs)
+        test_sets.append(sets.test)
+        return sets
+
+    monkeypatch.setattr(metanas.data, "get_tasksets", spy)
+    api.evaluate(warm, "omniglot-fonts-5way", 2, 0, curve=False)
+    assert [s.names for s in test_sets] == [["omniglot-5way-shift-train"]]

@@ -88,38 +88,30 @@ def test_resume_with_another_config_is_refused(tmp_path, reference):
     assert proc.returncode == 2 and "different config" in err
 
 
-def test_gumbel_samples_resume_exactly_after_sigkill(tmp_path):
-    """The policy's Gumbel samples come from a generator saved in every checkpoint: a killed chain-space run under
-    the gumbel policy resumes onto the same samples, so it ends with the uninterrupted run's parameters."""
-    gumbel = ["search.space=chain", "search.policy=gumbel", "search.widths=[4,8]", "search.channels=8",
-              "meta.cost_weight=0.1"]
+def _kill_resume_matches_uninterrupted(tmp_path, *extra):
     ref_dir = tmp_path / "reference"
-    proc = launch(ref_dir, *gumbel)
+    proc = launch(ref_dir, *extra)
     assert proc.wait(timeout=300) == 0, proc.communicate()
     reference = final_params(ref_dir)[1]
-    proc = launch(tmp_path, *gumbel)
+    proc = launch(tmp_path, *extra)
     run_id = wait_for_checkpoint(tmp_path, proc, 4)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert torch.load(tmp_path / "checkpoints" / f"{run_id}.pt", weights_only=True)["iteration"] < 24
-    resumed = launch(tmp_path, *gumbel, "--resume", run_id)
+    resumed = launch(tmp_path, *extra, "--resume", run_id)
     assert resumed.wait(timeout=300) == 0, resumed.communicate()
     assert same(final_params(tmp_path)[1], reference)
+
+
+def test_gumbel_samples_resume_exactly_after_sigkill(tmp_path):
+    """The policy's Gumbel samples come from a generator saved in every checkpoint: a killed chain-space run under
+    the gumbel policy resumes onto the same samples, so it ends with the uninterrupted run's parameters."""
+    _kill_resume_matches_uninterrupted(tmp_path, "search.space=chain", "search.policy=gumbel", "search.widths=[4,8]",
+                                       "search.channels=8", "meta.cost_weight=0.1")
 
 
 def test_mixture_resumes_exactly_after_sigkill(tmp_path):
     """A mixture draws each task's source from the task generator saved in every checkpoint: a killed run over
     Omniglot + fonts resumes onto the same sources and tasks, so it ends with the uninterrupted run's parameters."""
-    mixture = ["task.family=omniglot-fonts-5way", "search.space=chain", "search.widths=[4,8]", "search.channels=8"]
-    ref_dir = tmp_path / "reference"
-    proc = launch(ref_dir, *mixture)
-    assert proc.wait(timeout=300) == 0, proc.communicate()
-    reference = final_params(ref_dir)[1]
-    proc = launch(tmp_path, *mixture)
-    run_id = wait_for_checkpoint(tmp_path, proc, 4)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert torch.load(tmp_path / "checkpoints" / f"{run_id}.pt", weights_only=True)["iteration"] < 24
-    resumed = launch(tmp_path, *mixture, "--resume", run_id)
-    assert resumed.wait(timeout=300) == 0, resumed.communicate()
-    assert same(final_params(tmp_path)[1], reference)
+    _kill_resume_matches_uninterrupted(tmp_path, "task.family=omniglot-fonts-5way", "search.space=chain",
+                                       "search.widths=[4,8]", "search.channels=8")

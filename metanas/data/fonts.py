@@ -3,11 +3,11 @@
 A second kind of character image beside Omniglot's handwriting: the same letters in 16 typefaces (DejaVu Sans,
 Sans Mono and Serif, STIX General; regular, bold, italic, bold italic). A class is one letter; its images are
 the letter in each typeface in turn, each with its own small random rotation, scale and offset (seeded by class
-and image, so the set is the same on every machine with the same fonts). Letters are the 350 without
+and image, so the set is the same on every machine with the same fonts). Letters are the 347 without
 diacritics that every one of the fonts has; the split follows scripts, as Lake's follows alphabets:
 meta-train on Latin (193 letters, IPA included), validate on Greek (68), test on Cyrillic (86).
 
-Strokes are high (255) on a 0 background, like Omniglot after its inversion. Rendering the 7,000 images takes a
+Strokes are high (255) on a 0 background, like Omniglot after its inversion. Rendering the 6,940 images takes a
 few seconds; the result is kept per process.
 """
 
