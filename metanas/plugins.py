@@ -1,6 +1,7 @@
-"""One registry helper for everything chosen by name: search spaces, execution policies, search strategies and
-the ``metanas`` commands (see :data:`metanas.space.SPACES`, :data:`metanas.execution.POLICIES`,
-:data:`metanas.search_strategies.STRATEGIES`, :data:`metanas.commands.COMMANDS`).
+"""One registry helper for everything chosen by name: search spaces, execution policies, search strategies,
+task shifts, data set readers and the ``metanas`` commands (see :data:`metanas.space.SPACES`,
+:data:`metanas.execution.POLICIES`, :data:`metanas.search_strategies.STRATEGIES`, :data:`metanas.data.shifts.SHIFTS`,
+:data:`metanas.data.datasets.READERS`, :data:`metanas.commands.COMMANDS`).
 
 A :class:`Registry` maps names to implementations in the order they were registered. ``register`` doubles as a
 class decorator (the name is the class's ``name`` attribute unless given); an entry may also be a module path

@@ -49,3 +49,16 @@ def test_spaces_policies_strategies_and_commands_are_registries():
     assert COMMANDS.get("search").__name__ == "metanas.commands.search"
     with pytest.raises(MetanasError, match="search.policy.*did you mean gumbel"):
         create_policy("gumble")
+
+
+def test_shifts_and_data_set_readers_are_registries():
+    from metanas.data.datasets import READERS
+    from metanas.data.families import DATASETS
+    from metanas.data.shifts import SHIFTS
+
+    assert isinstance(SHIFTS, Registry) and SHIFTS.names()[:3] == ["clean", "rotation", "scale_translate"]
+    assert DATASETS == ("omniglot", "digits", "fonts", "imagefolder", "mnist", "fashionmnist", "kmnist",
+                        "miniimagenet", "cifar-fs", "tieredimagenet", "cub", "mixture") == (*READERS, "mixture")
+    assert READERS.get("digits")("digits", [], 8, 1, False).images.shape[1:] == (1, 8, 8)
+    with pytest.raises(MetanasError, match="unknown dataset 'digit'; did you mean digits"):
+        READERS.get("digit")

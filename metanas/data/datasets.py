@@ -8,6 +8,9 @@
   into the user cache where the machine has internet.
 
 digits and the torchvision sets are small enough to decode per process (digits in milliseconds).
+
+:data:`READERS` names every image source a family's ``dataset:`` may name (these, Omniglot, the fonts and the
+few-shot benchmarks of :mod:`metanas.data.fewshot`).
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from metanas.data import fewshot, fonts
 from metanas.data.images import ClassDataset, decode_classes, image_files, resize, user_cache
+from metanas.data.omniglot import load_omniglot
 from metanas.errors import MetanasError
+from metanas.plugins import Registry
 
 TORCHVISION = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "kmnist": "KMNIST"}
 
@@ -93,3 +99,17 @@ def load_torchvision(name: str, image_size: int, roots: list[Path]) -> ClassData
             f"python -c \"import torchvision; torchvision.datasets.{TORCHVISION[name]}('DIR', train=False, "
             "download=True)\", copy DIR here and set root: DIR in the task YAML (or METANAS_DATA=DIR)"
         ) from None
+
+
+READERS = Registry("dataset")
+"""The image sources by ``dataset:`` name: ``read(name, roots, image_size, channels, skip_corrupt)`` -> ClassDataset,
+``roots`` being the family's root, then the data root (--data-root / METANAS_DATA; resolved for Omniglot), where set."""
+READERS.register(lambda name, roots, size, channels, skip: load_omniglot(roots[-1], size, skip), name="omniglot")
+READERS.register(lambda name, roots, size, channels, skip: load_digits(size), name="digits")
+READERS.register(lambda name, roots, size, channels, skip: fonts.load_fonts(size), name="fonts")
+READERS.register(lambda name, roots, size, channels, skip: load_imagefolder(roots[0], size, skip, channels),
+                 name="imagefolder")  # root: is required
+for _name in TORCHVISION:
+    READERS.register(lambda name, roots, size, channels, skip: load_torchvision(name, size, roots), name=_name)
+for _name in fewshot.BENCHMARKS:
+    READERS.register(lambda name, roots, size, channels, skip: fewshot.load(name, roots, size, skip), name=_name)

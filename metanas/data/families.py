@@ -33,7 +33,7 @@ OMNIGLOT_SPLITS = ("lake", "vinyals")
 # standard: a benchmark's published split (metanas/data/splits); all: every class is a test class (evaluation
 # only); custom: the `classes:` mapping names each split's classes
 SPLITS = (*OMNIGLOT_SPLITS, "standard", "all", "custom", "sources")
-DATASETS = ("omniglot", "digits", "fonts", "imagefolder", *datasets.TORCHVISION, *fewshot.BENCHMARKS, "mixture")
+DATASETS = (*datasets.READERS, "mixture")  # the image sources, and mixtures of families
 STANDARD_SPLITS = (*fewshot.BENCHMARKS, "fonts")  # data sets with a published/fixed split (split: standard)
 SPLIT_NAMES = ("train", "validation", "test")
 ROTATIONS = 4  # quarter turns: 0, 90, 180, 270 degrees

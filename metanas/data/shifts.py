@@ -34,7 +34,6 @@ through a constant image, so its severity is the probability that a task is inve
 
 from __future__ import annotations
 
-import difflib
 import io
 import math
 from typing import Callable, NamedTuple
@@ -46,18 +45,17 @@ from PIL import Image
 
 from metanas.data.images import LUMA
 from metanas.errors import MetanasError
+from metanas.plugins import Registry
 
 ShiftFn = Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]
-SHIFTS: dict[str, ShiftFn] = {}
+SHIFTS = Registry("shift")  # name -> ShiftFn
 REFERENCE_SIZE = 28  # pixel lengths below are at 28 px
 SUPERSAMPLE = 4  # dilate/erode work at 4x the resolution
 
 
 def register(name: str):
-    def add(fn: ShiftFn) -> ShiftFn:
-        SHIFTS[name] = fn
-        return fn
-    return add
+    """Decorator: add ``fn(x, severity, generator) -> x`` to :data:`SHIFTS` as ``name``."""
+    return SHIFTS.register(name=name)
 
 
 def _px(x: torch.Tensor) -> float:
@@ -262,9 +260,7 @@ def parse_shifts(spec, where: str) -> tuple[Shift, ...]:
             raise MetanasError(f"{where}: bad shift entry {entry!r}; write a name or {{name: NAME, severity: 0..1}}")
         name, severity = entry["name"], entry.get("severity", 1.0)
         if name not in SHIFTS:
-            close = difflib.get_close_matches(str(name), list(SHIFTS), n=1)
-            hint = f"did you mean {close[0]}? " if close else ""
-            raise MetanasError(f"{where}: unknown shift {name!r}; {hint}known shifts: {', '.join(SHIFTS)}")
+            raise MetanasError(f"{where}: {SHIFTS.unknown(name)}")
         if isinstance(severity, bool) or not isinstance(severity, (int, float)) or not 0 <= severity <= 1:
             raise MetanasError(f"{where}: shift {name} needs a severity between 0 and 1, got {severity!r}")
         out.append(Shift(name, float(severity)))

@@ -14,7 +14,7 @@ import torch
 from metanas.data import datasets, fewshot, fonts
 from metanas.data.families import TaskFamily
 from metanas.data.images import ClassDataset, ImageFormat, channel_stats, to_channels
-from metanas.data.omniglot import load_omniglot, resolve_data_root
+from metanas.data.omniglot import resolve_data_root
 from metanas.errors import MetanasError
 
 
@@ -61,19 +61,8 @@ def _load(dataset: str, root: str | None, image_size: int, channels: int, skip_c
           data_root: str | None) -> ClassDataset:
     # One decode/cache read per process, shared by the train, validation and test task sets; ``data_root`` is
     # resolved by the caller, so a changed METANAS_DATA is a new key.
-    if dataset == "omniglot":
-        return load_omniglot(Path(data_root), image_size, skip_corrupt)
-    if dataset == "digits":
-        return datasets.load_digits(image_size)
-    if dataset == "fonts":
-        return fonts.load_fonts(image_size)
-    if dataset == "imagefolder":
-        return datasets.load_imagefolder(Path(root), image_size, skip_corrupt, channels)
-    # the family's root, else the data root (--data-root / METANAS_DATA), else the user cache
-    roots = [Path(r).expanduser() for r in (root, data_root) if r]
-    if dataset in fewshot.BENCHMARKS:
-        return fewshot.load(dataset, roots, image_size, skip_corrupt)
-    return datasets.load_torchvision(dataset, image_size, roots)
+    roots = [Path(r).expanduser() for r in (root, data_root) if r]  # the family's, then the data root
+    return datasets.READERS.get(dataset)(dataset, roots, image_size, channels, skip_corrupt)
 
 
 def load_dataset(family: TaskFamily, data_root: str | None = None, skip_corrupt: bool = False) -> ClassDataset:
