@@ -41,10 +41,11 @@ def test_frozen_alpha_baseline_never_moves_alpha(runs_dir):
 
 
 def test_random_genotype_baseline_is_a_child_net_restored_from_its_checkpoint(runs_dir):
-    result = train(smoke(runs_dir, "search.genotype=random", "run.seed=3"))
+    few = ("meta.iterations=2", "meta.eval_tasks=2", "meta.test_tasks=2")  # the architecture, not its accuracy
+    result = train(smoke(runs_dir, "search.genotype=random", "run.seed=3", *few))
     warm = WarmStart.load(result.checkpoint)
     assert not warm.is_supernet and warm.arch == result.arch and warm.model.genotype_ == result.arch
-    other = train(smoke(runs_dir, "search.genotype=random", "run.seed=4", "meta.iterations=0")).arch
+    other = train(smoke(runs_dir, "search.genotype=random", "run.seed=4", *few, "meta.iterations=0")).arch
     assert other != result.arch  # the seed draws the architecture
 
 
@@ -88,10 +89,11 @@ def test_evaluate_shift_suite_writes_a_table_over_families(smoke_run, runs_dir):
     assert "suite/omniglot-5way-shift-blur/accuracy" in run.data.metrics
 
 
-def test_validation_and_final_test_adapt_alpha_with_eval_steps(tmp_path):
+def test_validation_and_final_test_adapt_alpha_with_eval_steps(runs_dir):
     """Meta-training's validation and test adapt the architecture too, for inner.eval_steps steps (a positional
     step count once landed in an "alpha frozen" flag: alpha stayed put and eval_steps was ignored)."""
-    result = train(smoke(tmp_path, "inner.steps=1", "inner.eval_steps=3", "meta.iterations=2"))
+    result = train(smoke(runs_dir, "inner.steps=1", "inner.eval_steps=3", "meta.iterations=2", "meta.eval_tasks=2",
+                         "meta.test_tasks=3"))
     assert result.test.curve.shape[1] == 3 + 1 and result.eval_steps == 3
     warm = WarmStart.load(result.checkpoint).params
     adapted = result.test.alphas["alpha_reduce"]

@@ -1,4 +1,7 @@
-"""Smokes of the benchmark scripts (tiny sizes, no timing asserts): they run and print their figures."""
+"""Smokes of the benchmark scripts (tiny sizes, no timing asserts): they run and print their figures.
+
+Each script is a real subprocess that imports everything and adapts or meta-trains (tens of seconds), so they
+are all slow but the synthetic miniImageNet writer (a data-layer check)."""
 
 import pytest
 from conftest import run_cli
@@ -23,6 +26,7 @@ def test_meta_step_benchmark_prints_ratio_flops_and_memory_table():
     assert "GFLOP/s" in out.stdout and "| 2 |" in out.stdout and "inner alpha step" in out.stdout
 
 
+@pytest.mark.slow
 def test_adapt_latency_benchmark():
     out = run_cli("benchmarks/adapt_latency.py", "--tasks", "3", *TINY)
     assert out.returncode == 0, out.stderr
@@ -83,6 +87,7 @@ def test_synthetic_miniimagenet_writes_the_pickle_layout_with_the_published_clas
     assert data.class_names == [n for names in split_classes("miniimagenet") for n in names]
 
 
+@pytest.mark.slow
 def test_paired_benchmark_pairs_the_same_tasks(smoke_run, runs_dir):
     run_id, _ = smoke_run
     out = run_cli("benchmarks/paired.py", run_id, run_id, "--tasks", "6", "--output-dir", str(runs_dir))
@@ -92,6 +97,7 @@ def test_paired_benchmark_pairs_the_same_tasks(smoke_run, runs_dir):
     assert "paired difference A - B on the same 6 tasks of omniglot-5way: +0.00 ± 0.00 points" in diff
 
 
+@pytest.mark.slow
 def test_arch_signal_benchmark_prints_alpha_and_weight_step_effects(smoke_run, runs_dir):
     run_id, _ = smoke_run
     out = run_cli("benchmarks/arch_signal.py", run_id, "--tasks", "4", "--families", "omniglot-5way,digits-5way",
@@ -107,6 +113,7 @@ def test_arch_signal_benchmark_prints_alpha_and_weight_step_effects(smoke_run, r
         assert sum(per.values()) == pytest.approx(float(r[5].strip().rstrip("%")), abs=0.05 * len(per) + 1e-9)
 
 
+@pytest.mark.slow
 def test_adapt_sweep_pairs_each_setting_with_weights_only_on_validation_tasks(smoke_run, runs_dir):
     run_id, _ = smoke_run
     out = run_cli("benchmarks/adapt_sweep.py", run_id, "base", "lr_alpha=0", "steps=1,lr_alpha=2", "--tasks", "4",
@@ -118,6 +125,7 @@ def test_adapt_sweep_pairs_each_setting_with_weights_only_on_validation_tasks(sm
     assert rows[0][3] == rows[1][3] != rows[2][3]  # one weights-only arm per number of steps
 
 
+@pytest.mark.slow
 def test_transfer_benchmark_pairs_methods_seeds_and_variants_on_the_same_tasks(smoke_run, runs_dir):
     """Two methods (here the same warm start twice, as two seeds each): paired on the same tasks, their
     difference is exactly zero; a family that does not exist is skipped with its reason; the adaptation
