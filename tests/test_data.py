@@ -291,6 +291,16 @@ def test_unknown_family_lists_known_ones():
     ("ways: 0\n", "ways must be an integer >= 1"),
     ("split: random\n", "unknown split 'random'"),
     ("- 5\n", "must be a mapping"),
+    # mixtures
+    ("dataset: mixture\n", "needs sources"),
+    ("dataset: mixture\nsources: [omniglot-5wya]\n", "did you mean omniglot-5way"),
+    ("dataset: mixture\nsources: [{family: fonts-5way, weight: 0}]\n", "weight must be a number > 0"),
+    ("dataset: mixture\nsources: [digits-5way]\n", "no meta-train and validation classes"),
+    ("dataset: mixture\nsources: [fonts-5way, miniimagenet-5way-1shot]\n", "must share the image format"),
+    ("dataset: mixture\nsources: [fonts-5way]\nvalidation_sources: [digits-5way]\n", "has no validation split"),
+    ("dataset: mixture\nsources: [fonts-5way, fonts-5way]\n", "listed twice"),
+    ("dataset: mixture\nsources: [fonts-5way]\nshifts: [blur]\n", "set per source"),
+    ("dataset: omniglot\nsources: [fonts-5way]\n", "go with dataset: mixture"),
 ])
 def test_bad_family_file_names_file_and_key(tmp_path, text, match):
     path = tmp_path / "bad.yaml"

@@ -70,24 +70,6 @@ def test_validation_is_on_the_held_out_source_and_leave_out_drops_a_domain(mixtu
         get_tasksets(load_family("omniglot-5way"), leave_out=["fonts-5way"])
 
 
-@pytest.mark.parametrize("text, message", [
-    ("dataset: mixture\n", "needs sources"),
-    ("dataset: mixture\nsources: [omniglot-5wya]\n", "did you mean omniglot-5way"),
-    ("dataset: mixture\nsources: [{family: fonts-5way, weight: 0}]\n", "weight must be a number > 0"),
-    ("dataset: mixture\nsources: [digits-5way]\n", "no meta-train and validation classes"),
-    ("dataset: mixture\nsources: [fonts-5way, miniimagenet-5way-1shot]\n", "must share the image format"),
-    ("dataset: mixture\nsources: [fonts-5way]\nvalidation_sources: [digits-5way]\n", "has no validation split"),
-    ("dataset: mixture\nsources: [fonts-5way, fonts-5way]\n", "listed twice"),
-    ("dataset: mixture\nsources: [fonts-5way]\nshifts: [blur]\n", "set per source"),
-    ("dataset: omniglot\nsources: [fonts-5way]\n", "go with dataset: mixture"),
-])
-def test_a_bad_mixture_is_one_clear_error(tmp_path, text, message):
-    path = tmp_path / "bad.yaml"
-    path.write_text(text)
-    with pytest.raises(MetanasError, match=message):
-        load_family(str(path))
-
-
 def test_roles_and_the_domains_suite():
     home = load_family("omniglot-fonts-5way")
     assert role(load_family("fonts-5way"), home) == "trained"
