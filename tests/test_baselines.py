@@ -89,10 +89,11 @@ def test_evaluate_shift_suite_writes_a_table_over_families(smoke_run, runs_dir):
     assert "suite/omniglot-5way-shift-blur/accuracy" in run.data.metrics
 
 
-def test_validation_and_final_test_adapt_alpha_with_eval_steps(runs_dir):
+def test_validation_and_final_test_adapt_alpha_with_eval_steps(tmp_path):
     """Meta-training's validation and test adapt the architecture too, for inner.eval_steps steps (a positional
     step count once landed in an "alpha frozen" flag: alpha stayed put and eval_steps was ignored)."""
-    result = train(smoke(runs_dir, "inner.steps=1", "inner.eval_steps=3", "meta.iterations=2", "meta.eval_tasks=2",
+    # its own output dir: a checkpoint in the shared one would become "the newest" that later CLI tests adapt
+    result = train(smoke(tmp_path, "inner.steps=1", "inner.eval_steps=3", "meta.iterations=2", "meta.eval_tasks=2",
                          "meta.test_tasks=3"))
     assert result.test.curve.shape[1] == 3 + 1 and result.eval_steps == 3
     warm = WarmStart.load(result.checkpoint).params

@@ -87,18 +87,19 @@ def test_roles_and_the_domains_suite():
 
 
 @pytest.mark.slow
-def test_leave_one_domain_out_through_the_cli(runs_dir):
+def test_leave_one_domain_out_through_the_cli(tmp_path):
     """Meta-train on the mixture without fonts (real subprocess), then evaluate --suite domains: fonts is a row
     marked left out, the trained source and the held-out shifts are rows, and the table is logged to MLflow."""
     from conftest import client, run_cli
 
+    # its own output dir: a checkpoint in the shared one would become "the newest" that later CLI tests adapt
     out = run_cli("-m", "metanas.meta_train", "--config", "configs/smoke.yaml", "task.family=omniglot-fonts-5way",
                   "task.leave_out=[fonts-5way]", "search.space=chain", "search.widths=[4,8]", "search.channels=8",
-                  "meta.iterations=2", f"run.output_dir={runs_dir}", "run.progress=false")
+                  "meta.iterations=2", f"run.output_dir={tmp_path}", "run.progress=false")
     assert out.returncode == 0, out.stderr
     run_id = next(line.split()[-1] for line in out.stdout.splitlines() if line.startswith("run id:"))
     ev = run_cli("-m", "metanas.cli", "evaluate", "--suite", "domains", "--run-id", run_id, "--tasks", "3",
-                 "--paired", "--output-dir", str(runs_dir))
+                 "--paired", "--output-dir", str(tmp_path))
     assert ev.returncode == 0, ev.stderr
     table = [line for line in ev.stdout.splitlines() if line.startswith("| ")]
     rows = {cells[0]: cells for cells in ([c.strip() for c in line.split("|")[1:-1]] for line in table[1:])}
@@ -106,11 +107,11 @@ def test_leave_one_domain_out_through_the_cli(runs_dir):
     assert rows["omniglot-5way-shift-train"][1] == "trained"
     assert rows["omniglot-5way-shift-val"][1] == "validation"
     assert rows["omniglot-5way-shift-blur"][1] == "held out" and "±" in rows["omniglot-5way-shift-blur"][4]
-    run = client(runs_dir).get_run(ev.stdout.splitlines()[-1].split()[-1])
+    run = client(tmp_path).get_run(ev.stdout.splitlines()[-1].split()[-1])
     assert "suite/fonts-5way/accuracy" in run.data.metrics and "suite/fonts-5way/paired_gain" in run.data.metrics
 
 
-def test_evaluating_a_mixture_leaves_out_what_the_run_left_out(runs_dir, monkeypatch):
+def test_evaluating_a_mixture_leaves_out_what_the_run_left_out(tmp_path, monkeypatch):
     """A leave-one-domain-out warm start evaluated on its own mixture family draws no task of the left-out source."""
     import metanas.data
     from metanas import api
@@ -119,7 +120,7 @@ def test_evaluating_a_mixture_leaves_out_what_the_run_left_out(runs_dir, monkeyp
 
     cfg = load_config(None, ["task.family=omniglot-fonts-5way", "task.leave_out=[fonts-5way]", "search.widths=[4,8]",
                              "search.channels=8", "meta.iterations=1", "meta.test_tasks=2", "meta.eval_tasks=2",
-                             f"run.output_dir={runs_dir}", "run.progress=false"])
+                             f"run.output_dir={tmp_path}", "run.progress=false"])
     warm = api.load(str(train(cfg).checkpoint))
     test_sets = []
     real = metanas.data.get_tasksets
