@@ -84,9 +84,9 @@ def evaluate(warm: WarmStart, family: str, tasks: int = 600, seed: int = 0, step
     fam = load_family(family)
     warm.check_family(fam)
     # a mixture leaves out what the warm start's run left out (the rest of its leave_out names other families)
-    known = [n for n, _ in fam.sources] + list(fam.validation_sources)
+    leave_out = [n for n in warm.config.task.leave_out if n in fam.source_names]
     sets = get_tasksets(fam, data_root or warm.config.data.root, skip_corrupt=warm.config.data.skip_corrupt,
-                        warm_format=warm.image, leave_out=[n for n in warm.config.task.leave_out if n in known])
+                        warm_format=warm.image, leave_out=leave_out)
     device = next(warm.model.parameters()).device
     ev = run(warm.model, warm.params, sets.test, tasks, inner_loop(warm, steps, adapt_arch),
              torch.Generator().manual_seed(seed), chunk=chunk, curve=curve, progress=progress, device=device, dist=dist)

@@ -172,10 +172,15 @@ class TaskFamily:
         object.__setattr__(self, "validation_sources", extra)
         object.__setattr__(self, "_families", families)
 
+    @property
+    def source_names(self) -> list[str]:
+        """A mixture's sources, then its validation-only sources (empty for a single family)."""
+        return [n for n, _ in self.sources] + list(self.validation_sources)
+
     def source_families(self, leave_out=()) -> tuple[list[tuple["TaskFamily", float]], list["TaskFamily"]]:
         """A mixture's (family, weight) sources and validation-only families, without the ``leave_out`` names
         (leave-one-domain-out); ways/shots/queries are the mixture's."""
-        known = [n for n, _ in self.sources] + list(self.validation_sources)
+        known = self.source_names
         for n in leave_out:
             if n not in known:
                 close = difflib.get_close_matches(n, known, n=1)

@@ -196,7 +196,6 @@ class TaskSets(NamedTuple):
     test: TaskDataset | MixtureTaskDataset | None
 
 
-
 def get_tasksets(family: TaskFamily, data_root: str | None = None,
                  ways: int | None = None, shots: int | None = None, queries: int | None = None,
                  skip_corrupt: bool = False, warm_format: ImageFormat | None = None, leave_out: Sequence[str] = ()

@@ -25,10 +25,9 @@ def _same_tasks(f: TaskFamily):
     return (f.dataset, f.split, f.classes, f.shifts, f.compose, f.shots, f.image_size, f.rotations, f.invert)
 
 
-def _shift_names(own: TaskFamily, exclude: set) -> list[str]:
+def _shift_names(own: TaskFamily, families: dict[str, TaskFamily], exclude: set) -> list[str]:
     seen, names = {_same_tasks(own)} | exclude, []
-    for n in list_families():
-        f = load_family(n)
+    for n, f in families.items():
         if f.dataset != "mixture" and f.channels == own.channels and _same_tasks(f) not in seen \
                 and (f.shifts or f.held_out or f.split == "all" or f.dataset != own.dataset):
             seen.add(_same_tasks(f))  # e.g. cub-5way-1shot and the cross-domain miniimagenet-cub-5way-1shot
@@ -63,14 +62,14 @@ def suite_families(suite: str, home: str, leave_out=()) -> list[tuple[str, str]]
     if suite not in SUITES:
         raise MetanasError(f"unknown suite {suite!r}: use one of {', '.join(SUITES)}")
     own = load_family(home)
+    families = {n: load_family(n) for n in list_families()}  # each YAML read once
+    families.update({n: load_family(n) for n in own.source_names if n not in families})  # sources given by path
     if own.dataset != "mixture":
-        names = [home] + _shift_names(own, set())
+        names = [home] + _shift_names(own, families, set())
     elif suite == "shift":
-        first = load_family(own.sources[0][0])
-        names = [home] + _shift_names(first, set())
+        names = [home] + _shift_names(families[own.sources[0][0]], families, set())
     else:
-        listed = [n for n, _ in own.sources] + list(own.validation_sources)
-        first = load_family(own.sources[0][0])
-        names = listed + [n for n in list_families() if n not in listed and _in_distribution(load_family(n), own)]
-        names += _shift_names(first, {_same_tasks(load_family(n)) for n in names})
-    return [(n, "trained" if n == home else role(load_family(n), own, leave_out)) for n in names]
+        listed = own.source_names
+        names = listed + [n for n, f in families.items() if n not in listed and _in_distribution(f, own)]
+        names += _shift_names(families[own.sources[0][0]], families, {_same_tasks(families[n]) for n in names})
+    return [(n, "trained" if n == home else role(families[n], own, leave_out)) for n in names]
