@@ -143,3 +143,25 @@ def test_transfer_benchmark_pairs_methods_seeds_and_variants_on_the_same_tasks(s
     assert row[0] == "omniglot-5way-shift-blur" and row[2] == row[3]  # same warm start: same accuracy
     assert row[head.index("a - b (paired)")] == "+0.00 ± 0.00"
     assert "±" in row[-2] and "±" in row[-1]
+
+
+@pytest.mark.slow
+def test_ranking_benchmark_scores_each_child_both_ways_and_pairs_the_searched_one(smoke_run, runs_dir, tmp_path):
+    """Random children (distinct), the searched and the argmax child: each with a weight-sharing score and a
+    stand-alone accuracy after exactly --iterations meta-iterations; Kendall tau over them; the searched child
+    paired with the random ones."""
+    run_id, _ = smoke_run
+    csv = tmp_path / "ranking.csv"
+    out = run_cli("benchmarks/ranking.py", str(runs_dir / "checkpoints" / f"{run_id}.pt"), "--children", "3",
+                  "--iterations", "2", "--val-tasks", "2", "--test-tasks", "4", "--search-budget", "1",
+                  "--output-dir", str(tmp_path), "--csv", str(csv))
+    assert out.returncode == 0, out.stderr
+    import csv as csvlib
+
+    rows = list(csvlib.DictReader(csv.open()))
+    assert [r["child"] for r in rows] == ["random"] * 3 + ["searched", "argmax"]
+    assert len({r["architecture"] for r in rows[:3]}) == 3  # distinct random children
+    assert all(r["iterations"] == "2" and 0 <= float(r["weight_sharing"]) <= 1 and 0 <= float(r["stand_alone"]) <= 1
+               for r in rows)
+    assert "5 children: Kendall tau" in out.stdout
+    assert "searched child minus the mean random child, paired over 4 tasks" in out.stdout
