@@ -11,6 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Absolute, so that subprocesses started in other folders (the wheel test) find it too; CI passes a relative path.
 os.environ["METANAS_DATA"] = str(Path(os.environ.get("METANAS_DATA") or ROOT / ".." / "shared" / "data").resolve())
 os.environ.setdefault("METANAS_CACHE", str(ROOT / "runs" / "test-cache"))  # survives test runs: decode once
+if os.environ.get("PYTEST_XDIST_WORKER"):  # workers share the cores: one torch thread each, subprocesses included
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 @pytest.fixture(scope="package")  # tests/ is not a package: one for the whole run
