@@ -70,6 +70,7 @@ class InnerConfig:
     # alternating: a weight step on one half of the support set, then an alpha step on the other half.
     variant: str = "joint"
     eval_steps: Optional[int] = None  # steps at adaptation/test time; None: same as `steps`
+    eval_lr_alpha: Optional[float] = None  # alpha's step at adaptation/test time; None: same as `lr_alpha`
     # Execution-policy temperature at the first inner step, annealed geometrically to final_temperature at the
     # last step and the query (None: constant): a low final temperature makes each task's adapted architecture
     # near-discrete (METANAS), so adapting alpha changes what the network computes.
@@ -202,6 +203,7 @@ def validate(cfg: Config) -> None:
     i = cfg.inner
     _require(i.steps >= 0, "inner.steps", i.steps, "must be >= 0")
     _require(i.eval_steps is None or i.eval_steps >= 0, "inner.eval_steps", i.eval_steps, "must be >= 0")
+    _require(i.eval_lr_alpha is None or i.eval_lr_alpha >= 0, "inner.eval_lr_alpha", i.eval_lr_alpha, "must be >= 0")
     _require(i.lr >= 0 and i.lr_alpha >= 0, "inner.lr/inner.lr_alpha", (i.lr, i.lr_alpha), "must be >= 0")
     _require(not i.learn_lr_alpha or i.lr_alpha > 0, "inner.lr_alpha", i.lr_alpha,
              "must be > 0 with inner.learn_lr_alpha: it is the learned step's initial value")

@@ -86,12 +86,14 @@ class InnerLoop:
 
     @classmethod
     def from_config(cls, cfg, ways: int, phase: str, adapt_arch: bool = True) -> "InnerLoop":
-        """``phase``: ``meta-train`` (``inner.steps``) or ``evaluate`` (``inner.eval_steps``, else ``inner.steps``)."""
+        """``phase``: ``meta-train`` (``inner.steps``, ``inner.lr_alpha``) or ``evaluate`` (``inner.eval_steps`` and
+        ``inner.eval_lr_alpha`` where set, else the meta-train ones)."""
         if phase not in PHASES:
             raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
         i = cfg.inner
-        steps = i.eval_steps if phase == "evaluate" and i.eval_steps is not None else i.steps
-        return cls(steps=steps, lr=i.lr, lr_alpha=i.lr_alpha if adapt_arch else 0.0, ways=ways, variant=i.variant,
+        evaluating = lambda value, default: value if phase == "evaluate" and value is not None else default
+        steps, lr_alpha = evaluating(i.eval_steps, i.steps), evaluating(i.eval_lr_alpha, i.lr_alpha)
+        return cls(steps=steps, lr=i.lr, lr_alpha=lr_alpha if adapt_arch else 0.0, ways=ways, variant=i.variant,
                    temperature=i.temperature, final_temperature=i.final_temperature)
 
     def weights_only(self) -> "InnerLoop":

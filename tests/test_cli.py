@@ -54,6 +54,20 @@ def test_adapt_by_run_id_and_console_script(smoke_run, runs_dir):
     assert f"run {run_id}" in out.stdout
 
 
+def test_lr_alpha_sets_the_adaptation_step_of_alpha(smoke_run, runs_dir):
+    """--lr-alpha 0 is --no-arch-adapt (the same tasks, the same accuracy); a negative step is one line, exit 2."""
+    run_id, _ = smoke_run
+    common = ["-m", "metanas.cli", "evaluate", "--run-id", run_id, "--tasks", "4", "--no-track", "--output-dir",
+              str(runs_dir)]
+    line = lambda out: next(x for x in out.stdout.splitlines() if x.startswith("query accuracy:"))
+    zero, fixed = run_cli(*common, "--lr-alpha", "0"), run_cli(*common, "--no-arch-adapt")
+    assert zero.returncode == fixed.returncode == 0, zero.stderr + fixed.stderr
+    assert line(zero) == line(fixed) and "w only (architecture fixed)" in line(zero)
+    bad = run_cli(*common, "--lr-alpha", "-1")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "metanas: error: --lr-alpha -1.0: must be >= 0 (0 keeps the architecture fixed)"]
+
+
 def test_tasks_lists_the_families():
     out = run_cli("-m", "metanas.cli", "tasks")
     assert out.returncode == 0

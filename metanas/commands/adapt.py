@@ -20,6 +20,8 @@ def register(sub) -> None:
         add_warm_start_args(a)
         a.add_argument("--tasks", type=int, default=tasks, help=f"number of test tasks (default {tasks})")
         a.add_argument("--steps", type=int, help="adaptation steps (default: the checkpoint's inner.eval_steps)")
+        a.add_argument("--lr-alpha", type=float, help="alpha's adaptation step (default: the checkpoint's "
+                       "inner.eval_lr_alpha, else inner.lr_alpha)")
         a.add_argument("--no-arch-adapt", action="store_true", help="adapt the weights only, keep the warm alpha")
         a.add_argument("--genotype", metavar="FILE.json", help="adapt the weights of this fixed architecture only "
                        "(e.g. the best_genotype.json of metanas search), cut out of the supernet warm start")
@@ -42,6 +44,10 @@ def cmd_adapt(args) -> None:
     if args.tasks < 1:
         raise MetanasError("--tasks must be >= 1")
     warm, dist = load_warm_start(args)
+    if args.lr_alpha is not None:  # the warm start's config is the one home of its adaptation settings
+        if args.lr_alpha < 0:
+            raise MetanasError(f"--lr-alpha {args.lr_alpha}: must be >= 0 (0 keeps the architecture fixed)")
+        warm.config.inner.eval_lr_alpha = args.lr_alpha
     try:
         if getattr(args, "suite", None):
             return _suite(args, warm, dist)
