@@ -71,7 +71,7 @@ def main(argv=None) -> None:
     p.add_argument("--output-dir", default="runs", help="where the stand-alone runs are tracked")
     p.add_argument("--csv", help="also write the rows as CSV here")
     p.add_argument("overrides", nargs="*", help="key=value for the stand-alone meta-training")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # key=value overrides may follow the options
     from scipy.stats import kendalltau, spearmanr
 
     warm = api.load(args.checkpoint, args.output_dir)

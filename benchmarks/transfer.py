@@ -2,7 +2,7 @@
 
     python benchmarks/transfer.py --method default=RUN0,RUN1,RUN2 --method conv4_32=RUN0,RUN1,RUN2 \
         [--method conv4_64=...] [--suite domains | --families A,B] [--tasks 200] [--output-dir runs] \
-        [--variant NAME:inner.KEY=VALUE,...] [--csv FILE]
+        [--inner inner.KEY=VALUE,...] [--variant NAME:inner.KEY=VALUE,...] [--csv FILE]
 
 Every warm start is adapted to the same ``--tasks`` test tasks of each family (seed ``--seed``). Per family and
 method: the mean over seeds of each seed's accuracy, and the spread (min-max) of the seed means. The first method
@@ -10,7 +10,9 @@ is compared with each other one, paired: the per-task difference, averaged over 
 against seed s of the other), with a Student's t 95% CI over tasks; ``vs best`` is the comparison with the
 other method that scores higher on that family. For supernet methods, architecture adaptation's paired gain
 (alpha and w adapted minus w only, same tasks) and each ``--variant`` (inner-loop settings changed at
-adaptation time, e.g. ``steps10:inner.eval_steps=10``) against the plain adaptation, also paired.
+adaptation time, e.g. ``steps10:inner.eval_steps=10``) against the plain adaptation, also paired. ``--inner``
+sets the plain adaptation itself, for every warm start (e.g. ``inner.eval_steps=10,inner.eval_lr_alpha=3.0``:
+every column, the architecture adaptation gain included, at those settings).
 
 A RUN is a run id under ``--output-dir`` (or ``DIR:RUN_ID``) or a checkpoint path. Families a warm start cannot
 evaluate (data not present) are skipped with their reason.
@@ -38,12 +40,19 @@ def _load(ref: str, output_dir: str):
     return api.load(run, folder or output_dir)
 
 
+def _settings(option: str, body: str) -> dict:
+    """``inner.KEY=VALUE,...`` as ``{KEY: VALUE}``."""
+    pairs = [kv.split("=", 1) for kv in body.split(",") if kv]
+    if not pairs or any(len(p) != 2 or not p[0].startswith("inner.") for p in pairs):
+        raise SystemExit(f"transfer.py: {option} {body!r}: give inner.KEY=VALUE[,inner.KEY=VALUE]")
+    return {k.removeprefix("inner."): v for k, v in pairs}
+
+
 def _variant(spec: str) -> tuple[str, dict]:
     name, _, body = spec.partition(":")
-    pairs = [kv.split("=", 1) for kv in body.split(",") if kv]
-    if not name or not pairs or any(len(p) != 2 or not p[0].startswith("inner.") for p in pairs):
+    if not name:
         raise SystemExit(f"transfer.py: --variant {spec!r}: give NAME:inner.KEY=VALUE[,inner.KEY=VALUE]")
-    return name, {k.removeprefix("inner."): v for k, v in pairs}
+    return name, _settings("--variant", body)
 
 
 def _with_inner(warm, settings: dict):
@@ -77,13 +86,15 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the test tasks")
     p.add_argument("--variant", action="append", default=[], help="NAME:inner.KEY=VALUE,...: adaptation settings "
                    "compared (paired) with the plain adaptation, for supernet methods")
+    p.add_argument("--inner", help="inner.KEY=VALUE,...: the plain adaptation's settings, for every warm start")
     p.add_argument("--output-dir", default="runs")
     p.add_argument("--csv", help="also write the table as CSV here")
     args = p.parse_args(argv)
+    inner = _settings("--inner", args.inner) if args.inner else {}
     methods = {}
     for spec in args.method:
         name, _, refs = spec.partition("=")
-        methods[name] = [_load(r, args.output_dir) for r in refs.split(",") if r]
+        methods[name] = [_with_inner(_load(r, args.output_dir), inner) for r in refs.split(",") if r]
         if not methods[name]:
             raise SystemExit(f"transfer.py: --method {spec!r}: give NAME=RUN[,RUN...]")
     seeds = {len(w) for w in methods.values()}

@@ -143,6 +143,15 @@ def test_transfer_benchmark_pairs_methods_seeds_and_variants_on_the_same_tasks(s
     assert row[0] == "omniglot-5way-shift-blur" and row[2] == row[3]  # same warm start: same accuracy
     assert row[head.index("a - b (paired)")] == "+0.00 ± 0.00"
     assert "±" in row[-2] and "±" in row[-1]
+    # --inner sets every warm start's own adaptation: with alpha's step 0 adapting "alpha" gains exactly nothing,
+    # with a huge step it changes the predictions
+    gains = []
+    for lr_alpha in ("0", "100"):
+        out = run_cli("benchmarks/transfer.py", "--method", f"a={run_id}", "--families", "omniglot-5way-shift-blur",
+                      "--tasks", "4", "--inner", f"inner.eval_lr_alpha={lr_alpha}", "--output-dir", str(runs_dir))
+        assert out.returncode == 0, out.stderr
+        gains += [line.split("|")[-2].strip() for line in out.stdout.splitlines() if line.startswith("| omniglot")]
+    assert gains[0] == "+0.00 ± 0.00" != gains[1]
 
 
 @pytest.mark.slow
@@ -154,7 +163,7 @@ def test_ranking_benchmark_scores_each_child_both_ways_and_pairs_the_searched_on
     csv = tmp_path / "ranking.csv"
     out = run_cli("benchmarks/ranking.py", str(runs_dir / "checkpoints" / f"{run_id}.pt"), "--children", "3",
                   "--iterations", "2", "--val-tasks", "2", "--test-tasks", "4", "--search-budget", "1",
-                  "--output-dir", str(tmp_path), "--csv", str(csv))
+                  "--output-dir", str(tmp_path), "--csv", str(csv), "meta.meta_batch=1")
     assert out.returncode == 0, out.stderr
     import csv as csvlib
 
