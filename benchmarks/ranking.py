@@ -50,10 +50,9 @@ def children(warm, n: int, seed: int, search_budget: float, sets, val_tasks: int
     return [*(("random", a) for a in drawn.values()), ("searched", found), ("argmax", warm.derive())]
 
 
-def stand_alone(warm, arch, folder: Path, name: str, overrides: list[str]):
-    """``arch`` meta-trained from scratch with the warm start's config: the test Evaluation and iterations."""
-    config, genotype = folder / "config.yaml", folder / f"{name}.json"
-    config.write_text(to_yaml(warm.config))
+def stand_alone(warm, arch, config: Path, name: str, overrides: list[str]):
+    """``arch`` meta-trained from scratch with ``config`` (the warm start's): the test Evaluation and iterations."""
+    genotype = config.parent / f"{name}.json"
     genotype.write_text(json.dumps(warm.space.dump(arch)))
     result = train(load_config(config, [f"search.genotype={genotype}", *overrides]))
     return result.test, result.steps
@@ -84,10 +83,11 @@ def main(argv=None) -> None:
     common = [f"meta.iterations={args.iterations}", f"meta.eval_every={args.iterations}",
               f"meta.test_tasks={args.test_tasks}", f"run.output_dir={args.output_dir}", "run.progress=false",
               *args.overrides]
-    rows, folder = [], Path(tempfile.mkdtemp(prefix="ranking-"))
+    rows, config = [], Path(tempfile.mkdtemp(prefix="ranking-")) / "config.yaml"
+    config.write_text(to_yaml(warm.config))
     for i, (kind, arch) in enumerate(kids):
         score = shared.evaluate(arch)
-        test, steps = stand_alone(warm, arch, folder, f"child{i}", common)
+        test, steps = stand_alone(warm, arch, config, f"child{i}", common)
         rows.append((kind, arch, score, test, steps))
         print(f"{i:2d} {kind:8s} weight sharing {100 * score.mean:5.1f}%  stand-alone {test.summary()} "
               f"({steps} iterations)  {warm.space.describe(arch)}", flush=True)
