@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from metanas.errors import MetanasError
 from metanas.estimation import Evaluation
 from metanas.inner_loop import InnerLoop, Params
 from metanas.warm_start import WarmStart
@@ -31,10 +32,17 @@ def load(ref: str | None = None, output_dir: str = "runs") -> WarmStart:
     return WarmStart.load(ref, output_dir)
 
 
-def inner_loop(warm: WarmStart, steps: int | None = None, adapt_arch: bool = True) -> InnerLoop:
-    """The warm start's evaluation-phase inner loop (``inner.eval_steps``), optionally overridden."""
+def inner_loop(warm: WarmStart, steps: int | None = None, adapt_arch: bool = True,
+               lr_alpha: float | None = None) -> InnerLoop:
+    """The warm start's evaluation-phase inner loop (``inner.eval_steps``, ``inner.eval_lr_alpha``); ``steps`` and
+    ``lr_alpha`` (alpha's step; 0 keeps the architecture fixed, as ``adapt_arch=False``) override them."""
+    for name, value in (("steps", steps), ("lr_alpha", lr_alpha)):
+        if value is not None and value < 0:
+            raise MetanasError(f"{name} (--{name.replace('_', '-')}) {value}: must be >= 0")
     inner = InnerLoop.from_config(warm.config, warm.ways, "evaluate", adapt_arch=adapt_arch and warm.is_supernet)
-    return inner if steps is None else replace(inner, steps=steps)
+    if steps is not None:
+        inner = replace(inner, steps=steps)
+    return inner if lr_alpha is None or not inner.adapts_arch else replace(inner, lr_alpha=lr_alpha)
 
 
 @dataclass
@@ -64,10 +72,10 @@ class Adapted:
 
 
 def adapt(warm: WarmStart, support_x: torch.Tensor, support_y: torch.Tensor, steps: int | None = None,
-          adapt_arch: bool = True) -> Adapted:
+          adapt_arch: bool = True, lr_alpha: float | None = None) -> Adapted:
     """Adapt ``(w, alpha)`` to one task's support set (``support_y``: labels 0..ways-1, class-major for
-    ``inner.variant=alternating``)."""
-    inner = inner_loop(warm, steps, adapt_arch)
+    ``inner.variant=alternating``); ``steps``, ``lr_alpha``: as :func:`inner_loop`."""
+    inner = inner_loop(warm, steps, adapt_arch, lr_alpha)
     device = next(warm.model.parameters()).device
     params = inner.adapt(warm.model, warm.params, support_x.to(device), support_y.to(device))
     params = {k: v.detach() for k, v in params.items()}
@@ -76,11 +84,13 @@ def adapt(warm: WarmStart, support_x: torch.Tensor, support_y: torch.Tensor, ste
 
 def evaluate(warm: WarmStart, family: str, tasks: int = 600, seed: int = 0, steps: int | None = None,
              adapt_arch: bool = True, data_root: str | None = None, chunk: int = 10, curve: bool = True,
-             progress: bool = False, dist=None) -> tuple[Any, Evaluation]:
-    """Adapt to ``tasks`` test tasks of ``family`` (seeded by ``seed``): ``(TaskFamily, Evaluation)``."""
+             progress: bool = False, dist=None, lr_alpha: float | None = None) -> tuple[Any, Evaluation]:
+    """Adapt to ``tasks`` test tasks of ``family`` (seeded by ``seed``): ``(TaskFamily, Evaluation)``; ``steps``,
+    ``lr_alpha``: as :func:`inner_loop`."""
     from metanas.data import get_tasksets, load_family
     from metanas.estimation import evaluate as run
 
+    inner = inner_loop(warm, steps, adapt_arch, lr_alpha)  # bad settings fail before any data is read
     fam = load_family(family)
     warm.check_family(fam)
     # a mixture leaves out what the warm start's run left out (the rest of its leave_out names other families)
@@ -88,7 +98,7 @@ def evaluate(warm: WarmStart, family: str, tasks: int = 600, seed: int = 0, step
     sets = get_tasksets(fam, data_root or warm.config.data.root, skip_corrupt=warm.config.data.skip_corrupt,
                         warm_format=warm.image, leave_out=leave_out)
     device = next(warm.model.parameters()).device
-    ev = run(warm.model, warm.params, sets.test, tasks, inner_loop(warm, steps, adapt_arch),
+    ev = run(warm.model, warm.params, sets.test, tasks, inner,
              torch.Generator().manual_seed(seed), chunk=chunk, curve=curve, progress=progress, device=device, dist=dist)
     return fam, ev
 

@@ -57,6 +57,10 @@ def test_adapt_gives_the_task_its_own_discrete_network(trained, task):
     fixed = metanas.adapt(warm, sx, sy, adapt_arch=False)
     assert fixed.arch == warm.derive()  # weights only: the warm start's architecture
     assert all(torch.equal(fixed.params[k], warm.params[k]) for k in warm.params if k.startswith("alpha_"))
+    zero = metanas.adapt(warm, sx, sy, lr_alpha=0.0)  # alpha's step 0 is adapt_arch=False
+    assert all(torch.equal(zero.params[k], fixed.params[k]) for k in fixed.params)
+    with pytest.raises(metanas.MetanasError, match=r"lr_alpha \(--lr-alpha\) -1.0: must be >= 0"):
+        metanas.adapt(warm, sx, sy, lr_alpha=-1.0)
     more = metanas.adapt(warm, sx, sy, steps=4)
     assert not torch.equal(more.params["classifier.weight"], adapted.params["classifier.weight"])
 

@@ -34,8 +34,8 @@ def test_adapt_from_the_latest_checkpoint_logs_a_linked_run(smoke_run, runs_dir)
     run_id, _ = smoke_run
     # other tests of this worker write checkpoints into runs_dir too: make the smoke run's the newest
     os.utime(runs_dir / "checkpoints" / f"{run_id}.pt")
-    out = run_cli("-m", "metanas.cli", "adapt", "--task", "omniglot-5way", "--tasks", "3",
-                  "--output-dir", str(runs_dir))
+    out = run_cli("-m", "metanas.cli", "adapt", "--task", "omniglot-5way", "--tasks", "3", "--steps", "3",
+                  "--lr-alpha", "0.7", "--output-dir", str(runs_dir))
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert sum(line.startswith("task ") and "genotype" not in line and "normal:" in line for line in lines) == 3
@@ -45,7 +45,9 @@ def test_adapt_from_the_latest_checkpoint_logs_a_linked_run(smoke_run, runs_dir)
     run = client(runs_dir).get_run(adapt_id)
     assert run.data.tags["mlflow.parentRunId"] == run_id and run.data.tags["metanas.kind"] == "adapt"
     assert "adapt/accuracy" in run.data.metrics
-    assert len(client(runs_dir).get_metric_history(adapt_id, "adapt/accuracy_at_step")) == 3  # 2 steps + before
+    assert len(client(runs_dir).get_metric_history(adapt_id, "adapt/accuracy_at_step")) == 4  # 3 steps + before
+    # the logged config is what ran: the adaptation settings of the command line, not the checkpoint's
+    assert run.data.params["inner.eval_steps"] == "3" and run.data.params["inner.eval_lr_alpha"] == "0.7"
 
 
 def test_adapt_by_run_id_and_console_script(smoke_run, runs_dir):
@@ -57,7 +59,8 @@ def test_adapt_by_run_id_and_console_script(smoke_run, runs_dir):
 
 
 def test_lr_alpha_sets_the_adaptation_step_of_alpha(smoke_run, runs_dir):
-    """--lr-alpha 0 is --no-arch-adapt (the same tasks, the same accuracy); a negative step is one line, exit 2."""
+    """--lr-alpha 0 is --no-arch-adapt (the same tasks, the same accuracy); a negative step size or number of steps
+    is one line, exit 2."""
     run_id, _ = smoke_run
     common = ["-m", "metanas.cli", "evaluate", "--run-id", run_id, "--tasks", "4", "--no-track", "--output-dir",
               str(runs_dir)]
@@ -65,9 +68,9 @@ def test_lr_alpha_sets_the_adaptation_step_of_alpha(smoke_run, runs_dir):
     zero, fixed = run_cli(*common, "--lr-alpha", "0"), run_cli(*common, "--no-arch-adapt")
     assert zero.returncode == fixed.returncode == 0, zero.stderr + fixed.stderr
     assert line(zero) == line(fixed) and "w only (architecture fixed)" in line(zero)
-    bad = run_cli(*common, "--lr-alpha", "-1")
-    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
-        "metanas: error: --lr-alpha -1.0: must be >= 0 (0 keeps the architecture fixed)"]
+    for flag, value, name in (("--lr-alpha", "-1", "lr_alpha (--lr-alpha) -1.0"), ("--steps", "-2", "steps (--steps) -2")):
+        bad = run_cli(*common, flag, value)
+        assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [f"metanas: error: {name}: must be >= 0"]
 
 
 def test_tasks_lists_the_families():

@@ -3,6 +3,7 @@ of families; the paired architecture-adaptation ablation)."""
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 
@@ -43,12 +44,11 @@ def register(sub) -> None:
 def cmd_adapt(args) -> None:
     if args.tasks < 1:
         raise MetanasError("--tasks must be >= 1")
+    from metanas import api
+
     warm, dist = load_warm_start(args)
-    if args.lr_alpha is not None:  # the warm start's config is the one home of its adaptation settings
-        if args.lr_alpha < 0:
-            raise MetanasError(f"--lr-alpha {args.lr_alpha}: must be >= 0 (0 keeps the architecture fixed)")
-        warm.config.inner.eval_lr_alpha = args.lr_alpha
     try:
+        api.inner_loop(warm, args.steps, lr_alpha=args.lr_alpha)  # bad settings: one line, before any run is logged
         if getattr(args, "suite", None):
             return _suite(args, warm, dist)
         _adapt_one(args, warm, dist)
@@ -62,7 +62,7 @@ def _evaluate(args, warm, dist, family: str, progress=True, curve=True, adapt_ar
     adapt_arch = not args.no_arch_adapt if adapt_arch is None else adapt_arch
     return api.evaluate(warm, family, args.tasks, args.seed, args.steps, adapt_arch, warm.config.data.root,
                         chunk=1 if args.command == "adapt" else 10, curve=curve,
-                        progress=progress and dist.is_main, dist=dist)
+                        progress=progress and dist.is_main, dist=dist, lr_alpha=args.lr_alpha)
 
 
 def _paired(args, warm, dist, family: str, ev, **kw):
@@ -86,7 +86,7 @@ def _adapt_one(args, warm, dist) -> None:
     paired = _paired(args, warm, dist, args.task, ev)
     if not dist.is_main:  # rank 0 prints and logs for all
         return
-    inner = api.inner_loop(warm, args.steps, not args.no_arch_adapt)
+    inner = api.inner_loop(warm, args.steps, not args.no_arch_adapt, args.lr_alpha)
     archs = api.architectures(warm, ev)
     space = warm.space
     wins = space.choice_wins(archs)
@@ -109,8 +109,10 @@ def _adapt_one(args, warm, dist) -> None:
     print(f"warm start: {warm.path} (run {warm.run_id})")
     if args.plot:
         print(f"plots: {_plot_adaptation(tracker, args.output_dir, family, warm, archs, ev)}")
-    if tracker:
-        tracker.log_config(warm.config)
+    if tracker:  # the config of what ran: the adaptation settings as given on the command line
+        cfg = copy.deepcopy(warm.config)
+        cfg.inner.eval_steps, cfg.inner.eval_lr_alpha = inner.steps, inner.lr_alpha
+        tracker.log_config(cfg)
         for step, acc in enumerate(ev.curve.mean(0).tolist()):
             tracker.log_metrics({f"{kind}/accuracy_at_step": acc}, step=step)
         metrics = {f"{kind}/accuracy": ev.mean, f"{kind}/ci95": ev.ci95,
