@@ -39,10 +39,12 @@ def inner_loop(warm: WarmStart, steps: int | None = None, adapt_arch: bool = Tru
     for name, value in (("steps", steps), ("lr_alpha", lr_alpha)):
         if value is not None and value < 0:
             raise MetanasError(f"{name} (--{name.replace('_', '-')}) {value}: must be >= 0")
-    inner = InnerLoop.from_config(warm.config, warm.ways, "evaluate", adapt_arch=adapt_arch and warm.is_supernet)
+    adapt_arch = adapt_arch and warm.is_supernet
+    inner = InnerLoop.from_config(warm.config, warm.ways, "evaluate", adapt_arch=adapt_arch)
     if steps is not None:
         inner = replace(inner, steps=steps)
-    return inner if lr_alpha is None or not inner.adapts_arch else replace(inner, lr_alpha=lr_alpha)
+    # lr_alpha overrides the checkpoint's step even where that is 0; it never adapts a fixed architecture
+    return inner if lr_alpha is None or not adapt_arch else replace(inner, lr_alpha=lr_alpha)
 
 
 @dataclass

@@ -59,6 +59,9 @@ def test_adapt_gives_the_task_its_own_discrete_network(trained, task):
     assert all(torch.equal(fixed.params[k], warm.params[k]) for k in warm.params if k.startswith("alpha_"))
     zero = metanas.adapt(warm, sx, sy, lr_alpha=0.0)  # alpha's step 0 is adapt_arch=False
     assert all(torch.equal(zero.params[k], fixed.params[k]) for k in fixed.params)
+    warm.config.inner.eval_lr_alpha = 0.0  # a checkpoint that keeps alpha fixed: lr_alpha switches adaptation on
+    assert not torch.equal(metanas.adapt(warm, sx, sy, lr_alpha=2.0).params["alpha_op"], warm.params["alpha_op"])
+    warm.config.inner.eval_lr_alpha = None
     with pytest.raises(metanas.MetanasError, match=r"lr_alpha \(--lr-alpha\) -1.0: must be >= 0"):
         metanas.adapt(warm, sx, sy, lr_alpha=-1.0)
     more = metanas.adapt(warm, sx, sy, steps=4)
