@@ -1,13 +1,14 @@
 """metanas: meta-learning neural architecture search across task distributions.
 
-The Python API (see :mod:`metanas.api`): ``load_config``, ``train``, ``load``, ``adapt``, ``evaluate``.
+The Python API (see :mod:`metanas.api`): ``load_config``, ``train``, ``load``, ``adapt``, ``evaluate``,
+``select_adaptation``.
 Imported lazily, so ``metanas --help`` does not pay for torch and MLflow.
 """
 
 from metanas.errors import MetanasError
 
 __version__ = "0.1.0"
-__all__ = ["MetanasError", "__version__", "load_config", "train", "load", "adapt", "evaluate"]
+__all__ = ["MetanasError", "__version__", "load_config", "train", "load", "adapt", "evaluate", "select_adaptation"]
 
 
 def __getattr__(name):
@@ -19,7 +20,7 @@ def __getattr__(name):
         from metanas.training import train
 
         return train
-    if name in ("load", "adapt", "evaluate"):
+    if name in ("load", "adapt", "evaluate", "select_adaptation"):
         from metanas import api
 
         return getattr(api, name)

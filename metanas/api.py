@@ -105,6 +105,37 @@ def evaluate(warm: WarmStart, family: str, tasks: int = 600, seed: int = 0, step
     return fam, ev
 
 
+def select_adaptation(warm: WarmStart, steps: list[int] = (), lr_alpha: list[float] = (), tasks: int = 200,
+                      seed: int | None = None, data_root: str | None = None, progress: bool = False
+                      ) -> tuple[dict, list[dict]]:
+    """Choose how ``warm`` adapts, on ``tasks`` tasks of its own validation split (a mixture's held-out
+    sources): every combination of ``steps`` and ``lr_alpha`` adapts the same tasks and the best is applied to
+    ``warm`` (its ``inner.eval_steps``, ``inner.eval_lr_alpha``). ``(best, table)``; keep it in the checkpoint
+    with :func:`metanas.checkpoint.write_adaptation`. ``seed``: of the tasks (default ``run.seed`` + 3, neither
+    the validation tasks logged during meta-training nor the test tasks)."""
+    from metanas.estimation import SELECT_SEED, select_adaptation as choose
+    from metanas.training import tasksets
+
+    for name, values in (("steps", steps), ("lr_alpha", lr_alpha)):
+        if any(v < 0 for v in values):
+            raise MetanasError(f"{name} (--{name.replace('_', '-')}) {list(values)}: every value must be >= 0")
+    if tasks < 1:
+        raise MetanasError(f"tasks (--tasks) {tasks}: must be >= 1")
+    inner = inner_loop(warm)
+    cfg = warm.config
+    if data_root:
+        cfg.data.root = data_root
+    validation = tasksets(cfg, warm_format=warm.image).validation
+    if validation is None:
+        raise MetanasError(f"{cfg.task.family} has no validation split to choose the adaptation on: meta-train "
+                           "on a family with validation classes or sources")
+    device = next(warm.model.parameters()).device
+    best, table = choose(warm.model, warm.params, validation, tasks, inner, list(steps), list(lr_alpha),
+                         cfg.run.seed + SELECT_SEED if seed is None else seed, device=device, progress=progress)
+    warm.use_adaptation(best)
+    return best, table
+
+
 def architectures(warm: WarmStart, ev: Evaluation) -> list:
     """Each evaluated task's adapted architecture."""
     return [warm.derive({k: v[i] for k, v in ev.alphas.items()}) for i in range(ev.accuracies.numel())]

@@ -3,6 +3,7 @@
 * :func:`read`: a checkpoint's dict, checked and migrated to the current version. Only this module and
   :class:`metanas.warm_start.WarmStart` (the typed view every caller uses) read a checkpoint's raw dict.
 * :class:`TrainingState`: what meta-training saves and restores for an exact resume.
+* :func:`write_adaptation`: the adaptation setting chosen for a warm start, kept in its checkpoint.
 * :func:`resolve`, :func:`checkpoint_path`: where a run's checkpoint is.
 
 Checkpoints are written atomically (temp file, fsync, rename): a process
@@ -101,6 +102,8 @@ class TrainingState:
     arch: dict | None  # the derived (supernet) or fixed (child) architecture, as the space's JSON
     image: dict  # the input's ImageFormat, as a dict
     alpha_history: list = field(default_factory=list)
+    # the adaptation chosen on validation tasks ({"steps", "lr_alpha", ...}), which the warm start adapts with
+    adaptation: dict | None = None
 
     def save(self, path: str | os.PathLike, cfg: Config) -> Path:
         state = {"format": FORMAT, "version": VERSION, "config": to_yaml(resolved(cfg)), **self.__dict__}
@@ -113,3 +116,11 @@ class TrainingState:
             raise MetanasError(f"--resume {path}: the checkpoint was written with a different config; resume with "
                                "the same --config and overrides as the original run")
         return cls(**{k: state[k] for k in cls.__dataclass_fields__ if k in state})
+
+
+def write_adaptation(path: str | os.PathLike, adaptation: dict) -> Path:
+    """Keep ``adaptation`` (``{"steps", "lr_alpha", ...}``, chosen on validation tasks) in the checkpoint at
+    ``path``: the warm start then adapts with it (atomic: a killed process leaves the old file)."""
+    state = read(Path(path))
+    state["adaptation"] = dict(adaptation)
+    return atomic_write(path, lambda f: torch.save(state, f))

@@ -76,6 +76,12 @@ class InnerConfig:
     # near-discrete (METANAS), so adapting alpha changes what the network computes.
     temperature: float = 1.0
     final_temperature: Optional[float] = None
+    # Robustness as a selection criterion: after meta-training, each combination of these adaptation steps and
+    # alpha steps adapts the same select_tasks tasks of the validation split (held-out sources, for a mixture);
+    # the best replaces eval_steps/eval_lr_alpha in the checkpoint (and the final test). Empty: keep eval_*.
+    select_steps: list[int] = field(default_factory=list)
+    select_lr_alpha: list[float] = field(default_factory=list)
+    select_tasks: int = 200
 
 
 @dataclass
@@ -207,6 +213,9 @@ def validate(cfg: Config) -> None:
     _require(i.lr >= 0 and i.lr_alpha >= 0, "inner.lr/inner.lr_alpha", (i.lr, i.lr_alpha), "must be >= 0")
     _require(not i.learn_lr_alpha or i.lr_alpha > 0, "inner.lr_alpha", i.lr_alpha,
              "must be > 0 with inner.learn_lr_alpha: it is the learned step's initial value")
+    _require(all(v >= 0 for v in [*i.select_steps, *i.select_lr_alpha]), "inner.select_steps/inner.select_lr_alpha",
+             (i.select_steps, i.select_lr_alpha), "every value must be >= 0")
+    _require(i.select_tasks >= 1, "inner.select_tasks", i.select_tasks, "must be >= 1")
     _require(i.variant in INNER_VARIANTS, "inner.variant", i.variant, f"one of {INNER_VARIANTS}")
     _require(i.temperature > 0 and (i.final_temperature is None or i.final_temperature > 0),
              "inner.temperature/inner.final_temperature", (i.temperature, i.final_temperature), "must be > 0")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch.func import vmap
@@ -19,9 +19,9 @@ from tqdm import tqdm
 from metanas.inner_loop import InnerLoop, Params
 from metanas.space.base import is_alpha
 
-# Offsets from run.seed of the validation and test task sequences: every evaluation of a run, and every method
-# compared at the same seed, adapts to the same tasks.
-VAL_SEED, TEST_SEED = 1, 2
+# Offsets from run.seed of the validation, test and adaptation-choice task sequences: every evaluation of a
+# run, and every method compared at the same seed, adapts to the same tasks.
+VAL_SEED, TEST_SEED, SELECT_SEED = 1, 2, 3
 
 
 def mean_ci95(values: torch.Tensor) -> tuple[float, float]:
@@ -110,6 +110,28 @@ def evaluate(model, params: Params, taskset, n_tasks: int, inner: InnerLoop, gen
     trace = torch.cat([p[0] for p in parts])
     return Evaluation(trace[:, -1], trace, {k: torch.cat([p[1][k] for p in parts]) for k in parts[0][1]},
                       torch.cat([p[2] for p in parts]))
+
+
+def select_adaptation(model, params: Params, taskset, n_tasks: int, inner: InnerLoop, steps: list[int],
+                      lr_alphas: list[float], seed: int, device="cpu", dist=None,
+                      progress: bool = False) -> tuple[dict, list[dict]]:
+    """The adaptation setting (steps, alpha's step) that scores best on ``n_tasks`` tasks of ``taskset``:
+    ``(best, table)``, each a ``{"steps", "lr_alpha", "accuracy", "ci95"}`` dict, the table in the order tried.
+
+    Every candidate adapts the same seeded tasks (common random numbers), so the table is a paired comparison;
+    ``lr_alpha = 0`` keeps the architecture fixed, so adapting it is chosen only where it pays on these tasks.
+    Empty lists keep ``inner``'s own value; a network without alphas tries its steps only. Ties go to the
+    candidate tried first. Choose on a validation split: the chosen setting's score there is biased upwards.
+    """
+    if not any(is_alpha(k) for k in params):
+        lr_alphas = []
+    grid = [(s, a) for s in (steps or [inner.steps]) for a in (lr_alphas or [inner.lr_alpha])]
+    table = []
+    for s, a in tqdm(grid, desc="choosing the adaptation", leave=False, disable=not progress):
+        ev = evaluate(model, params, taskset, n_tasks, replace(inner, steps=s, lr_alpha=a),
+                      torch.Generator().manual_seed(seed), device=device, dist=dist)
+        table.append({"steps": int(s), "lr_alpha": float(a), "accuracy": float(ev.mean), "ci95": float(ev.ci95)})
+    return max(table, key=lambda row: row["accuracy"]), table
 
 
 class ChildNetScorer:

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from metanas import distributed
 from metanas.checkpoint import TrainingState, checkpoint_path
 from metanas.config import Config
 from metanas.data import check_trainable, get_tasksets, load_family
-from metanas.estimation import TEST_SEED, VAL_SEED, Evaluation, evaluate
+from metanas.estimation import SELECT_SEED, TEST_SEED, VAL_SEED, Evaluation, evaluate, select_adaptation
 from metanas.inner_loop import LEARNED_LR, InnerLoop, is_learned_lr
 from metanas.outer_loop import MetaLearner
 from metanas.runtime import rng_state, seed_everything, set_rng_state
@@ -105,6 +105,8 @@ def _train(cfg: Config, resume: str | None, dist: distributed.Dist) -> Result:
     train_seconds = time.perf_counter() - t_loop
     if start == cfg.meta.iterations:  # resumed a finished run: nothing trained, still write its checkpoint
         run.checkpoint(start)
+    if run.select_adaptation():  # inner.select_*: the checkpoint then holds the setting the test adapts with
+        run.checkpoint(done)
     test = run.final_test()
     seconds = time.perf_counter() - t_start
     run.report(test, seconds, train_seconds)
@@ -159,6 +161,7 @@ class _Run:
         self.model, self.space, self.arch, self.learner, self.sampler = model, space, arch, learner, sampler
         self.history: list[dict] = []  # alpha snapshots; in the checkpoint, so a resumed run plots its whole history
         self.eval_inner = InnerLoop.from_config(cfg, learner.ways, "evaluate")
+        self.adaptation: dict | None = None  # chosen on validation tasks (inner.select_*)
 
     def restore(self, resume: str | None) -> int:
         """Resume state (rank 0 reads it and sends it to the others), tracker, parameters on every rank: the
@@ -221,7 +224,7 @@ class _Run:
                           self.learner.optimizer.state_dict(), self.learner.skipped,
                           rng_state(sampler=self.sampler, policy=self.learner.generator),
                           self.space.dump(self.architecture()), self.sets.train.format.to_dict(),
-                          self.history).save(self.ckpt, self.cfg)
+                          self.history, self.adaptation).save(self.ckpt, self.cfg)
 
     def _evaluate(self, taskset, tasks: int, seed: int, **kw) -> Evaluation:
         return evaluate(self.model, self.learner.params(), taskset, tasks, self.eval_inner,
@@ -249,6 +252,22 @@ class _Run:
             print(f"metanas: stopped by {why} after iteration {done}; resume with: "
                   f"python -m metanas.meta_train --resume {self.run_id} (same config)", file=sys.stderr)
         raise KeyboardInterrupt
+
+    def select_adaptation(self) -> bool:
+        """With ``inner.select_steps``/``select_lr_alpha``: choose the evaluation-phase adaptation on validation
+        tasks, use it from here on (the final test, the checkpoint) and log the table. Whether it chose."""
+        i = self.cfg.inner
+        if not (i.select_steps or i.select_lr_alpha) or self.learner.nonfinite:
+            return False
+        best, table = select_adaptation(self.model, self.learner.params(), self.sets.validation, i.select_tasks,
+                                        self.eval_inner, i.select_steps, i.select_lr_alpha,
+                                        self.cfg.run.seed + SELECT_SEED, device=self.dist.device, dist=self.dist,
+                                        progress=self.cfg.run.progress and self.dist.is_main)
+        self.eval_inner = replace(self.eval_inner, steps=best["steps"], lr_alpha=best["lr_alpha"])
+        self.adaptation = best
+        self.tracker.log_dict({"chosen": best, "candidates": table}, "adaptation_selection.json")
+        self.tracker.set_tags({"metanas.adaptation": f"steps={best['steps']} lr_alpha={best['lr_alpha']}"})
+        return True
 
     def final_test(self) -> Evaluation:
         return self._evaluate(self.sets.test, self.cfg.meta.test_tasks, TEST_SEED, curve=True,

@@ -37,6 +37,9 @@ class WarmStart:
     image: ImageFormat  # what the network takes (channels, size, normalisation), from the meta-train split
     arch: Any = None  # a child net's fixed architecture; None for a supernet
     path: Path | None = None
+    # the adaptation chosen on validation tasks (metanas select-adaptation, inner.select_*): in the config's
+    # inner.eval_steps and inner.eval_lr_alpha, which every caller's inner loop reads
+    adaptation: dict | None = None
 
     @classmethod
     def load(cls, ref: str | os.PathLike | None = None, output_dir: str = "runs") -> "WarmStart":
@@ -53,8 +56,17 @@ class WarmStart:
         except RuntimeError as e:
             raise MetanasError(f"{path}: its weights do not match the search space in its own config "
                                f"({str(e).splitlines()[0][:160]}): the file is damaged or was edited") from None
-        return cls(cfg, space, model, state["ways"], state["family"], state["run_id"], state["iteration"], image,
+        warm = cls(cfg, space, model, state["ways"], state["family"], state["run_id"], state["iteration"], image,
                    arch, path)
+        if state.get("adaptation"):
+            warm.use_adaptation(state["adaptation"])
+        return warm
+
+    def use_adaptation(self, adaptation: dict) -> None:
+        """Adapt with ``adaptation``'s steps and alpha step from now on (``{"steps", "lr_alpha", ...}``)."""
+        self.config.inner.eval_steps = int(adaptation["steps"])
+        self.config.inner.eval_lr_alpha = float(adaptation["lr_alpha"])
+        self.adaptation = dict(adaptation)
 
     @property
     def params(self) -> dict[str, torch.Tensor]:
@@ -82,7 +94,7 @@ class WarmStart:
     def fixed(self, arch) -> "WarmStart":
         """This warm start cut down to the child of ``arch`` (e.g. a genotype found by ``metanas search``)."""
         return WarmStart(self.config, self.space, self.child(arch), self.ways, self.family, self.run_id,
-                         self.iteration, self.image, arch, self.path)
+                         self.iteration, self.image, arch, self.path, self.adaptation)
 
     def check_family(self, family) -> None:
         """A family this warm start can adapt to: the same ways and channels (one clear line if not)."""

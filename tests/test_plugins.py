@@ -45,7 +45,7 @@ def test_spaces_policies_strategies_and_commands_are_registries():
     assert POLICIES.names() == ["mixture", "gumbel"] and isinstance(create_policy("mixture"), Mixture)
     assert STRATEGIES.names() == ["random", "evolution", "reinforce", "bohb", "darts"]
     assert strategy_class("random") is RandomSearch
-    assert MODULES == ("train", "adapt", "search", "export", "runs") == tuple(COMMANDS)
+    assert MODULES == ("train", "adapt", "select", "search", "export", "runs") == tuple(COMMANDS)
     assert COMMANDS.get("search").__name__ == "metanas.commands.search"
     with pytest.raises(MetanasError, match="search.policy.*did you mean gumbel"):
         create_policy("gumble")

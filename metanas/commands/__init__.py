@@ -10,7 +10,7 @@ from __future__ import annotations
 from metanas.plugins import Registry
 
 COMMANDS = Registry("command module")
-for _name in ("train", "adapt", "search", "export", "runs"):
+for _name in ("train", "adapt", "select", "search", "export", "runs"):
     COMMANDS.register(f"metanas.commands.{_name}", name=_name)
 MODULES = tuple(COMMANDS.names())
 
@@ -42,5 +42,5 @@ def load_warm_start(args):
     if getattr(args, "genotype", None):  # a fixed architecture (e.g. from metanas search): weights only
         warm = warm.fixed(warm.space.read(args.genotype))
     dist = distributed.init(cfg)
-    seed_everything(args.seed)
+    seed_everything(args.seed or 0)  # select-adaptation: None (its tasks are then seeded by the run)
     return warm.to(dist.device), dist

@@ -1,0 +1,78 @@
+"""Choosing a warm start's adaptation (steps, alpha's step) on its validation tasks: at the end of meta-training
+(inner.select_*), from the API and with ``metanas select-adaptation``; the choice travels in the checkpoint."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+import metanas
+from metanas.checkpoint import read
+
+SELECT = ["inner.select_steps=[0,3]", "inner.select_lr_alpha=[0,1.0]", "inner.select_tasks=6"]
+TINY = ["search.space=chain", "search.widths=[4,8]", "search.channels=8", "run.progress=false"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("select")
+    cfg = metanas.load_config("configs/smoke.yaml", [f"run.output_dir={out}", *TINY, *SELECT])
+    return metanas.train(cfg), cfg, out
+
+
+def test_meta_training_chooses_the_adaptation_on_validation_and_keeps_it(trained):
+    from conftest import client
+
+    result, cfg, out = trained
+    kept = read(result.checkpoint)["adaptation"]
+    (out / "dl").mkdir()
+    with open(client(out).download_artifacts(result.run_id, "adaptation_selection.json", str(out / "dl"))) as f:
+        logged = json.load(f)
+    table = logged["candidates"]
+    assert [(r["steps"], r["lr_alpha"]) for r in table] == [(0, 0.0), (0, 1.0), (3, 0.0), (3, 1.0)]
+    assert kept == logged["chosen"] == max(table, key=lambda r: r["accuracy"])
+    assert result.eval_steps == kept["steps"]  # the final test adapted with the chosen setting
+    warm = metanas.load(str(result.checkpoint))
+    inner = metanas.api.inner_loop(warm)
+    assert warm.adaptation == kept and (inner.steps, inner.lr_alpha) == (kept["steps"], kept["lr_alpha"])
+    # the checkpoint is still the run's own: resuming the finished run with the same config is accepted
+    again = metanas.train(cfg, resume=str(result.checkpoint))
+    assert again.steps == 0 and read(again.checkpoint)["adaptation"] == kept
+
+
+def test_every_candidate_adapts_the_same_tasks_and_the_best_is_chosen(trained):
+    result, _, _ = trained
+    warm = metanas.load(str(result.checkpoint))
+    best, table = metanas.select_adaptation(warm, [2, 2], [0.5], tasks=5)
+    assert table[0]["accuracy"] == table[1]["accuracy"]  # the same setting twice: the same tasks, the same score
+    best, table = metanas.select_adaptation(warm, [0, 2], [0.0, 0.5], tasks=5)
+    assert len(table) == 4 and best == max(table, key=lambda r: r["accuracy"])
+    assert metanas.api.inner_loop(warm).steps == best["steps"]  # applied to the warm start
+    fixed = warm.fixed(warm.derive())  # no alphas: only the steps are tried
+    assert [r["steps"] for r in metanas.select_adaptation(fixed, [0, 2], [0.0, 0.5], tasks=3)[1]] == [0, 2]
+    with pytest.raises(metanas.MetanasError, match=r"lr_alpha \(--lr-alpha\) \[-1.0\]: every value must be >= 0"):
+        metanas.select_adaptation(warm, [2], [-1.0])
+    with pytest.raises(metanas.MetanasError, match=r"inner.select_steps/inner.select_lr_alpha"):
+        metanas.load_config(None, ["inner.select_steps=[3,-1]"])
+
+
+def test_select_adaptation_command_keeps_the_choice_in_the_checkpoint(trained, tmp_path):
+    from conftest import run_cli
+
+    result, _, out = trained
+    ckpt = shutil.copy(result.checkpoint, tmp_path / "warm.pt")
+    sel = run_cli("-m", "metanas.cli", "select-adaptation", "--checkpoint", str(ckpt), "--steps", "1,4",
+                  "--lr-alpha", "0,0.5", "--tasks", "3", "--output-dir", str(out))
+    assert sel.returncode == 0, sel.stderr
+    rows = [line for line in sel.stdout.splitlines() if line.startswith("| ")][1:]
+    assert len(rows) == 4 and sum("**chosen**" in r for r in rows) == 1
+    kept = read(tmp_path / "warm.pt")["adaptation"]
+    assert f"chosen: {kept['steps']} steps, alpha step {kept['lr_alpha']}" in sel.stdout
+    assert torch.equal(read(tmp_path / "warm.pt")["params"]["alpha_op"], read(result.checkpoint)["params"]["alpha_op"])
+    ev = run_cli("-m", "metanas.cli", "evaluate", "--checkpoint", str(ckpt), "--tasks", "2", "--no-track",
+                 "--output-dir", str(out))
+    assert ev.returncode == 0, ev.stderr
+    assert f"{kept['steps']} steps on" in ev.stdout  # adapt/evaluate now adapt as chosen (the checkpoint had 2)
+    bad = run_cli("-m", "metanas.cli", "select-adaptation", "--checkpoint", str(ckpt), "--steps", "1,x")
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "comma-separated" in bad.stderr
