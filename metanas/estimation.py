@@ -116,7 +116,9 @@ def select_adaptation(model, params: Params, taskset, n_tasks: int, inner: Inner
                       lr_alphas: list[float], seed: int, device="cpu", dist=None,
                       progress: bool = False) -> tuple[dict, list[dict]]:
     """The adaptation setting (steps, alpha's step) that scores best on ``n_tasks`` tasks of ``taskset``:
-    ``(best, table)``, each a ``{"steps", "lr_alpha", "accuracy", "ci95"}`` dict, the table in the order tried.
+    ``(best, table)``, each a ``{"steps", "lr_alpha", "accuracy", "ci95", "arch_gain", "arch_gain_ci95"}`` dict,
+    the table in the order tried; ``arch_gain``: the paired gain over alpha step 0 at the same steps (where 0
+    is a candidate and this one is not).
 
     Every candidate adapts the same seeded tasks (common random numbers), so the table is a paired comparison;
     ``lr_alpha = 0`` keeps the architecture fixed, so adapting it is chosen only where it pays on these tasks.
@@ -126,11 +128,17 @@ def select_adaptation(model, params: Params, taskset, n_tasks: int, inner: Inner
     if not any(is_alpha(k) for k in params):
         lr_alphas = []
     grid = [(s, a) for s in (steps or [inner.steps]) for a in (lr_alphas or [inner.lr_alpha])]
-    table = []
+    table, scores = [], {}
     for s, a in tqdm(grid, desc="choosing the adaptation", leave=False, disable=not progress):
         ev = evaluate(model, params, taskset, n_tasks, replace(inner, steps=s, lr_alpha=a),
                       torch.Generator().manual_seed(seed), device=device, dist=dist)
+        scores[s, a] = ev.accuracies
         table.append({"steps": int(s), "lr_alpha": float(a), "accuracy": float(ev.mean), "ci95": float(ev.ci95)})
+    for row in table:  # with alpha step 0 among the candidates: what adapting the architecture gains, paired
+        fixed = scores.get((row["steps"], 0.0))
+        gain = mean_ci95(scores[row["steps"], row["lr_alpha"]] - fixed) if fixed is not None and row["lr_alpha"] \
+            else (None, None)
+        row["arch_gain"], row["arch_gain_ci95"] = (None if g is None else float(g) for g in gain)
     return max(table, key=lambda row: row["accuracy"]), table
 
 

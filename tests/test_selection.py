@@ -48,6 +48,9 @@ def test_every_candidate_adapts_the_same_tasks_and_the_best_is_chosen(trained):
     assert table[0]["accuracy"] == table[1]["accuracy"]  # the same setting twice: the same tasks, the same score
     best, table = metanas.select_adaptation(warm, [0, 2], [0.0, 0.5], tasks=5)
     assert len(table) == 4 and best == max(table, key=lambda r: r["accuracy"])
+    # architecture adaptation's paired gain: each alpha step against alpha step 0 at the same steps
+    assert [r["arch_gain"] is None for r in table] == [True, False, True, False]
+    assert table[3]["arch_gain"] == pytest.approx(table[3]["accuracy"] - table[2]["accuracy"], abs=1e-6)
     assert metanas.api.inner_loop(warm).steps == best["steps"]  # applied to the warm start
     fixed = warm.fixed(warm.derive())  # no alphas: only the steps are tried
     assert [r["steps"] for r in metanas.select_adaptation(fixed, [0, 2], [0.0, 0.5], tasks=3)[1]] == [0, 2]
@@ -67,6 +70,7 @@ def test_select_adaptation_command_keeps_the_choice_in_the_checkpoint(trained, t
     assert sel.returncode == 0, sel.stderr
     rows = [line for line in sel.stdout.splitlines() if line.startswith("| ")][1:]
     assert len(rows) == 4 and sum("**chosen**" in r for r in rows) == 1
+    assert [r.split("|")[4].strip() == "-" for r in rows] == [True, False, True, False]  # gain over alpha step 0
     kept = read(tmp_path / "warm.pt")["adaptation"]
     assert f"chosen: {kept['steps']} steps, alpha step {kept['lr_alpha']}" in sel.stdout
     assert torch.equal(read(tmp_path / "warm.pt")["params"]["alpha_op"], read(result.checkpoint)["params"]["alpha_op"])

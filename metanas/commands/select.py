@@ -46,9 +46,11 @@ def cmd_select(args) -> None:
         best, table = api.select_adaptation(warm, args.steps, args.lr_alpha, args.tasks, args.seed, progress=True)
     finally:
         dist.close()
-    rows = [[r["steps"], r["lr_alpha"], pct(r["accuracy"], r["ci95"]), "**chosen**" if r is best else ""]
-            for r in table]
-    print(markdown(["steps", "alpha step", f"validation accuracy ({args.tasks} tasks)", ""], rows))
+    rows = [[r["steps"], r["lr_alpha"], pct(r["accuracy"], r["ci95"]),
+             "-" if r["arch_gain"] is None else f"{100 * r['arch_gain']:+.2f} ± {100 * r['arch_gain_ci95']:.2f}",
+             "**chosen**" if r is best else ""] for r in table]
+    print(markdown(["steps", "alpha step", f"validation accuracy ({args.tasks} tasks)",
+                    "architecture adaptation's gain (paired, points)", ""], rows))
     print(f"chosen: {best['steps']} steps, alpha step {best['lr_alpha']} (was {before.steps}, {before.lr_alpha})")
     if not args.dry_run:
         write_adaptation(warm.path, best)
