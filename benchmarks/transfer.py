@@ -12,7 +12,8 @@ other method that scores higher on that family. For supernet methods, architectu
 (alpha and w adapted minus w only, same tasks) and each ``--variant`` (inner-loop settings changed at
 adaptation time, e.g. ``steps10:inner.eval_steps=10``) against the plain adaptation, also paired. ``--inner``
 sets the plain adaptation itself, for every warm start (e.g. ``inner.eval_steps=10,inner.eval_lr_alpha=3.0``:
-every column, the architecture adaptation gain included, at those settings).
+every column, the architecture adaptation gain included, at those settings). Without it each warm start adapts as its
+checkpoint says: with the setting ``metanas select-adaptation`` chose and kept there, where it did.
 
 A RUN is a run id under ``--output-dir`` (or ``DIR:RUN_ID``) or a checkpoint path. Families a warm start cannot
 evaluate (data not present) are skipped with their reason.
