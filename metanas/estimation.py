@@ -32,7 +32,8 @@ def mean_ci95(values: torch.Tensor) -> tuple[float, float]:
 
     v = values.double()
     n = v.numel()
-    return v.mean().item(), (t.ppf(0.975, n - 1) * v.std().item() / math.sqrt(n)) if n > 1 else float("nan")
+    # float(): scipy's quantile is a numpy scalar, which torch.load(weights_only=True) refuses in a checkpoint
+    return v.mean().item(), float(t.ppf(0.975, n - 1)) * v.std().item() / math.sqrt(n) if n > 1 else float("nan")
 
 
 @dataclass
@@ -133,12 +134,11 @@ def select_adaptation(model, params: Params, taskset, n_tasks: int, inner: Inner
         ev = evaluate(model, params, taskset, n_tasks, replace(inner, steps=s, lr_alpha=a),
                       torch.Generator().manual_seed(seed), device=device, dist=dist)
         scores[s, a] = ev.accuracies
-        table.append({"steps": int(s), "lr_alpha": float(a), "accuracy": float(ev.mean), "ci95": float(ev.ci95)})
+        table.append({"steps": int(s), "lr_alpha": float(a), "accuracy": ev.mean, "ci95": ev.ci95})
     for row in table:  # with alpha step 0 among the candidates: what adapting the architecture gains, paired
         fixed = scores.get((row["steps"], 0.0))
-        gain = mean_ci95(scores[row["steps"], row["lr_alpha"]] - fixed) if fixed is not None and row["lr_alpha"] \
-            else (None, None)
-        row["arch_gain"], row["arch_gain_ci95"] = (None if g is None else float(g) for g in gain)
+        row["arch_gain"], row["arch_gain_ci95"] = (None, None) if fixed is None or not row["lr_alpha"] \
+            else mean_ci95(scores[row["steps"], row["lr_alpha"]] - fixed)
     return max(table, key=lambda row: row["accuracy"]), table
 
 
