@@ -54,6 +54,8 @@ def test_every_candidate_adapts_the_same_tasks_and_the_best_is_chosen(trained):
     tied = [{"accuracy": 0.7740000014, "lr_alpha": 3.0}, {"accuracy": 0.7740000024, "lr_alpha": 6.0},
             {"accuracy": 0.7730000000, "lr_alpha": 0.0}]
     assert best_row(tied)["lr_alpha"] == 3.0 and best_row(tied[::-1])["lr_alpha"] == 6.0
+    straddling = [{"accuracy": 0.7740004999, "lr_alpha": 3.0}, {"accuracy": 0.7740005001, "lr_alpha": 6.0}]
+    assert best_row(straddling)["lr_alpha"] == 3.0  # a tie across a 1e-6 rounding boundary is still a tie
     # architecture adaptation's paired gain: each alpha step against alpha step 0 at the same steps
     assert [r["arch_gain"] is None for r in table] == [True, False, True, False]
     assert table[3]["arch_gain"] == pytest.approx(table[3]["accuracy"] - table[2]["accuracy"], abs=1e-6)
