@@ -9,8 +9,8 @@
 
 digits and the torchvision sets are small enough to decode per process (digits in milliseconds).
 
-:data:`READERS` names every image source a family's ``dataset:`` may name (these, Omniglot, the fonts and the
-few-shot benchmarks of :mod:`metanas.data.fewshot`).
+:data:`READERS` names every image source a family's ``dataset:`` may name (these, Omniglot, the fonts, the glyphs
+and the few-shot benchmarks of :mod:`metanas.data.fewshot`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metanas.data import fewshot, fonts
+from metanas.data import fewshot, fonts, glyphs
 from metanas.data.images import ClassDataset, decode_classes, image_files, resize, user_cache
 from metanas.data.omniglot import load_omniglot
 from metanas.errors import MetanasError
@@ -107,6 +107,7 @@ READERS = Registry("dataset")
 READERS.register(lambda name, roots, size, channels, skip: load_omniglot(roots[-1], size, skip), name="omniglot")
 READERS.register(lambda name, roots, size, channels, skip: load_digits(size), name="digits")
 READERS.register(lambda name, roots, size, channels, skip: fonts.load_fonts(size), name="fonts")
+READERS.register(lambda name, roots, size, channels, skip: glyphs.load_glyphs(size), name="glyphs")
 READERS.register(lambda name, roots, size, channels, skip: load_imagefolder(roots[0], size, skip, channels),
                  name="imagefolder")  # root: is required
 for _name in TORCHVISION:

@@ -23,7 +23,7 @@ from typing import Optional
 
 import yaml
 
-from metanas.data import datasets, fewshot, fonts
+from metanas.data import datasets, fewshot, fonts, glyphs
 from metanas.data.images import ImageFormat
 from metanas.data.shifts import COLOUR_SHIFTS, Shift, parse_shifts
 from metanas.errors import MetanasError
@@ -34,7 +34,9 @@ OMNIGLOT_SPLITS = ("lake", "vinyals")
 # only); custom: the `classes:` mapping names each split's classes
 SPLITS = (*OMNIGLOT_SPLITS, "standard", "all", "custom", "sources")
 DATASETS = (*datasets.READERS, "mixture")  # the image sources, and mixtures of families
-STANDARD_SPLITS = (*fewshot.BENCHMARKS, "fonts")  # data sets with a published/fixed split (split: standard)
+# data sets rendered here, each with its own fixed split (split: standard): their class names per split
+RENDERED_SPLITS = {"fonts": fonts.split_classes, "glyphs": glyphs.split_classes}
+STANDARD_SPLITS = (*fewshot.BENCHMARKS, *RENDERED_SPLITS)  # data sets with a published/fixed split (split: standard)
 SPLIT_NAMES = ("train", "validation", "test")
 ROTATIONS = 4  # quarter turns: 0, 90, 180, 270 degrees
 
@@ -234,8 +236,8 @@ class TaskFamily:
         sizes = {"lake": (787, 177, 659), "vinyals": (1100, 100, 423)}.get(self.split)
         if self.split == "sources":
             return " ".join([f"{n}x{w:g}" for n, w in self.sources] + [f"val:{n}" for n in self.validation_sources])
-        if self.dataset == "fonts":
-            sizes = tuple(len(names) for names in fonts.split_classes())
+        if self.dataset in RENDERED_SPLITS:
+            sizes = tuple(len(names) for names in RENDERED_SPLITS[self.dataset]())
         elif self.split == "standard":
             sizes = fewshot.BENCHMARKS[self.dataset].counts
         elif self.split == "custom":

@@ -29,7 +29,7 @@ FONT_FILES = tuple(f"DejaVu{family}{style}.ttf" for family in ("Sans", "SansMono
              ("STIXGeneral.ttf", "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "STIXGeneralBolIta.ttf")
 IMAGES_PER_CLASS = 20
 SCRIPTS = ("LATIN", "GREEK", "CYRILLIC")  # train, validation, test
-_RENDER = 64  # rendered at this size, then resized: anti-aliased strokes at any image_size
+RENDER = 64  # rendered at this size, then resized: anti-aliased strokes at any image_size
 
 
 def font_dir() -> Path:
@@ -75,18 +75,26 @@ def _name(ch: str) -> str:
 def _glyph(font, ch: str, rng: np.random.Generator):
     from PIL import Image, ImageDraw
 
-    canvas = Image.new("L", (2 * _RENDER, 2 * _RENDER), 0)
-    ImageDraw.Draw(canvas).text((_RENDER // 2, _RENDER // 2), ch, fill=255, font=font)
+    canvas = Image.new("L", (2 * RENDER, 2 * RENDER), 0)
+    ImageDraw.Draw(canvas).text((RENDER // 2, RENDER // 2), ch, fill=255, font=font)
+    return place(canvas, rng)
+
+
+def place(canvas, rng: np.random.Generator):
+    """The ink of ``canvas`` (a PIL "L" image, strokes high) on a ``RENDER``-pixel square, turned, scaled and
+    moved a little (None: no ink). Shared with :mod:`metanas.data.glyphs`."""
+    from PIL import Image
+
     box = canvas.getbbox()
     if box is None:
         return None
     glyph = canvas.crop(box).rotate(rng.uniform(-12, 12), resample=Image.BILINEAR, expand=True)
     # the longer side fills 60-85% of the image, offset by up to 8% of it
-    scale = rng.uniform(0.6, 0.85) * _RENDER / max(glyph.size)
+    scale = rng.uniform(0.6, 0.85) * RENDER / max(glyph.size)
     glyph = glyph.resize((max(1, round(glyph.width * scale)), max(1, round(glyph.height * scale))), Image.BILINEAR)
-    out = Image.new("L", (_RENDER, _RENDER), 0)
-    dx, dy = (round(rng.uniform(-0.08, 0.08) * _RENDER) for _ in range(2))
-    out.paste(glyph, ((_RENDER - glyph.width) // 2 + dx, (_RENDER - glyph.height) // 2 + dy))
+    out = Image.new("L", (RENDER, RENDER), 0)
+    dx, dy = (round(rng.uniform(-0.08, 0.08) * RENDER) for _ in range(2))
+    out.paste(glyph, ((RENDER - glyph.width) // 2 + dx, (RENDER - glyph.height) // 2 + dy))
     return out
 
 
@@ -95,7 +103,7 @@ def load_fonts(image_size: int = 28) -> ClassDataset:
     """Every letter in :data:`IMAGES_PER_CLASS` renderings, uint8 [M, 1, image_size, image_size], strokes high."""
     from PIL import Image, ImageFont
 
-    fonts = [ImageFont.truetype(str(p), size=round(_RENDER * 0.8)) for p in _paths()]
+    fonts = [ImageFont.truetype(str(p), size=round(RENDER * 0.8)) for p in _paths()]
     images, labels, names = [], [], []
     for c, ch in enumerate(letters()):
         for i in range(IMAGES_PER_CLASS):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from metanas.data import datasets, fewshot, fonts
-from metanas.data.families import TaskFamily
+from metanas.data import datasets, fewshot
+from metanas.data.families import RENDERED_SPLITS, TaskFamily
 from metanas.data.images import ClassDataset, ImageFormat, channel_stats, to_channels
 from metanas.data.omniglot import resolve_data_root
 from metanas.errors import MetanasError
@@ -44,8 +44,8 @@ def class_splits(family: TaskFamily, data: ClassDataset) -> list[list[int]]:
     if family.split == "all":
         return [[], [], list(range(data.num_classes))]
     ids = {name: c for c, name in enumerate(data.class_names)}
-    if family.split == "standard" and family.dataset == "fonts":
-        return [[ids[n] for n in names] for names in fonts.split_classes()]
+    if family.split == "standard" and family.dataset in RENDERED_SPLITS:
+        return [[ids[n] for n in names] for names in RENDERED_SPLITS[family.dataset]()]
     if family.split == "standard":  # the readers checked that every listed class is present
         return [[ids[n] for n in names] for names in fewshot.split_classes(family.dataset)]
     unknown = [n for names in family.classes for n in names if n not in ids]
