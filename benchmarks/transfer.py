@@ -68,6 +68,27 @@ def _with_inner(warm, settings: dict):
     return other
 
 
+def load_methods(specs: list[str], output_dir: str, inner: str | None) -> dict[str, list]:
+    """``--method NAME=RUN[,RUN...]`` values as ``{NAME: warm starts}``, each adapting as ``--inner`` sets
+    (``inner.KEY=VALUE,...``; None: as its checkpoint says)."""
+    settings = _settings("--inner", inner) if inner else {}
+    methods = {}
+    for spec in specs:
+        name, _, refs = spec.partition("=")
+        methods[name] = [_with_inner(_load(r, output_dir), settings) for r in refs.split(",") if r]
+        if not methods[name]:
+            raise SystemExit(f"{sys.argv[0]}: --method {spec!r}: give NAME=RUN[,RUN...]")
+    return methods
+
+
+def emit(head: list[str], rows: list[list[str]], csv: str | None) -> None:
+    """The table in markdown on stdout, and as CSV in ``csv`` where given."""
+    print(markdown(head, rows))
+    if csv:
+        with open(csv, "w") as f:
+            f.write(csv_text(head, rows))
+
+
 def _accuracies(warm, family: str, tasks: int, seed: int, adapt_arch: bool = True) -> torch.Tensor:
     return api.evaluate(warm, family, tasks, seed, adapt_arch=adapt_arch, curve=False)[1].accuracies
 
@@ -91,13 +112,7 @@ def main(argv=None) -> None:
     p.add_argument("--output-dir", default="runs")
     p.add_argument("--csv", help="also write the table as CSV here")
     args = p.parse_args(argv)
-    inner = _settings("--inner", args.inner) if args.inner else {}
-    methods = {}
-    for spec in args.method:
-        name, _, refs = spec.partition("=")
-        methods[name] = [_with_inner(_load(r, args.output_dir), inner) for r in refs.split(",") if r]
-        if not methods[name]:
-            raise SystemExit(f"transfer.py: --method {spec!r}: give NAME=RUN[,RUN...]")
+    methods = load_methods(args.method, args.output_dir, args.inner)
     seeds = {len(w) for w in methods.values()}
     if len(seeds) != 1:
         raise SystemExit("transfer.py: every method needs the same number of warm starts (one per seed)")
@@ -135,10 +150,7 @@ def main(argv=None) -> None:
         row = [family, role, *cells, *diffs, f"{_paired(acc[first], acc[best])} ({best})" if best else "-", *extra]
         rows.append(row)
         print(" | ".join(row), flush=True)
-    print(markdown(head, rows))
-    if args.csv:
-        with open(args.csv, "w") as f:
-            f.write(csv_text(head, rows))
+    emit(head, rows, args.csv)
 
 
 if __name__ == "__main__":

@@ -86,9 +86,11 @@ def adapt(warm: WarmStart, support_x: torch.Tensor, support_y: torch.Tensor, ste
 
 def evaluate(warm: WarmStart, family: str, tasks: int = 600, seed: int = 0, steps: int | None = None,
              adapt_arch: bool = True, data_root: str | None = None, chunk: int = 10, curve: bool = True,
-             progress: bool = False, dist=None, lr_alpha: float | None = None) -> tuple[Any, Evaluation]:
-    """Adapt to ``tasks`` test tasks of ``family`` (seeded by ``seed``): ``(TaskFamily, Evaluation)``; ``steps``,
-    ``lr_alpha``: as :func:`inner_loop`."""
+             progress: bool = False, dist=None, lr_alpha: float | None = None, split: str = "test"
+             ) -> tuple[Any, Evaluation]:
+    """Adapt to ``tasks`` tasks of ``family``'s ``split`` (``test``, or ``validation`` to choose among warm starts
+    without touching test classes), seeded by ``seed``: ``(TaskFamily, Evaluation)``; ``steps``, ``lr_alpha``: as
+    :func:`inner_loop`."""
     from metanas.data import get_tasksets, load_family
     from metanas.estimation import evaluate as run
 
@@ -99,8 +101,13 @@ def evaluate(warm: WarmStart, family: str, tasks: int = 600, seed: int = 0, step
     leave_out = [n for n in warm.config.task.leave_out if n in fam.source_names]
     sets = get_tasksets(fam, data_root or warm.config.data.root, skip_corrupt=warm.config.data.skip_corrupt,
                         warm_format=warm.image, leave_out=leave_out)
+    if split not in ("test", "validation"):
+        raise MetanasError(f"split {split!r}: use test or validation")
+    if getattr(sets, split) is None:
+        raise MetanasError(f"{family} has no {split} split (its classes are all test classes): use a family with "
+                           "train/validation/test classes")
     device = next(warm.model.parameters()).device
-    ev = run(warm.model, warm.params, sets.test, tasks, inner,
+    ev = run(warm.model, warm.params, getattr(sets, split), tasks, inner,
              torch.Generator().manual_seed(seed), chunk=chunk, curve=curve, progress=progress, device=device, dist=dist)
     return fam, ev
 

@@ -152,6 +152,26 @@ def best_row(table: list[dict]) -> dict:
     return next(row for row in table if row["accuracy"] >= top - 1e-6)
 
 
+def rank_agreement(validation: dict[str, list[float]], target: dict[str, list[float]]) -> dict:
+    """How well a validation score chooses among methods for a target: each maps a method to its warm starts'
+    scores (one per seed, the same seeds in the same order). Kendall's tau between the two over every warm start
+    (``tau``, its ``p``) and over the method means (``tau_methods``), the method the validation ranks first
+    (``picked``, the first tried on a tie, as :func:`best_row`) and its target mean minus the best method's there
+    (``regret``, <= 0: what choosing on this validation loses on the target)."""
+    from scipy.stats import kendalltau
+
+    methods = list(validation)
+    if len(methods) < 2 or set(target) != set(methods) or any(len(validation[m]) != len(target[m]) for m in methods):
+        raise ValueError("rank_agreement: the same >= 2 methods on both sides, the same number of scores each")
+    mean = lambda scores: {m: sum(v) / len(v) for m, v in scores.items()}
+    v_mean, t_mean = mean(validation), mean(target)
+    tau, p = kendalltau([a for m in methods for a in validation[m]], [a for m in methods for a in target[m]])
+    top = max(v_mean.values())
+    picked = next(m for m in methods if v_mean[m] >= top - 1e-6)
+    return {"tau": float(tau), "p": float(p), "picked": picked, "regret": t_mean[picked] - max(t_mean.values()),
+            "tau_methods": float(kendalltau([v_mean[m] for m in methods], [t_mean[m] for m in methods])[0])}
+
+
 class ChildNetScorer:
     """A genotype's quality for a task family, with weight sharing (as in ENAS).
 

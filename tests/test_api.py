@@ -74,3 +74,9 @@ def test_evaluate_scores_a_family(trained):
     family, ev = metanas.evaluate(warm, "omniglot-5way", tasks=4, seed=1)
     assert family.name == "omniglot-5way" and ev.accuracies.shape == (4,) and ev.curve.shape == (4, 3)
     assert set(ev.alphas) == {"alpha_op", "alpha_width", "alpha_pool"}
+    # split="validation": tasks of the family's validation classes (to choose among warm starts), not its test ones
+    _, val = metanas.evaluate(warm, "glyphs-5way", tasks=4, seed=1, curve=False, split="validation")
+    _, test = metanas.evaluate(warm, "glyphs-5way", tasks=4, seed=1, curve=False)
+    assert val.accuracies.shape == test.accuracies.shape == (4,) and not torch.equal(val.accuracies, test.accuracies)
+    with pytest.raises(metanas.MetanasError, match="digits-5way has no validation split"):
+        metanas.evaluate(warm, "digits-5way", tasks=2, split="validation")

@@ -155,6 +155,27 @@ def test_transfer_benchmark_pairs_methods_seeds_and_variants_on_the_same_tasks(s
 
 
 @pytest.mark.slow
+def test_selection_agreement_benchmark_scores_validation_classes_and_test_classes(smoke_run, runs_dir):
+    """Each warm start scored on a validation family's validation classes and a target's test classes; the
+    agreement table names the method the validation ranks first (here two methods of the same warm start: the
+    first, losing nothing on the target). The statistics themselves: tests/test_selection.py."""
+    run_id, _ = smoke_run
+    out = run_cli("benchmarks/selection_agreement.py", "--method", f"a={run_id}", "--method", f"b={run_id}",
+                  "--validation", "omniglot-5way-shift-val", "--target", "omniglot-5way-shift-blur", "--tasks", "3",
+                  "--target-tasks", "3", "--output-dir", str(runs_dir))
+    assert out.returncode == 0, out.stderr
+    scores = {line.split(":")[0]: line.split(": ")[1] for line in out.stdout.splitlines() if " a: " in line}
+    assert set(scores) == {"omniglot-5way-shift-val (validation) a", "omniglot-5way-shift-blur (test) a"}
+    table = [[c.strip() for c in line.split("|")[1:-1]] for line in out.stdout.splitlines() if line.startswith("| ")]
+    assert table[1][1:] == table[2][1:]  # the same warm start: the same scores
+    (row,) = [r for r in table if r[0] == "omniglot-5way-shift-val" and r[1] == "omniglot-5way-shift-blur"]
+    assert row[4:] == ["a", "+0.00"]
+    out = run_cli("benchmarks/selection_agreement.py", "--method", f"a={run_id}", "--validation", "digits-5way",
+                  "--target", "omniglot-5way", "--output-dir", str(runs_dir))
+    assert out.returncode != 0 and "at least two --method" in out.stderr
+
+
+@pytest.mark.slow
 def test_ranking_benchmark_scores_each_child_both_ways_and_pairs_the_searched_one(smoke_run, runs_dir, tmp_path):
     """Random children (distinct), the searched and the argmax child: each with a weight-sharing score and a
     stand-alone accuracy after exactly --iterations meta-iterations; Kendall tau over them; the searched child

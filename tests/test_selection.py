@@ -88,3 +88,20 @@ def test_select_adaptation_command_keeps_the_choice_in_the_checkpoint(trained, t
     assert f"{kept['steps']} steps on" in ev.stdout  # adapt/evaluate now adapt as chosen (the checkpoint had 2)
     bad = run_cli("-m", "metanas.cli", "select-adaptation", "--checkpoint", str(ckpt), "--steps", "1,x")
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "comma-separated" in bad.stderr
+
+
+def test_rank_agreement_measures_how_a_validation_score_chooses_for_a_target():
+    from metanas.estimation import rank_agreement
+
+    val = {"a": [0.70, 0.72], "b": [0.60, 0.61], "c": [0.65, 0.66]}
+    same = rank_agreement(val, {"a": [0.9, 0.91], "b": [0.7, 0.72], "c": [0.8, 0.81]})
+    assert same["tau"] == pytest.approx(1.0) and same["tau_methods"] == pytest.approx(1.0)
+    assert same["picked"] == "a" and same["regret"] == 0.0
+    flipped = rank_agreement(val, {"a": [0.52, 0.5], "b": [0.92, 0.9], "c": [0.71, 0.7]})
+    assert flipped["tau"] == pytest.approx(-1.0) and flipped["tau_methods"] == pytest.approx(-1.0)
+    assert flipped["picked"] == "a" and flipped["regret"] == pytest.approx(0.51 - 0.91)  # chose the worst
+    # a validation tie goes to the method listed first, as select_adaptation's does
+    tied = rank_agreement({"a": [0.5], "b": [0.5]}, {"a": [0.1], "b": [0.9]})
+    assert tied["picked"] == "a" and tied["regret"] == pytest.approx(-0.8)
+    with pytest.raises(ValueError, match="same >= 2 methods"):
+        rank_agreement(val, {"a": [0.9, 0.91], "b": [0.7, 0.72]})
