@@ -57,7 +57,7 @@ def test_shifts_and_data_set_readers_are_registries():
     from metanas.data.shifts import SHIFTS
 
     assert isinstance(SHIFTS, Registry) and SHIFTS.names()[:3] == ["clean", "rotation", "scale_translate"]
-    assert DATASETS == ("omniglot", "digits", "fonts", "imagefolder", "mnist", "fashionmnist", "kmnist",
+    assert DATASETS == ("omniglot", "digits", "fonts", "glyphs", "imagefolder", "mnist", "fashionmnist", "kmnist",
                         "miniimagenet", "cifar-fs", "tieredimagenet", "cub", "mixture") == (*READERS, "mixture")
     assert READERS.get("digits")("digits", [], 8, 1, False).images.shape[1:] == (1, 8, 8)
     with pytest.raises(MetanasError, match="unknown dataset 'digit'; did you mean digits"):
