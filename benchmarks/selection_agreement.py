@@ -40,8 +40,8 @@ def main(argv=None) -> None:
     if len(args.method) < 2:
         raise SystemExit("selection_agreement.py: give at least two --method to rank")
     methods = load_methods(args.method, args.output_dir, args.inner)
-    families = [(f, "validation", args.tasks) for f in args.validation.split(",")] + \
-               [(f, "test", args.target_tasks) for f in args.target.split(",")]
+    validation, targets = args.validation.split(","), args.target.split(",")
+    families = [(f, "validation", args.tasks) for f in validation] + [(f, "test", args.target_tasks) for f in targets]
     score = {}  # (family, method) -> accuracy of each warm start
     for family, split, n in families:
         for m, warms in methods.items():
@@ -55,8 +55,8 @@ def main(argv=None) -> None:
     head = ["validation", "target", "tau over warm starts", "tau over methods", "validation picks",
             "its target accuracy - the best method's"]
     rows = []
-    for v in args.validation.split(","):
-        for t in args.target.split(","):
+    for v in validation:
+        for t in targets:
             a = rank_agreement({m: score[v, m] for m in methods}, {m: score[t, m] for m in methods})
             rows.append([v, t, f"{a['tau']:+.3f} (p = {a['p']:.3f})", f"{a['tau_methods']:+.3f}", a["picked"],
                          f"{100 * a['regret']:+.2f}"])

@@ -95,14 +95,14 @@ def evaluate(warm: WarmStart, family: str, tasks: int = 600, seed: int = 0, step
     from metanas.estimation import evaluate as run
 
     inner = inner_loop(warm, steps, adapt_arch, lr_alpha)  # bad settings fail before any data is read
+    if split not in ("test", "validation"):
+        raise MetanasError(f"split {split!r}: use test or validation")
     fam = load_family(family)
     warm.check_family(fam)
     # a mixture leaves out what the warm start's run left out (the rest of its leave_out names other families)
     leave_out = [n for n in warm.config.task.leave_out if n in fam.source_names]
     sets = get_tasksets(fam, data_root or warm.config.data.root, skip_corrupt=warm.config.data.skip_corrupt,
                         warm_format=warm.image, leave_out=leave_out)
-    if split not in ("test", "validation"):
-        raise MetanasError(f"split {split!r}: use test or validation")
     if getattr(sets, split) is None:
         raise MetanasError(f"{family} has no {split} split (its classes are all test classes): use a family with "
                            "train/validation/test classes")

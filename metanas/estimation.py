@@ -143,20 +143,26 @@ def select_adaptation(model, params: Params, taskset, n_tasks: int, inner: Inner
     return best_row(table), table
 
 
-def best_row(table: list[dict]) -> dict:
-    """The first row tried whose accuracy is within 1e-6 of the highest: the float32 means of two candidates with
-    the same correct answers differ in the ninth digit (one query in 200 tasks of 75 is 6.7e-5), and that noise
-    must not pick a larger step over an equal smaller one. (Rounding both to 1e-6 would still split a tie that
+def first_best(scores: list[float]) -> int:
+    """The index of the first score within 1e-6 of the highest: the float32 means of two candidates with the same
+    correct answers differ in the ninth digit (one query in 200 tasks of 75 is 6.7e-5), and that noise must not
+    pick a later candidate over an equal earlier one. (Rounding both to 1e-6 would still split a tie that
     straddles a rounding boundary.)"""
-    top = max(row["accuracy"] for row in table)
-    return next(row for row in table if row["accuracy"] >= top - 1e-6)
+    top = max(scores)
+    return next(i for i, s in enumerate(scores) if s >= top - 1e-6)
+
+
+def best_row(table: list[dict]) -> dict:
+    """The row of highest accuracy, the first tried among ties (:func:`first_best`): a larger step never wins
+    over an equal smaller one tried before it."""
+    return table[first_best([row["accuracy"] for row in table])]
 
 
 def rank_agreement(validation: dict[str, list[float]], target: dict[str, list[float]]) -> dict:
     """How well a validation score chooses among methods for a target: each maps a method to its warm starts'
     scores (one per seed, the same seeds in the same order). Kendall's tau between the two over every warm start
     (``tau``, its ``p``) and over the method means (``tau_methods``), the method the validation ranks first
-    (``picked``, the first tried on a tie, as :func:`best_row`) and its target mean minus the best method's there
+    (``picked``, the first listed on a tie, :func:`first_best`) and its target mean minus the best method's there
     (``regret``, <= 0: what choosing on this validation loses on the target)."""
     from scipy.stats import kendalltau
 
@@ -166,8 +172,7 @@ def rank_agreement(validation: dict[str, list[float]], target: dict[str, list[fl
     mean = lambda scores: {m: sum(v) / len(v) for m, v in scores.items()}
     v_mean, t_mean = mean(validation), mean(target)
     tau, p = kendalltau([a for m in methods for a in validation[m]], [a for m in methods for a in target[m]])
-    top = max(v_mean.values())
-    picked = next(m for m in methods if v_mean[m] >= top - 1e-6)
+    picked = methods[first_best([v_mean[m] for m in methods])]
     return {"tau": float(tau), "p": float(p), "picked": picked, "regret": t_mean[picked] - max(t_mean.values()),
             "tau_methods": float(kendalltau([v_mean[m] for m in methods], [t_mean[m] for m in methods])[0])}
 

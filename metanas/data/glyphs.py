@@ -67,9 +67,10 @@ def drawing(c: int, i: int, image_size: int = 28, strokes: list[np.ndarray] | No
 @functools.lru_cache(maxsize=2)
 def load_glyphs(image_size: int = 28) -> ClassDataset:
     """Every glyph in :data:`IMAGES_PER_CLASS` drawings, uint8 [M, 1, image_size, image_size], strokes high."""
-    n = sum(SPLIT)
-    images = [drawing(c, i, image_size, strokes) for c in range(n) for strokes in [_strokes(c)]
-              for i in range(IMAGES_PER_CLASS)]
+    n, images = sum(SPLIT), []
+    for c in range(n):
+        strokes = _strokes(c)  # once per glyph, not per drawing
+        images += [drawing(c, i, image_size, strokes) for i in range(IMAGES_PER_CLASS)]
     x = torch.from_numpy(np.stack(images))[:, None].contiguous()
     labels = torch.arange(n).repeat_interleave(IMAGES_PER_CLASS)
     return ClassDataset(x, labels, [name for names in split_classes() for name in names])
