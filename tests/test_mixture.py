@@ -86,6 +86,15 @@ def test_roles_and_the_domains_suite():
         suite_families("domain", "omniglot-5way")
 
 
+def test_the_three_source_mixture_left_without_fonts_trains_on_two_kinds_of_image():
+    home = load_family("omniglot-glyphs-fonts-5way")
+    lodo = get_tasksets(home, queries=2, leave_out=["fonts-5way"])
+    assert lodo.train.names == ["omniglot-5way-shift-train", "glyphs-5way"] and lodo.train.probabilities == [0.5, 0.5]
+    assert lodo.validation.names == ["omniglot-5way-shift-val"] and lodo.test.names == lodo.train.names
+    assert role(load_family("fonts-5way"), home, ["fonts-5way"]) == "left out"
+    assert role(load_family("glyphs-5way"), home, ["fonts-5way"]) == "trained"
+
+
 @pytest.mark.slow
 def test_leave_one_domain_out_through_the_cli(tmp_path):
     """Meta-train on the mixture without fonts (real subprocess), then evaluate --suite domains: fonts is a row
