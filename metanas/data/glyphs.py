@@ -4,8 +4,9 @@ A class is one random glyph: one to three cubic Bezier strokes with control poin
 Its images redraw that glyph as a different pen would: each control point moved a little, a pen width from thin to
 bold (as the typefaces of :mod:`metanas.data.fonts` differ), then turned, scaled and moved as the fonts are. Every
 class and image is seeded by its index, so the set is the same on every machine. Neither handwriting (Omniglot)
-nor print (fonts): it is meant as a *validation source*, a domain a mixture neither trains on nor is tested on, to
-choose settings for robustness to new sources. Split: classes 0-399 meta-train, 400-499 validation, 500-599 test.
+nor print (fonts): a further kind of image for mixtures, as a *validation source* (a domain the mixture neither
+trains on nor is tested on, to choose settings for robustness to new sources) or as a source to train on
+(``omniglot-glyphs-fonts-5way``). Split: classes 0-399 meta-train, 400-499 validation, 500-599 test.
 
 Strokes are high (255) on a 0 background, like Omniglot after its inversion. Rendering the 12,000 images takes a
 few seconds; the result is kept per process.
