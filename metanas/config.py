@@ -54,6 +54,7 @@ class SpaceConfig:
     widths: Optional[list[int]] = None  # None: channels x (1/2, 3/4, 1), i.e. 16, 24, 32
     entangled: bool = True  # one superkernel per layer (ops and widths are slices) or one kernel per op
     pools: Optional[list[str]] = None  # poolings a layer chooses from (max, avg); None: both ([max] is conv4's)
+    acts: Optional[list[str]] = None  # activations a layer chooses from (relu, abs, silu); None: [relu] (conv4's)
     # settings of a space that has no key above (search.options.NAME=...), validated by that space
     options: dict[str, Any] = field(default_factory=dict)
 

@@ -89,36 +89,46 @@ def test_gumbel_computes_only_the_sampled_path(pools):
     assert used < mixed
 
 
-def test_pool_choice_child_supernet_and_sampled_path_agree_and_the_pool_changes_the_function():
-    """With ``search.pools=[max,avg]`` a layer is (op, width, pool): the child, the supernet at one-hot alpha and
-    the sampled path compute the same function, and switching one layer's pooling changes it."""
-    space = chain("search.widths=[8,16]", "search.channels=16")  # the default pools: max and avg
+@pytest.mark.parametrize("acts", [None, ["relu", "abs"]])
+def test_pool_and_act_choices_child_supernet_and_sampled_path_agree_and_each_choice_changes_the_function(acts):
+    """With ``search.pools=[max,avg]`` a layer is (op, width, pool), and with ``search.acts=[relu,abs]`` too
+    (op, width, pool, act): the child, the supernet at one-hot alpha and the sampled path compute the same
+    function, and switching one layer's pooling (or activation) changes it."""
+    extra = [f"search.acts=[{','.join(acts)}]"] if acts else []
+    space = chain("search.widths=[8,16]", "search.channels=16", *extra)  # the default pools: max and avg
     torch.manual_seed(1)
     net = space.supernet(5, create_policy("mixture"))
     params = {k: v.detach() for k, v in net.named_parameters()}
-    arch = (("conv_5x5", 16, "avg"), ("sep_conv_3x3", 8, "max"), ("conv_3x3", 16, "avg"), ("dil_conv_3x3", 8, "max"))
+    act = (lambda a: (a,)) if acts else (lambda a: ())
+    arch = (("conv_5x5", 16, "avg", *act("abs")), ("sep_conv_3x3", 8, "max", *act("relu")),
+            ("conv_3x3", 16, "avg", *act("abs")), ("dil_conv_3x3", 8, "max", *act("abs")))
     enc = space.encoding()
-    assert [n for n, _ in enc.decisions[:3]] == ["layer0.op", "layer0.width", "layer0.pool"]
+    n = len(arch[0])
+    assert [name for name, _ in enc.decisions[:n]] == ["layer0.op", "layer0.width", "layer0.pool", "layer0.act"][:n]
     assert enc.decode(enc.encode(arch)) == arch == space.from_json(space.to_json(arch))
     child = space.child(arch, 5)
     child.load_state_dict(space.inherit(child, params, arch))
     want = child(X)
     x = enc.encode(arch)
-    hot = {a: 1e4 * torch.nn.functional.one_hot(torch.tensor(x[i::3]), n).float()
-           for i, (a, n) in enumerate(zip(space.layer_alphas, (4, 2, 2)))}
+    hot = {a: 1e4 * torch.nn.functional.one_hot(torch.tensor(x[i::n]), k).float()
+           for i, (a, k) in enumerate(zip(space.layer_alphas, (4, 2, 2, 2)))}
     assert torch.allclose(functional_call(net, {**params, **hot}, (X,)), want, atol=1e-4)
     assert space.derive(hot) == arch
     sampled = space.supernet(5, create_policy("gumbel"))
     sampled.load_state_dict(net.state_dict())
     with executing(sampled, sample=create_policy("gumbel").draw(hot, torch.Generator().manual_seed(0))):
         assert torch.allclose(sampled(X), want, atol=1e-4)
-    swapped = arch[:2] + (("conv_3x3", 16, "max"),) + arch[3:]
-    other = space.child(swapped, 5)
-    other.load_state_dict(space.inherit(other, params, swapped))
-    assert not torch.allclose(other(X), want, atol=1e-3)
-    assert space.cost(swapped, 5, 28) == space.cost(arch, 5, 28)  # pooling is not counted in FLOPs
-    assert space.named()["conv4"] == (("conv_3x3", 16, "max"),) * 4
-    assert all(len(layer) == 3 and layer[2] in ("max", "avg") for layer in space.random(torch.Generator()))
+    swaps = [arch[:2] + (("conv_3x3", 16, "max", *act("abs")),) + arch[3:]]  # layer 2's pooling
+    if acts:
+        swaps.append(arch[:2] + (("conv_3x3", 16, "avg", "relu"),) + arch[3:])  # layer 2's activation
+    for swapped in swaps:
+        other = space.child(swapped, 5)
+        other.load_state_dict(space.inherit(other, params, swapped))
+        assert not torch.allclose(other(X), want, atol=1e-3)
+        assert space.cost(swapped, 5, 28) == space.cost(arch, 5, 28)  # pooling and activation are not counted in FLOPs
+    assert space.named()["conv4"] == (("conv_3x3", 16, "max", *act("relu")),) * 4
+    assert all(len(layer) == n and layer[2] in ("max", "avg") and layer[3:] in ((), ("relu",), ("abs",))
+               for layer in space.random(torch.Generator()))
     with pytest.raises(MetanasError, match="pools"):
         space.child((("conv_3x3", 16),) * 4, 5)  # an (op, width) architecture of the max-only space
 
@@ -204,6 +214,8 @@ def test_chain_config_errors_name_the_key():
         load_config(None, ["search.space=chain", "search.layers=3", "search.genotype=conv4"])  # not a member
     with pytest.raises(MetanasError, match="search.pools"):
         load_config(None, ["search.space=chain", "search.pools=[max,min]"])
+    with pytest.raises(MetanasError, match="search.acts.*relu"):
+        load_config(None, ["search.space=chain", "search.acts=[relu,gelu]"])
     with pytest.raises(MetanasError, match="search.policy"):
         load_config(None, ["search.policy=gdas"])
 

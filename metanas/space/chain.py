@@ -9,10 +9,15 @@ widths]`` and, with more than one pooling, ``alpha_pool [layers, pools]``):
 * ops (``OPS``): dense ``conv_3x3``, ``conv_5x5``, ``dil_conv_3x3`` (3x3, dilation 2) and
   ``sep_conv_3x3`` (depthwise 3x3 + pointwise);
 * widths (``search.widths``): output channels;
-* poolings (``search.pools``, ``POOLS``; default both): ``max`` (conv4's) and ``avg``. A layer of an architecture is
-  ``(op, width)``, or ``(op, width, pool)`` when the space has more than one pooling. Unlike kernel taps of
+* poolings (``search.pools``, ``POOLS``; default both): ``max`` (conv4's) and ``avg``. Unlike kernel taps of
   one superkernel, the two poolings of the same features differ a lot, so a per-task switch between them
-  changes what the network computes (a choice with leverage for per-task adaptation).
+  changes what the network computes (a choice with leverage for per-task adaptation);
+* activations (``search.acts``, ``ACTS``; default ``relu`` only): ``relu`` (conv4's), ``abs`` (the modulus
+  of scattering networks: blind to the sign of a feature, so to a contrast inversion after BatchNorm) and
+  ``silu``.
+
+A layer of an architecture is ``(op, width)``, followed by its pooling when the space has more than one
+pooling and by its activation when it has more than one activation: ``(op, width, pool, act)`` with both.
 
 **Weight entanglement** (``search.entangled: true``, Single-Path NAS / OFA): the dense ops of a
 layer are slices of one 5x5 *superkernel* (``conv_3x3`` its centre, ``dil_conv_3x3`` its every
@@ -43,6 +48,7 @@ from metanas.space.ops import bn
 OPS = {"conv_3x3": (3, 1), "conv_5x5": (5, 1), "dil_conv_3x3": (3, 2), "sep_conv_3x3": (3, 1)}
 SEP = "sep_conv_3x3"
 POOLS = {"max": F.max_pool2d, "avg": F.avg_pool2d}
+ACTS = {"relu": F.relu, "abs": torch.abs, "silu": F.silu}
 
 
 def _embed(op: str) -> torch.Tensor:
@@ -68,13 +74,14 @@ def _from5(kernel: torch.Tensor, op: str) -> torch.Tensor:
 
 
 class ChainNet(Executed):
-    """The supernet (``arch=None``: every choice, alphas) or a child (``arch``: one (op, width[, pool]) per layer)."""
+    """The supernet (``arch=None``: every choice, alphas) or a child (``arch``: one (op, width[, pool][, act]) per layer)."""
 
     def __init__(self, n_classes: int, ops: list[str], widths: list[int], layers: int, in_channels: int = 1,
-                 entangled: bool = True, arch=None, policy=None, pools=("max",)):
+                 entangled: bool = True, arch=None, policy=None, pools=("max",), acts=("relu",)):
         super().__init__(policy or Mixture())
-        self.ops, self.widths, self.entangled, self.pools = list(ops), list(widths), entangled, list(pools)
-        self.arch = None if arch is None else [tuple(a) if len(a) == 3 else (*a, self.pools[0]) for a in arch]
+        self.ops, self.widths, self.entangled = list(ops), list(widths), entangled
+        self.pools, self.acts = list(pools), list(acts)
+        self.arch = None if arch is None else [self._full(a) for a in arch]
         self.dense = [o for o in self.ops if o != SEP]
         W = max(widths)
         self.layers = nn.ModuleList()
@@ -109,6 +116,16 @@ class ChainNet(Executed):
             self.alpha_width = nn.Parameter(1e-3 * torch.randn(layers, len(widths)))
             if len(self.pools) > 1:
                 self.alpha_pool = nn.Parameter(1e-3 * torch.randn(layers, len(self.pools)))
+            if len(self.acts) > 1:
+                self.alpha_act = nn.Parameter(1e-3 * torch.randn(layers, len(self.acts)))
+
+    def _full(self, layer) -> tuple:
+        """A layer ``(op, width[, pool][, act])`` as ``(op, width, pool, act)`` (a space's only pooling/activation)."""
+        if len(layer) == 4:
+            return tuple(layer)
+        rest = iter(layer[2:])
+        pool = next(rest) if len(self.pools) > 1 else self.pools[0]
+        return (layer[0], layer[1], pool, next(rest) if len(self.acts) > 1 else self.acts[0])
 
     def _kernel(self, layer, op: str) -> torch.Tensor:
         return layer.kernel if self.entangled else getattr(layer, f"kernel_{op}")
@@ -139,28 +156,35 @@ class ChainNet(Executed):
         return y
 
     def forward(self, x):
-        p_pool = None
+        p_pool = p_act = None
         if self.arch is not None:
-            p_op, p_w, p_pool = (Choice.child([c.index(layer[i]) for layer in self.arch])
-                                 for i, c in enumerate((self.ops, self.widths, self.pools)))
+            p_op, p_w, p_pool, p_act = (Choice.child([c.index(layer[i]) for layer in self.arch])
+                                        for i, c in enumerate((self.ops, self.widths, self.pools, self.acts)))
         else:
             p_op, p_w = self.mix("alpha_op", self.alpha_op), self.mix("alpha_width", self.alpha_width)
             if len(self.pools) > 1:
                 p_pool = self.mix("alpha_pool", self.alpha_pool)
+            if len(self.acts) > 1:
+                p_act = self.mix("alpha_act", self.alpha_act)
         for l, layer in enumerate(self.layers):
             if not p_op.is_dense:  # one op at one width: sliced kernels (a child, or a sampled path)
-                pi = p_pool.picked(l) if p_pool is not None else 0
+                pool = self.pools[p_pool.picked(l) if p_pool is not None else 0]
+                act = ACTS[self.acts[p_act.picked(l) if p_act is not None else 0]]
                 w = self.widths[p_w.picked(l)]
                 y = self._path(layer, x, self.ops[p_op.picked(l)], w)
                 if p_op.is_child:  # its own BatchNorm module
-                    y = F.relu(layer.bn(y))
+                    y = act(layer.bn(y))
                 else:
-                    y = F.relu(F.batch_norm(y, None, None, layer.bn.weight[:w], layer.bn.bias[:w], training=True))
-                    y = y * (p_op.gate[l] * p_w.gate[l] * (p_pool.gate[l] if p_pool is not None else 1))
-                x = POOLS[self.pools[pi]](y, 2)
+                    y = act(F.batch_norm(y, None, None, layer.bn.weight[:w], layer.bn.bias[:w], training=True))
+                    y = y * (p_op.gate[l] * p_w.gate[l] * (p_pool.gate[l] if p_pool is not None else 1)
+                             * (p_act.gate[l] if p_act is not None else 1))
+                x = POOLS[pool](y, 2)
             else:
-                y = self._mixed(layer, x, p_op.weights[l])
-                y = F.relu(layer.bn(y))
+                y = layer.bn(self._mixed(layer, x, p_op.weights[l]))
+                if p_act is None:
+                    y = ACTS[self.acts[0]](y)
+                else:  # elementwise, cheap next to the convolution: compute each, weight them
+                    y = sum(p_act.weights[l, i] * ACTS[act](y) for i, act in enumerate(self.acts))
                 keep = (self.staircase.to(y) * p_w.weights[l]).sum(-1)  # channel c: the weight of every width above c
                 y = y * keep[:, None, None]
                 if p_pool is None:
@@ -183,7 +207,7 @@ def draw_chain(arch, ops: list[str], max_width: int, title: str | None = None):
     for l, (op, w, *pool) in enumerate(arch):
         h = 0.4 + 1.2 * w / max_width
         ax.add_patch(Rectangle((l * 1.7, -h / 2), 1.3, h, fc=colors[op], ec="0.3"))
-        ax.text(l * 1.7 + 0.65, 0, f"{tex(op)}\n@{w}" + "".join(f"\n{p} pool" for p in pool), ha="center",
+        ax.text(l * 1.7 + 0.65, 0, f"{tex(op)}\n@{w}" + "".join(f"\n{p}" for p in pool), ha="center",
                 va="center", fontsize=8)
         if l:
             ax.annotate("", (l * 1.7, 0), (l * 1.7 - 0.4, 0), arrowprops=dict(arrowstyle="->", color="0.3"))
@@ -197,11 +221,12 @@ def draw_chain(arch, ops: list[str], max_width: int, title: str | None = None):
 
 
 class ChainEncoding(Encoding):
-    """Per layer: the op's index, the width's, and the pooling's when the space has more than one."""
+    """Per layer: the op's index, the width's, the pooling's and the activation's (each when it is a choice)."""
 
-    def __init__(self, ops: list[str], widths: list[int], layers: int, pools=("max",)):
-        self.choices = [ops, widths] + ([list(pools)] if len(pools) > 1 else [])
-        self.names = ("op", "width", "pool")[:len(self.choices)]
+    def __init__(self, ops: list[str], widths: list[int], layers: int, pools=("max",), acts=("relu",)):
+        extra = [(name, list(c)) for name, c in (("pool", pools), ("act", acts)) if len(c) > 1]
+        self.choices = [ops, widths] + [c for _, c in extra]
+        self.names = ("op", "width", *(name for name, _ in extra))
         self.decisions = [(f"layer{l}.{name}", len(c)) for l in range(layers) for name, c in zip(self.names, self.choices)]
 
     def encode(self, arch):
@@ -222,7 +247,8 @@ def _flops(op: str, cin, w, size: int):
 @register_space
 class ChainSpace(SearchSpace):
     name = "chain"
-    description = "stride-2 layers (op -> BN -> ReLU -> pool), each choosing an op, a width (and a pooling); conv4 is a member"
+    description = ("stride-2 layers (op -> BN -> activation -> pool), each choosing an op, a width (and a pooling, an "
+                   "activation); conv4 is a member")
     default_ops = list(OPS)
     default_channels = 32  # widths 16, 24, 32: at equal wall clock on 2 CPU cores a narrow net sees more tasks
     default_pools = ["max", "avg"]  # the pooling choice is where per-task adaptation has leverage (docs/results.md)
@@ -231,9 +257,10 @@ class ChainSpace(SearchSpace):
         super().__init__(cfg)
         self.widths = list(cfg.widths) if cfg.widths else [self.channels // 2, 3 * self.channels // 4, self.channels]
         self.pools = list(cfg.pools) if cfg.pools else list(self.default_pools)
+        self.acts = list(cfg.acts) if cfg.acts else ["relu"]
 
     def settings(self):
-        return {**super().settings(), "widths": list(self.widths), "pools": list(self.pools)}
+        return {**super().settings(), "widths": list(self.widths), "pools": list(self.pools), "acts": list(self.acts)}
 
     def validate(self):
         s = self.cfg
@@ -247,20 +274,23 @@ class ChainSpace(SearchSpace):
         pools = s.pools or self.default_pools
         require(all(p in POOLS for p in pools) and len(set(pools)) == len(pools), "search.pools", list(pools),
                 f"distinct poolings from {list(POOLS)}")
+        acts = s.acts or ["relu"]
+        require(all(a in ACTS for a in acts) and len(set(acts)) == len(acts), "search.acts", list(acts),
+                f"distinct activations from {list(ACTS)}")
 
     def supernet(self, n_classes, policy, in_channels=1):
         return ChainNet(n_classes, self.ops, self.widths, self.cfg.layers, in_channels, self.cfg.entangled,
-                        policy=policy, pools=self.pools)
+                        policy=policy, pools=self.pools, acts=self.acts)
 
     def child(self, arch, n_classes, in_channels=1):
         choices = self.encoding().choices
         bad = [layer for layer in arch if len(layer) != len(choices) or any(v not in c for c, v in zip(choices, layer))]
         if len(arch) != self.cfg.layers or bad:
-            pools = f" x pools {self.pools}" if len(self.pools) > 1 else ""
+            extra = "".join(f" x {name}s {c}" for name, c in zip(self.encoding().names[2:], choices[2:]))
             raise MetanasError(f"architecture {self.describe(arch)} is not in this chain space ({self.cfg.layers} layers "
-                               f"of {self.ops} x widths {self.widths}{pools}): use one searched in the same space")
+                               f"of {self.ops} x widths {self.widths}{extra}): use one searched in the same space")
         return ChainNet(n_classes, self.ops, self.widths, self.cfg.layers, in_channels, self.cfg.entangled, arch=arch,
-                        pools=self.pools)
+                        pools=self.pools, acts=self.acts)
 
     def inherit(self, child, params, arch):
         """A child's weights are slices of the supernet's (first channels; the op's taps of a superkernel)."""
@@ -279,7 +309,7 @@ class ChainSpace(SearchSpace):
 
     @property
     def layer_alphas(self) -> list[str]:
-        """The alpha of each choice of a layer, in the order of a layer's tuple (op, width[, pool])."""
+        """The alpha of each choice of a layer, in the order of a layer's tuple (op, width[, pool][, act])."""
         return [f"alpha_{name}" for name in self.encoding().names]
 
     def derive(self, alphas):
@@ -292,11 +322,13 @@ class ChainSpace(SearchSpace):
 
     def named(self):
         """``conv4``: MAML's net, 4 x conv 3x3 at the space's full width (MAML's 64 with ``search.channels=64``)."""
-        conv4 = (("conv_3x3", max(self.widths)) + (("max",) if len(self.pools) > 1 else ()),) * 4
-        return {"conv4": conv4} if self.cfg.layers == 4 and "conv_3x3" in self.ops and "max" in self.pools else {}
+        conv4 = (("conv_3x3", max(self.widths)) + (("max",) if len(self.pools) > 1 else ())
+                 + (("relu",) if len(self.acts) > 1 else ()),) * 4
+        member = self.cfg.layers == 4 and "conv_3x3" in self.ops and "max" in self.pools and "relu" in self.acts
+        return {"conv4": conv4} if member else {}
 
     def encoding(self):
-        return ChainEncoding(self.ops, self.widths, self.cfg.layers, self.pools)
+        return ChainEncoding(self.ops, self.widths, self.cfg.layers, self.pools, self.acts)
 
     def to_json(self, arch):
         return {"layers": [list(layer) for layer in arch]}
@@ -305,7 +337,7 @@ class ChainSpace(SearchSpace):
         try:
             return tuple((str(layer[0]), int(layer[1]), *map(str, layer[2:])) for layer in d["layers"])
         except (KeyError, TypeError, ValueError, IndexError) as e:
-            raise MetanasError(f"not a chain architecture ({e}): expected {{\"layers\": [[op, width(, pool)], ...]}}") from None
+            raise MetanasError(f"not a chain architecture ({e}): expected {{\"layers\": [[op, width(, pool)(, act)], ...]}}") from None
 
     def describe(self, arch):
         return " > ".join(f"{layer[0]}@{layer[1]}" + "".join(f"/{p}" for p in layer[2:]) for layer in arch)
@@ -350,7 +382,7 @@ class ChainSpace(SearchSpace):
 
     def cost(self, arch, n_classes, image_size, in_channels=1):
         enc = self.encoding()
-        x, n = enc.encode(arch), len(enc.choices)  # pooling costs next to nothing: FLOPs count op and width
+        x, n = enc.encode(arch), len(enc.choices)  # pooling and activation cost next to nothing: FLOPs count op and width
         p_op = F.one_hot(torch.tensor(x[0::n]), len(self.ops)).float()
         p_w = F.one_hot(torch.tensor(x[1::n]), len(self.widths)).float()
         return float(self._cost(p_op, p_w, n_classes, image_size, in_channels))
