@@ -18,6 +18,7 @@ SPACES = {  # small enough for 12x12 images and a fast float64 check
               "search.channels=2"],  # cell 0 normal, 1-2 reduction
     "chain": CHAIN + ["search.pools=[max]"],
     "chain-pools": CHAIN,  # the default: a pooling choice (max, avg) per layer
+    "chain-acts": CHAIN + ["search.acts=[relu,abs]"],  # and an activation choice
 }
 
 
@@ -41,7 +42,8 @@ def max_diff(a, b):
 
 @pytest.mark.parametrize("space,policy", [("darts", "mixture"), ("darts", "gumbel"), ("chain", "mixture"),
                                           ("chain", "gumbel"), ("chain-pools", "mixture"),
-                                          ("chain-pools", "gumbel")])
+                                          ("chain-pools", "gumbel"), ("chain-acts", "mixture"),
+                                          ("chain-acts", "gumbel")])
 @pytest.mark.parametrize("algorithm", ["maml", "fomaml", "reptile"])
 def test_vmap_and_loop_meta_gradients_match(algorithm, space, policy):
     learner, task = setup(algorithm, space=space, policy=policy, **{"inner.final_temperature": 0.5})
