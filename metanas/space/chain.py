@@ -1,10 +1,12 @@
-"""The chain space: ``search.layers`` stride-2 layers, each choosing an op, a width and (optionally) a pooling.
+"""The chain space: ``search.layers`` stride-2 layers, each choosing an op, a width and (optionally) a pooling
+and an activation.
 
 A layer is ``op -> BatchNorm (affine, batch statistics) -> ReLU -> pool 2`` (max or average), as in MAML's
 conv4, so conv4 (4 x ``conv_3x3`` at the full width, max-pooled; MAML's 64 with ``search.channels=64``) is one
 architecture of the space (``search.genotype: conv4``), and a search that can keep it can never be worse than that baseline by construction
 of the space. Choices per layer (alphas ``alpha_op [layers, ops]``, ``alpha_width [layers,
-widths]`` and, with more than one pooling, ``alpha_pool [layers, pools]``):
+widths]`` and, with more than one pooling or activation, ``alpha_pool [layers, pools]``, ``alpha_act [layers,
+acts]``):
 
 * ops (``OPS``): dense ``conv_3x3``, ``conv_5x5``, ``dil_conv_3x3`` (3x3, dilation 2) and
   ``sep_conv_3x3`` (depthwise 3x3 + pointwise);
