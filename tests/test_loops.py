@@ -9,7 +9,7 @@ import torch
 from metanas.config import load_config
 from metanas.inner_loop import InnerLoop, loss_fn
 from metanas.outer_loop import MetaLearner, NonFiniteError
-from metanas.space import build_model
+from metanas.space import build_model, chain
 
 OPS = ["avg_pool_3x3", "skip_connect", "conv_3x3"]
 CHAIN = ["search.space=chain", "search.layers=2", "search.widths=[2,4]", "search.channels=4"]
@@ -67,6 +67,7 @@ def test_second_order_meta_gradient_matches_finite_differences(monkeypatch, spac
     # meaningless, so the check runs the same network with a smooth activation.
     monkeypatch.setattr(torch.nn, "ReLU", torch.nn.Softplus)
     monkeypatch.setattr(torch.nn.functional, "relu", torch.nn.functional.softplus)
+    monkeypatch.setitem(chain.ACTS, "relu", torch.nn.functional.softplus)  # the chain's activation choices
     learner, task = setup("maml", dtype=torch.float64, space=space)
     params = learner.params()
     grads, _, _ = learner.meta_gradient(task, vectorize=False)
@@ -207,6 +208,7 @@ def test_learned_alpha_step_sizes_are_used_meta_learned_and_match_the_looped_ref
 def test_learned_alpha_step_size_meta_gradient_matches_finite_differences(monkeypatch):
     """d(query loss after first-order adaptation)/d(log step): the inner gradients are constants, the step is not."""
     monkeypatch.setattr(torch.nn.functional, "relu", torch.nn.functional.softplus)
+    monkeypatch.setitem(chain.ACTS, "relu", torch.nn.functional.softplus)  # the chain's activation choices
     learner, task = setup("fomaml", steps=1, dtype=torch.float64, space="chain", **{"inner.learn_lr_alpha": "true"})
     params = learner.params()
     grads, _, _ = learner.meta_gradient(task, vectorize=False)
