@@ -254,12 +254,13 @@ class ChainSpace(SearchSpace):
     default_ops = list(OPS)
     default_channels = 32  # widths 16, 24, 32: at equal wall clock on 2 CPU cores a narrow net sees more tasks
     default_pools = ["max", "avg"]  # the pooling choice is where per-task adaptation has leverage (docs/results.md)
+    default_acts = ["relu"]  # conv4's; [relu, abs] is robust on most shifts but loses on digits (docs/results.md)
 
     def __init__(self, cfg):
         super().__init__(cfg)
         self.widths = list(cfg.widths) if cfg.widths else [self.channels // 2, 3 * self.channels // 4, self.channels]
         self.pools = list(cfg.pools) if cfg.pools else list(self.default_pools)
-        self.acts = list(cfg.acts) if cfg.acts else ["relu"]
+        self.acts = list(cfg.acts) if cfg.acts else list(self.default_acts)
 
     def settings(self):
         return {**super().settings(), "widths": list(self.widths), "pools": list(self.pools), "acts": list(self.acts)}
@@ -276,7 +277,7 @@ class ChainSpace(SearchSpace):
         pools = s.pools or self.default_pools
         require(all(p in POOLS for p in pools) and len(set(pools)) == len(pools), "search.pools", list(pools),
                 f"distinct poolings from {list(POOLS)}")
-        acts = s.acts or ["relu"]
+        acts = s.acts or self.default_acts
         require(all(a in ACTS for a in acts) and len(set(acts)) == len(acts), "search.acts", list(acts),
                 f"distinct activations from {list(ACTS)}")
 
@@ -285,10 +286,11 @@ class ChainSpace(SearchSpace):
                         policy=policy, pools=self.pools, acts=self.acts)
 
     def child(self, arch, n_classes, in_channels=1):
-        choices = self.encoding().choices
+        enc = self.encoding()
+        choices = enc.choices
         bad = [layer for layer in arch if len(layer) != len(choices) or any(v not in c for c, v in zip(choices, layer))]
         if len(arch) != self.cfg.layers or bad:
-            extra = "".join(f" x {name}s {c}" for name, c in zip(self.encoding().names[2:], choices[2:]))
+            extra = "".join(f" x {name}s {c}" for name, c in zip(enc.names[2:], choices[2:]))
             raise MetanasError(f"architecture {self.describe(arch)} is not in this chain space ({self.cfg.layers} layers "
                                f"of {self.ops} x widths {self.widths}{extra}): use one searched in the same space")
         return ChainNet(n_classes, self.ops, self.widths, self.cfg.layers, in_channels, self.cfg.entangled, arch=arch,
