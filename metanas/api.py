@@ -143,6 +143,47 @@ def select_adaptation(warm: WarmStart, steps: list[int] = (), lr_alpha: list[flo
     return best, table
 
 
+def adapt_domain(warm: WarmStart, family: str, tasks: int = 50, rounds: int = 1, seed: int | None = None,
+                 steps: int | None = None, lr_alpha: float | None = None, data_root: str | None = None,
+                 progress: bool = False) -> tuple[WarmStart, dict]:
+    """``warm``'s architecture moved to a new domain: ``tasks`` labelled tasks of ``family`` (its validation split
+    where it has one, else other tasks of its test classes) are adapted as usual, w and alpha, and the mean of their
+    adapted alphas becomes the alpha of a copy of ``warm`` (``rounds`` times, each round from the last; round ``r``'s
+    tasks have seed ``seed + r``, default ``run.seed + DOMAIN_SEED``; ``steps``, ``lr_alpha``: of their adaptation, as
+    :func:`inner_loop`). The weights stay the warm start's: every task still adapts them (and alpha, per task) from
+    there. Returns the copy and what calibrated it."""
+    import copy
+
+    from metanas.estimation import DOMAIN_SEED
+
+    if tasks < 1 or rounds < 1:
+        raise MetanasError(f"tasks (--tasks) {tasks}, rounds (--rounds) {rounds}: both must be >= 1")
+    if not warm.is_supernet:
+        raise MetanasError(f"the warm start is a fixed architecture ({warm.space.describe(warm.arch)}): only a "
+                           "supernet's architecture adapts to a domain")
+    if not inner_loop(warm, steps, lr_alpha=lr_alpha).adapts_arch:
+        raise MetanasError("the tasks would adapt with alpha step 0 and leave alpha where it is: give an alpha step "
+                           "> 0 (--lr-alpha)")
+    seed = warm.config.run.seed + DOMAIN_SEED if seed is None else seed
+    domain = copy.deepcopy(warm)
+    split = "validation"
+    for r in range(rounds):
+        try:
+            ev = evaluate(domain, family, tasks, seed + r, steps, curve=False, split=split, data_root=data_root,
+                          progress=progress, lr_alpha=lr_alpha)[1]
+        except MetanasError as e:
+            if split != "validation" or "no validation split" not in str(e):
+                raise
+            split = "test"  # a family of test classes only (e.g. digits): other tasks of the same classes
+            ev = evaluate(domain, family, tasks, seed + r, steps, curve=False, split=split, data_root=data_root,
+                          progress=progress, lr_alpha=lr_alpha)[1]
+        with torch.no_grad():
+            for name, p in domain.model.named_parameters():
+                if name in ev.alphas:
+                    p.copy_(ev.alphas[name].mean(0))
+    return domain, {"family": family, "split": split, "tasks": tasks, "rounds": rounds, "seed": seed}
+
+
 def architectures(warm: WarmStart, ev: Evaluation) -> list:
     """Each evaluated task's adapted architecture."""
     return [warm.derive({k: v[i] for k, v in ev.alphas.items()}) for i in range(ev.accuracies.numel())]

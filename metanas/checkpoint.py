@@ -4,6 +4,7 @@
   :class:`metanas.warm_start.WarmStart` (the typed view every caller uses) read a checkpoint's raw dict.
 * :class:`TrainingState`: what meta-training saves and restores for an exact resume.
 * :func:`write_adaptation`: the adaptation setting chosen for a warm start, kept in its checkpoint.
+* :func:`write_domain`: a copy of a checkpoint whose alpha was moved to a new domain (``metanas adapt-domain``).
 * :func:`resolve`, :func:`checkpoint_path`: where a run's checkpoint is.
 
 Checkpoints are written atomically (temp file, fsync, rename): a process
@@ -124,3 +125,15 @@ def write_adaptation(path: str | os.PathLike, adaptation: dict) -> Path:
     state = read(Path(path))
     state["adaptation"] = dict(adaptation)
     return atomic_write(path, lambda f: torch.save(state, f))
+
+
+def write_domain(path: str | os.PathLike, out: str | os.PathLike, params: dict, arch: dict, domain: dict) -> Path:
+    """A copy of the checkpoint at ``path`` at ``out`` with the alphas of ``params`` (the rest of its weights are
+    the same), its derived architecture ``arch`` (the space's JSON), and ``domain`` (what calibrated the alphas)."""
+    from metanas.space.base import is_alpha
+
+    state = read(Path(path))
+    state["params"] = {k: params[k].detach().cpu().clone() if is_alpha(k) else v
+                       for k, v in state["params"].items()}
+    state["arch"], state["domain"] = arch, dict(domain)
+    return atomic_write(out, lambda f: torch.save(state, f))

@@ -19,9 +19,9 @@ from tqdm import tqdm
 from metanas.inner_loop import InnerLoop, Params
 from metanas.space.base import is_alpha
 
-# Offsets from run.seed of the validation, test and adaptation-choice task sequences: every evaluation of a
-# run, and every method compared at the same seed, adapts to the same tasks.
-VAL_SEED, TEST_SEED, SELECT_SEED = 1, 2, 3
+# Offsets from run.seed of the validation, test, adaptation-choice and domain-calibration task sequences: every
+# evaluation of a run, and every method compared at the same seed, adapts to the same tasks.
+VAL_SEED, TEST_SEED, SELECT_SEED, DOMAIN_SEED = 1, 2, 3, 4
 
 
 def mean_ci95(values: torch.Tensor) -> tuple[float, float]:

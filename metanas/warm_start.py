@@ -40,6 +40,8 @@ class WarmStart:
     # the adaptation chosen on validation tasks (metanas select-adaptation, inner.select_*): in the config's
     # inner.eval_steps and inner.eval_lr_alpha, which every caller's inner loop reads
     adaptation: dict | None = None
+    # where ``metanas adapt-domain`` moved alpha to a new domain ({"family", "split", "tasks", ...}); None: as meta-trained
+    domain: dict | None = None
 
     @classmethod
     def load(cls, ref: str | os.PathLike | None = None, output_dir: str = "runs") -> "WarmStart":
@@ -60,6 +62,7 @@ class WarmStart:
                    arch, path)
         if state.get("adaptation"):
             warm.use_adaptation(state["adaptation"])
+        warm.domain = state.get("domain")
         return warm
 
     def use_adaptation(self, adaptation: dict) -> None:

@@ -105,3 +105,58 @@ def test_rank_agreement_measures_how_a_validation_score_chooses_for_a_target():
     assert tied["picked"] == "a" and tied["regret"] == pytest.approx(-0.8)
     with pytest.raises(ValueError, match="same >= 2 methods"):
         rank_agreement(val, {"a": [0.9, 0.91], "b": [0.7, 0.72]})
+
+
+def test_adapt_domain_sets_alpha_to_the_mean_adapted_alpha_of_the_domains_tasks(trained):
+    from metanas.space.base import alphas_of
+
+    result, _, _ = trained
+    warm = metanas.load(str(result.checkpoint))
+    warm.use_adaptation({"steps": 2, "lr_alpha": 1.0})
+    before = {k: v.clone() for k, v in alphas_of(warm.params).items()}
+    family = "omniglot-5way-shift-invert"
+    domain, info = metanas.api.adapt_domain(warm, family, tasks=4, rounds=2, seed=7)
+    assert info == {"family": family, "split": "validation", "tasks": 4, "rounds": 2, "seed": 7}
+    # computed independently: round 1 from the warm start (tasks of seed 7), round 2 from round 1's alpha (seed 8)
+    first = metanas.evaluate(warm, family, 4, 7, curve=False, split="validation")[1].alphas
+    assert all(torch.equal(warm.params[k], before[k]) for k in before)  # the warm start itself is left as it was
+    one, _ = metanas.api.adapt_domain(warm, family, tasks=4, rounds=1, seed=7)
+    assert all(torch.allclose(one.params[k], first[k].mean(0), atol=1e-6) for k in before)
+    second = metanas.evaluate(one, family, 4, 8, curve=False, split="validation")[1].alphas
+    assert all(torch.allclose(domain.params[k], second[k].mean(0), atol=1e-6) for k in before)
+    assert not torch.allclose(domain.params["alpha_op"], before["alpha_op"])
+    assert all(torch.equal(domain.params[k], warm.params[k]) for k in domain.params if k not in before)  # w kept
+    # a family of test classes only: other tasks of its test classes
+    assert metanas.api.adapt_domain(warm, "digits-5way", tasks=2, seed=7)[1]["split"] == "test"
+    with pytest.raises(metanas.MetanasError, match="must be >= 1"):
+        metanas.api.adapt_domain(warm, family, tasks=0)
+    with pytest.raises(metanas.MetanasError, match="only a supernet's architecture"):
+        metanas.api.adapt_domain(warm.fixed(warm.derive()), family)
+    warm.use_adaptation({"steps": 2, "lr_alpha": 0.0})
+    with pytest.raises(metanas.MetanasError, match="alpha step 0"):
+        metanas.api.adapt_domain(warm, family)
+
+
+def test_adapt_domain_command_writes_a_new_checkpoint_that_evaluate_reads(trained, tmp_path):
+    from conftest import run_cli
+
+    result, _, out = trained
+    ckpt = shutil.copy(result.checkpoint, tmp_path / "warm.pt")
+    original = read(ckpt)
+    dom = run_cli("-m", "metanas.cli", "adapt-domain", "--checkpoint", str(ckpt), "--task", "omniglot-5way-shift-invert",
+                  "--tasks", "3", "--lr-alpha", "1.0", "--out", str(tmp_path / "invert.pt"), "--output-dir", str(out))
+    assert dom.returncode == 0, dom.stderr
+    assert "the mean adapted alpha of 3 tasks of its validation classes" in dom.stdout
+    moved = read(tmp_path / "invert.pt")
+    assert moved["domain"]["family"] == "omniglot-5way-shift-invert" and moved["domain"]["tasks"] == 3
+    alphas = [k for k in original["params"] if k.startswith("alpha_")]
+    assert alphas and any(not torch.equal(moved["params"][k], original["params"][k]) for k in alphas)
+    assert all(torch.equal(moved["params"][k], v) for k, v in original["params"].items() if k not in alphas)
+    assert all(torch.equal(read(ckpt)["params"][k], v) for k, v in original["params"].items())  # source untouched
+    ev = run_cli("-m", "metanas.cli", "evaluate", "--checkpoint", str(tmp_path / "invert.pt"), "--tasks", "2",
+                 "--task", "omniglot-5way-shift-invert", "--no-track", "--output-dir", str(out))
+    assert ev.returncode == 0, ev.stderr
+    assert "alpha moved to omniglot-5way-shift-invert by adapt-domain" in ev.stdout
+    bad = run_cli("-m", "metanas.cli", "adapt-domain", "--checkpoint", str(ckpt), "--task", "omniglot-5way",
+                  "--tasks", "0")
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "must be >= 1" in bad.stderr

@@ -106,7 +106,8 @@ def _adapt_one(args, warm, dist) -> None:
         print(f"paired difference (adapted - fixed): {100 * paired[1]:+.2f} ± {100 * paired[2]:.2f} points")
     print(f"time per task: median {ev.seconds.median():.3f} s")
     print(f"accuracy after each step: {' '.join(f'{100 * a:.1f}' for a in ev.curve.mean(0).tolist())}")
-    print(f"warm start: {warm.path} (run {warm.run_id})")
+    moved = f"; alpha moved to {warm.domain['family']} by adapt-domain" if warm.domain else ""
+    print(f"warm start: {warm.path} (run {warm.run_id}{moved})")
     if args.plot:
         print(f"plots: {_plot_adaptation(tracker, args.output_dir, family, warm, archs, ev)}")
     if tracker:  # the config of what ran: the adaptation settings as given on the command line

@@ -1,5 +1,10 @@
-"""``metanas select-adaptation``: choose a warm start's adaptation (steps, alpha's step) on its validation tasks and
-keep it in the checkpoint (what ``inner.select_steps``/``inner.select_lr_alpha`` do at the end of meta-training)."""
+"""Calibrating a warm start's adaptation on labelled tasks it will not be tested on.
+
+* ``metanas select-adaptation``: choose its adaptation (steps, alpha's step) on its validation tasks and keep it in
+  the checkpoint (what ``inner.select_steps``/``inner.select_lr_alpha`` do at the end of meta-training).
+* ``metanas adapt-domain``: move its alpha to a new domain, the mean adapted alpha of a few of the domain's tasks,
+  and write the result as a new checkpoint (:func:`metanas.api.adapt_domain`).
+"""
 
 from __future__ import annotations
 
@@ -33,6 +38,21 @@ def register(sub) -> None:
     s.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
     s.set_defaults(fn=cmd_select)
 
+    d = sub.add_parser("adapt-domain", help="move the warm start's architecture to a new domain (the mean adapted "
+                       "alpha of a few of its labelled tasks) and write it as a new checkpoint")
+    d.add_argument("--task", required=True, help="the new domain's task family (its validation split where it has "
+                   "one, else other tasks of its test classes)")
+    add_warm_start_args(d, registry=False)
+    d.add_argument("--tasks", type=int, default=50, help="labelled tasks that estimate the domain's alpha (default 50)")
+    d.add_argument("--rounds", type=int, default=1, help="repeat from the last estimate (default 1)")
+    d.add_argument("--seed", type=int, help="seed of the tasks (default: the run's seed + 4)")
+    d.add_argument("--steps", type=int, help="the tasks' adaptation steps (default: the checkpoint's)")
+    d.add_argument("--lr-alpha", type=float, help="the tasks' alpha step, > 0 (default: the checkpoint's)")
+    d.add_argument("--out", help="the new checkpoint (default OUTPUT_DIR/domains/RUN_ID-TASK.pt)")
+    d.add_argument("--data-root", help=DATA_ROOT_HELP)
+    d.add_argument("--device", default="auto")
+    d.set_defaults(fn=cmd_adapt_domain)
+
 
 def cmd_select(args) -> None:
     from metanas import api
@@ -62,3 +82,23 @@ def cmd_select(args) -> None:
                              "select/lr_alpha": best["lr_alpha"]}, step=0)
         tracker.end()
         print(f"run id: {tracker.run_id}")
+
+
+def cmd_adapt_domain(args) -> None:
+    from pathlib import Path
+
+    from metanas import api
+    from metanas.checkpoint import write_domain
+
+    warm, dist = load_warm_start(args)
+    try:
+        domain, info = api.adapt_domain(warm, args.task, args.tasks, args.rounds, args.seed, args.steps,
+                                           args.lr_alpha, progress=True)
+    finally:
+        dist.close()
+    out = Path(args.out or Path(args.output_dir) / "domains" / f"{warm.run_id}-{Path(args.task).stem}.pt")
+    write_domain(warm.path, out, domain.params, warm.space.to_json(domain.derive()), info)
+    what = "validation classes" if info["split"] == "validation" else "test classes (other tasks; it has no validation split)"
+    print(f"{args.task}: alpha = the mean adapted alpha of {args.tasks} tasks of its {what}, {args.rounds} round(s)")
+    print(f"architecture: {warm.space.describe(warm.derive())} -> {warm.space.describe(domain.derive())}")
+    print(f"checkpoint: {out}\nadapt to the domain's tasks from it: metanas evaluate --checkpoint {out} --task {args.task}")
