@@ -21,6 +21,7 @@ import sys
 import torch
 
 from metanas import api
+from metanas.errors import MetanasError
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from transfer import _paired, emit, load_methods  # noqa: E402
@@ -46,7 +47,10 @@ def main(argv=None) -> None:
     for family in args.families.split(","):
         acc = {k: [] for k in ("w", "wa", "dw", "dwa")}
         for warm in warms:
-            dom, info = api.adapt_domain(warm, family, args.calibration, args.rounds, args.calibration_seed)
+            try:
+                dom, info = api.adapt_domain(warm, family, args.calibration, args.rounds, args.calibration_seed)
+            except MetanasError as e:
+                raise SystemExit(f"domain_alpha.py: {family}: {e}") from None
             for key, w, arch in (("w", warm, False), ("wa", warm, True), ("dw", dom, False), ("dwa", dom, True)):
                 acc[key].append(api.evaluate(w, family, args.tasks, args.seed, adapt_arch=arch, curve=False)[1]
                                 .accuracies)

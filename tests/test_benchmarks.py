@@ -155,6 +155,26 @@ def test_transfer_benchmark_pairs_methods_seeds_and_variants_on_the_same_tasks(s
 
 
 @pytest.mark.slow
+def test_domain_alpha_benchmark_pairs_four_adaptations_on_the_same_tasks(smoke_run, runs_dir):
+    """Per family: w only, per-task alpha, the domain's alpha, both; each paired with w only on the same tasks.
+    With alpha's step 0 there is no domain alpha to estimate: one line, no traceback."""
+    run_id, _ = smoke_run
+    rows = {}
+    for lr_alpha in ("0.5", "0"):
+        args = ["--method", f"{run_id},{run_id}", "--families", "omniglot-5way-shift-invert,digits-5way", "--tasks",
+                "4", "--calibration", "3", "--inner", f"inner.eval_lr_alpha={lr_alpha}", "--output-dir", str(runs_dir)]
+        out = run_cli("benchmarks/domain_alpha.py", *args)
+        if lr_alpha == "0":  # nothing to average: adapt_domain refuses, in one line
+            assert out.returncode == 1 and out.stderr.strip().count("\n") == 0 and "alpha step 0" in out.stderr
+            continue
+        assert out.returncode == 0, out.stderr
+        table = [[c.strip() for c in line.split("|")[1:-1]] for line in out.stdout.splitlines() if line.startswith("| ")]
+        rows = {r[0]: r for r in table[1:]}
+    assert rows["omniglot-5way-shift-invert"][1] == "validation" and rows["digits-5way"][1] == "test"
+    assert all(len(r) == 6 and all("±" in c for c in r[3:]) for r in rows.values())
+
+
+@pytest.mark.slow
 def test_selection_agreement_benchmark_scores_validation_classes_and_test_classes(smoke_run, runs_dir):
     """Each warm start scored on a validation family's validation classes and a target's test classes; the
     agreement table names the method the validation ranks first (here two methods of the same warm start: the
