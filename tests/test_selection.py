@@ -160,3 +160,6 @@ def test_adapt_domain_command_writes_a_new_checkpoint_that_evaluate_reads(traine
     bad = run_cli("-m", "metanas.cli", "adapt-domain", "--checkpoint", str(ckpt), "--task", "omniglot-5way",
                   "--tasks", "0")
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "must be >= 1" in bad.stderr
+    same = run_cli("-m", "metanas.cli", "adapt-domain", "--checkpoint", str(ckpt), "--task", "omniglot-5way",
+                   "--out", str(ckpt))
+    assert same.returncode == 2 and same.stderr.strip().count("\n") == 0 and "own checkpoint" in same.stderr

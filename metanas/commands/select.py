@@ -91,12 +91,16 @@ def cmd_adapt_domain(args) -> None:
     from metanas.checkpoint import write_domain
 
     warm, dist = load_warm_start(args)
+    out = Path(args.out or Path(args.output_dir) / "domains" / f"{warm.run_id}-{Path(args.task).stem}.pt")
+    if out.resolve() == Path(warm.path).resolve():
+        dist.close()
+        raise MetanasError(f"--out {out} is the warm start's own checkpoint: give another path (adapt-domain writes a "
+                           "new checkpoint and leaves the run's own as it is)")
     try:
         domain, info = api.adapt_domain(warm, args.task, args.tasks, args.rounds, args.seed, args.steps,
                                            args.lr_alpha, progress=True)
     finally:
         dist.close()
-    out = Path(args.out or Path(args.output_dir) / "domains" / f"{warm.run_id}-{Path(args.task).stem}.pt")
     write_domain(warm.path, out, domain.params, warm.space.to_json(domain.derive()), info)
     what = "validation classes" if info["split"] == "validation" else "test classes (other tasks; it has no validation split)"
     print(f"{args.task}: alpha = the mean adapted alpha of {args.tasks} tasks of its {what}, {args.rounds} round(s)")
