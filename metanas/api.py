@@ -151,7 +151,8 @@ def adapt_domain(warm: WarmStart, family: str, tasks: int = 50, rounds: int = 1,
     adapted alphas becomes the alpha of a copy of ``warm`` (``rounds`` times, each round from the last; round ``r``'s
     tasks have seed ``seed + r``, default ``run.seed + DOMAIN_SEED``; ``steps``, ``lr_alpha``: of their adaptation, as
     :func:`inner_loop`). The weights stay the warm start's: every task still adapts them (and alpha, per task) from
-    there. Returns the copy and what calibrated it."""
+    there, with the same adaptation (the copy's :attr:`WarmStart.adaptation`). Returns the copy and what calibrated
+    it."""
     import copy
 
     from metanas.estimation import DOMAIN_SEED
@@ -161,7 +162,8 @@ def adapt_domain(warm: WarmStart, family: str, tasks: int = 50, rounds: int = 1,
     if not warm.is_supernet:
         raise MetanasError(f"the warm start is a fixed architecture ({warm.space.describe(warm.arch)}): only a "
                            "supernet's architecture adapts to a domain")
-    if not inner_loop(warm, steps, lr_alpha=lr_alpha).adapts_arch:
+    inner = inner_loop(warm, steps, lr_alpha=lr_alpha)
+    if not inner.adapts_arch:
         raise MetanasError("the tasks would adapt with alpha step 0 and leave alpha where it is: give an alpha step "
                            "> 0 (--lr-alpha)")
     seed = warm.config.run.seed + DOMAIN_SEED if seed is None else seed
@@ -181,6 +183,7 @@ def adapt_domain(warm: WarmStart, family: str, tasks: int = 50, rounds: int = 1,
             for name, p in domain.model.named_parameters():
                 if name in ev.alphas:
                     p.copy_(ev.alphas[name].mean(0))
+    domain.use_adaptation({"steps": inner.steps, "lr_alpha": inner.lr_alpha})  # the domain's tasks adapt the same way
     return domain, {"family": family, "split": split, "tasks": tasks, "rounds": rounds, "seed": seed}
 
 

@@ -127,13 +127,15 @@ def write_adaptation(path: str | os.PathLike, adaptation: dict) -> Path:
     return atomic_write(path, lambda f: torch.save(state, f))
 
 
-def write_domain(path: str | os.PathLike, out: str | os.PathLike, params: dict, arch: dict, domain: dict) -> Path:
+def write_domain(path: str | os.PathLike, out: str | os.PathLike, params: dict, arch: dict, domain: dict,
+                 adaptation: dict) -> Path:
     """A copy of the checkpoint at ``path`` at ``out`` with the alphas of ``params`` (the rest of its weights are
-    the same), its derived architecture ``arch`` (the space's JSON), and ``domain`` (what calibrated the alphas)."""
+    the same), its derived architecture ``arch`` (the space's JSON), ``domain`` (what calibrated the alphas) and the
+    ``adaptation`` (``{"steps", "lr_alpha"}``) the domain's tasks adapt with."""
     from metanas.space.base import is_alpha
 
     state = read(Path(path))
     state["params"] = {k: params[k].detach().cpu().clone() if is_alpha(k) else v
                        for k, v in state["params"].items()}
-    state["arch"], state["domain"] = arch, dict(domain)
+    state["arch"], state["domain"], state["adaptation"] = arch, dict(domain), dict(adaptation)
     return atomic_write(out, lambda f: torch.save(state, f))

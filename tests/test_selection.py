@@ -117,6 +117,7 @@ def test_adapt_domain_sets_alpha_to_the_mean_adapted_alpha_of_the_domains_tasks(
     family = "omniglot-5way-shift-invert"
     domain, info = metanas.api.adapt_domain(warm, family, tasks=4, rounds=2, seed=7)
     assert info == {"family": family, "split": "validation", "tasks": 4, "rounds": 2, "seed": 7}
+    assert domain.adaptation == {"steps": 2, "lr_alpha": 1.0}
     # computed independently: round 1 from the warm start (tasks of seed 7), round 2 from round 1's alpha (seed 8)
     first = metanas.evaluate(warm, family, 4, 7, curve=False, split="validation")[1].alphas
     assert all(torch.equal(warm.params[k], before[k]) for k in before)  # the warm start itself is left as it was
@@ -144,11 +145,12 @@ def test_adapt_domain_command_writes_a_new_checkpoint_that_evaluate_reads(traine
     ckpt = shutil.copy(result.checkpoint, tmp_path / "warm.pt")
     original = read(ckpt)
     dom = run_cli("-m", "metanas.cli", "adapt-domain", "--checkpoint", str(ckpt), "--task", "omniglot-5way-shift-invert",
-                  "--tasks", "3", "--lr-alpha", "1.0", "--out", str(tmp_path / "invert.pt"), "--output-dir", str(out))
+                  "--tasks", "3", "--steps", "2", "--lr-alpha", "1.0", "--out", str(tmp_path / "invert.pt"), "--output-dir", str(out))
     assert dom.returncode == 0, dom.stderr
     assert "the mean adapted alpha of 3 tasks of its validation classes" in dom.stdout
     moved = read(tmp_path / "invert.pt")
     assert moved["domain"]["family"] == "omniglot-5way-shift-invert" and moved["domain"]["tasks"] == 3
+    assert moved["adaptation"] == {"steps": 2, "lr_alpha": 1.0}  # its tasks adapt as the calibration's did
     alphas = [k for k in original["params"] if k.startswith("alpha_")]
     assert alphas and any(not torch.equal(moved["params"][k], original["params"][k]) for k in alphas)
     assert all(torch.equal(moved["params"][k], v) for k, v in original["params"].items() if k not in alphas)
@@ -157,6 +159,7 @@ def test_adapt_domain_command_writes_a_new_checkpoint_that_evaluate_reads(traine
                  "--task", "omniglot-5way-shift-invert", "--no-track", "--output-dir", str(out))
     assert ev.returncode == 0, ev.stderr
     assert "alpha moved to omniglot-5way-shift-invert by adapt-domain" in ev.stdout
+    assert "[omniglot-5way-shift-invert, 2 steps on w and alpha]" in ev.stdout
     bad = run_cli("-m", "metanas.cli", "adapt-domain", "--checkpoint", str(ckpt), "--task", "omniglot-5way",
                   "--tasks", "0")
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "must be >= 1" in bad.stderr

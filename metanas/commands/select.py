@@ -101,8 +101,10 @@ def cmd_adapt_domain(args) -> None:
                                            args.lr_alpha, progress=True)
     finally:
         dist.close()
-    write_domain(warm.path, out, domain.params, warm.space.to_json(domain.derive()), info)
+    write_domain(warm.path, out, domain.params, warm.space.to_json(domain.derive()), info, domain.adaptation)
     what = "validation classes" if info["split"] == "validation" else "test classes (other tasks; it has no validation split)"
     print(f"{args.task}: alpha = the mean adapted alpha of {args.tasks} tasks of its {what}, {args.rounds} round(s)")
     print(f"architecture: {warm.space.describe(warm.derive())} -> {warm.space.describe(domain.derive())}")
+    print(f"its tasks adapt as the calibration did: {domain.adaptation['steps']} steps, alpha step "
+          f"{domain.adaptation['lr_alpha']}")
     print(f"checkpoint: {out}\nadapt to the domain's tasks from it: metanas evaluate --checkpoint {out} --task {args.task}")
