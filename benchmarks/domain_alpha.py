@@ -24,7 +24,7 @@ from metanas import api
 from metanas.errors import MetanasError
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from transfer import _paired, emit, load_methods  # noqa: E402
+from transfer import _accuracies, _paired, emit, load_methods  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -52,8 +52,7 @@ def main(argv=None) -> None:
             except MetanasError as e:
                 raise SystemExit(f"domain_alpha.py: {family}: {e}") from None
             for key, w, arch in (("w", warm, False), ("wa", warm, True), ("dw", dom, False), ("dwa", dom, True)):
-                acc[key].append(api.evaluate(w, family, args.tasks, args.seed, adapt_arch=arch, curve=False)[1]
-                                .accuracies)
+                acc[key].append(_accuracies(w, family, args.tasks, args.seed, adapt_arch=arch))
         mean = lambda a: 100 * torch.stack(a).mean().item()
         row = [family, info["split"], f"{mean(acc['w']):.2f}", *[_paired(acc[k], acc["w"]) for k in ("wa", "dw", "dwa")]]
         rows.append(row)

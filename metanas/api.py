@@ -84,6 +84,18 @@ def adapt(warm: WarmStart, support_x: torch.Tensor, support_y: torch.Tensor, ste
     return Adapted(warm, params, inner, warm.derive(params))
 
 
+def _tasksets(warm: WarmStart, family: str, data_root: str | None):
+    """``(TaskFamily, its train/validation/test task sets)`` in the warm start's input format."""
+    from metanas.data import get_tasksets, load_family
+
+    fam = load_family(family)
+    warm.check_family(fam)
+    # a mixture leaves out what the warm start's run left out (the rest of its leave_out names other families)
+    leave_out = [n for n in warm.config.task.leave_out if n in fam.source_names]
+    return fam, get_tasksets(fam, data_root or warm.config.data.root, skip_corrupt=warm.config.data.skip_corrupt,
+                             warm_format=warm.image, leave_out=leave_out)
+
+
 def evaluate(warm: WarmStart, family: str, tasks: int = 600, seed: int = 0, steps: int | None = None,
              adapt_arch: bool = True, data_root: str | None = None, chunk: int = 10, curve: bool = True,
              progress: bool = False, dist=None, lr_alpha: float | None = None, split: str = "test"
@@ -91,18 +103,12 @@ def evaluate(warm: WarmStart, family: str, tasks: int = 600, seed: int = 0, step
     """Adapt to ``tasks`` tasks of ``family``'s ``split`` (``test``, or ``validation`` to choose among warm starts
     without touching test classes), seeded by ``seed``: ``(TaskFamily, Evaluation)``; ``steps``, ``lr_alpha``: as
     :func:`inner_loop`."""
-    from metanas.data import get_tasksets, load_family
     from metanas.estimation import evaluate as run
 
     inner = inner_loop(warm, steps, adapt_arch, lr_alpha)  # bad settings fail before any data is read
     if split not in ("test", "validation"):
         raise MetanasError(f"split {split!r}: use test or validation")
-    fam = load_family(family)
-    warm.check_family(fam)
-    # a mixture leaves out what the warm start's run left out (the rest of its leave_out names other families)
-    leave_out = [n for n in warm.config.task.leave_out if n in fam.source_names]
-    sets = get_tasksets(fam, data_root or warm.config.data.root, skip_corrupt=warm.config.data.skip_corrupt,
-                        warm_format=warm.image, leave_out=leave_out)
+    fam, sets = _tasksets(warm, family, data_root)
     if getattr(sets, split) is None:
         raise MetanasError(f"{family} has no {split} split (its classes are all test classes): use a family with "
                            "train/validation/test classes")
@@ -155,7 +161,7 @@ def adapt_domain(warm: WarmStart, family: str, tasks: int = 50, rounds: int = 1,
     it."""
     import copy
 
-    from metanas.estimation import DOMAIN_SEED
+    from metanas.estimation import DOMAIN_SEED, evaluate as run
 
     if tasks < 1 or rounds < 1:
         raise MetanasError(f"tasks (--tasks) {tasks}, rounds (--rounds) {rounds}: both must be >= 1")
@@ -167,18 +173,14 @@ def adapt_domain(warm: WarmStart, family: str, tasks: int = 50, rounds: int = 1,
         raise MetanasError("the tasks would adapt with alpha step 0 and leave alpha where it is: give an alpha step "
                            "> 0 (--lr-alpha)")
     seed = warm.config.run.seed + DOMAIN_SEED if seed is None else seed
+    _, sets = _tasksets(warm, family, data_root)
+    # a family of test classes only (e.g. digits): other tasks of the same classes
+    split = "validation" if sets.validation is not None else "test"
     domain = copy.deepcopy(warm)
-    split = "validation"
+    device = next(domain.model.parameters()).device
     for r in range(rounds):
-        try:
-            ev = evaluate(domain, family, tasks, seed + r, steps, curve=False, split=split, data_root=data_root,
-                          progress=progress, lr_alpha=lr_alpha)[1]
-        except MetanasError as e:
-            if split != "validation" or "no validation split" not in str(e):
-                raise
-            split = "test"  # a family of test classes only (e.g. digits): other tasks of the same classes
-            ev = evaluate(domain, family, tasks, seed + r, steps, curve=False, split=split, data_root=data_root,
-                          progress=progress, lr_alpha=lr_alpha)[1]
+        ev = run(domain.model, domain.params, getattr(sets, split), tasks, inner,
+                 torch.Generator().manual_seed(seed + r), progress=progress, device=device)
         with torch.no_grad():
             for name, p in domain.model.named_parameters():
                 if name in ev.alphas:

@@ -92,11 +92,10 @@ def cmd_adapt_domain(args) -> None:
 
     warm, dist = load_warm_start(args)
     out = Path(args.out or Path(args.output_dir) / "domains" / f"{warm.run_id}-{Path(args.task).stem}.pt")
-    if out.resolve() == Path(warm.path).resolve():
-        dist.close()
-        raise MetanasError(f"--out {out} is the warm start's own checkpoint: give another path (adapt-domain writes a "
-                           "new checkpoint and leaves the run's own as it is)")
     try:
+        if out.resolve() == Path(warm.path).resolve():
+            raise MetanasError(f"--out {out} is the warm start's own checkpoint: give another path (adapt-domain "
+                               "writes a new checkpoint and leaves the run's own as it is)")
         domain, info = api.adapt_domain(warm, args.task, args.tasks, args.rounds, args.seed, args.steps,
                                            args.lr_alpha, progress=True)
     finally:
