@@ -78,7 +78,7 @@ def adapt(warm: WarmStart, support_x: torch.Tensor, support_y: torch.Tensor, ste
     """Adapt ``(w, alpha)`` to one task's support set (``support_y``: labels 0..ways-1, class-major for
     ``inner.variant=alternating``); ``steps``, ``lr_alpha``: as :func:`inner_loop`."""
     inner = inner_loop(warm, steps, adapt_arch, lr_alpha)
-    device = next(warm.model.parameters()).device
+    device = warm.device
     params = inner.adapt(warm.model, warm.params, support_x.to(device), support_y.to(device))
     params = {k: v.detach() for k, v in params.items()}
     return Adapted(warm, params, inner, warm.derive(params))
@@ -112,7 +112,7 @@ def evaluate(warm: WarmStart, family: str, tasks: int = 600, seed: int = 0, step
     if getattr(sets, split) is None:
         raise MetanasError(f"{family} has no {split} split (its classes are all test classes): use a family with "
                            "train/validation/test classes")
-    device = next(warm.model.parameters()).device
+    device = warm.device
     ev = run(warm.model, warm.params, getattr(sets, split), tasks, inner,
              torch.Generator().manual_seed(seed), chunk=chunk, curve=curve, progress=progress, device=device, dist=dist)
     return fam, ev
@@ -142,7 +142,7 @@ def select_adaptation(warm: WarmStart, steps: list[int] = (), lr_alpha: list[flo
     if validation is None:
         raise MetanasError(f"{cfg.task.family} has no validation split to choose the adaptation on: meta-train "
                            "on a family with validation classes or sources")
-    device = next(warm.model.parameters()).device
+    device = warm.device
     best, table = choose(warm.model, warm.params, validation, tasks, inner, list(steps), list(lr_alpha),
                          cfg.run.seed + SELECT_SEED if seed is None else seed, device=device, progress=progress)
     warm.use_adaptation(best)
@@ -177,7 +177,7 @@ def adapt_domain(warm: WarmStart, family: str, tasks: int = 50, rounds: int = 1,
     # a family of test classes only (e.g. digits): other tasks of the same classes
     split = "validation" if sets.validation is not None else "test"
     domain = copy.deepcopy(warm)
-    device = next(domain.model.parameters()).device
+    device = domain.device
     for r in range(rounds):
         ev = run(domain.model, domain.params, getattr(sets, split), tasks, inner,
                  torch.Generator().manual_seed(seed + r), progress=progress, device=device)

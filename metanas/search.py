@@ -37,7 +37,7 @@ def scorers(warm, sets, val_tasks: int, test_tasks: int, steps: int | None, seed
         raise MetanasError("this task family has no validation or no test split (search scores candidates on "
                            "validation tasks and reports on test tasks): search a family with train/validation/test "
                            "classes, e.g. omniglot-5way")
-    device = next(warm.model.parameters()).device
+    device = warm.device
     build = lambda arch: warm.child(arch)
     inner = api.inner_loop(warm, steps, adapt_arch=False)  # a child has no alpha
     val = ChildNetScorer(build, sets.validation, val_tasks, inner, seed, device)

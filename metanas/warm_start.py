@@ -76,6 +76,11 @@ class WarmStart:
         return {k: v.detach() for k, v in self.model.named_parameters()}
 
     @property
+    def device(self) -> torch.device:
+        """Where the network's weights are (the tasks' tensors go there)."""
+        return next(self.model.parameters()).device
+
+    @property
     def is_supernet(self) -> bool:
         return self.arch is None
 
