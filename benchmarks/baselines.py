@@ -29,13 +29,11 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import torch
-
 from metanas import api
 from metanas.config import load_config
-from metanas.estimation import TEST_SEED, evaluate, paired_difference
+from metanas.estimation import TEST_SEED, paired_difference
 from metanas.tables import csv_text, markdown, pct
-from metanas.training import tasksets, train
+from metanas.training import train
 from metanas.warm_start import WarmStart
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,8 +71,7 @@ def _reuse(path: str, test_tasks: int):
     the tasks seeded by run.seed), so its row and paired differences are those of the run that made it."""
     warm = api.load(path)
     cfg = warm.config
-    ev = evaluate(warm.model, warm.params, tasksets(cfg, warm.image).test, test_tasks, api.inner_loop(warm),
-                  torch.Generator().manual_seed(cfg.run.seed + TEST_SEED))
+    ev = api.retest(warm, test_tasks)
     arch = warm.space.describe(warm.derive(warm.params))
     print(f"metanas (reused {path}): {ev.summary()} after {warm.iteration} iterations ({arch})", flush=True)
     return cfg, SimpleNamespace(test=ev, run_id=warm.run_id, describe=arch), warm

@@ -118,6 +118,19 @@ def evaluate(warm: WarmStart, family: str, tasks: int = 600, seed: int = 0, step
     return fam, ev
 
 
+def retest(warm: WarmStart, tasks: int | None = None) -> Evaluation:
+    """Test ``warm`` again as its meta-training tested it: its family's test set with ``task.queries`` queries per
+    class, the tasks its ``run.seed`` draws, its evaluation inner loop (``tasks``: default ``meta.test_tasks``). The
+    accuracy is the one meta-training printed, to the digit, so two runs with the same family, queries and seed
+    pair task by task (``benchmarks/paired.py --as-trained``, ``benchmarks/baselines.py --warm``)."""
+    from metanas.estimation import TEST_SEED, evaluate as run
+    from metanas.training import tasksets
+
+    cfg = warm.config
+    return run(warm.model, warm.params, tasksets(cfg, warm.image).test, cfg.meta.test_tasks if tasks is None else tasks,
+               inner_loop(warm), torch.Generator().manual_seed(cfg.run.seed + TEST_SEED), device=warm.device)
+
+
 def select_adaptation(warm: WarmStart, steps: list[int] = (), lr_alpha: list[float] = (), tasks: int = 200,
                       seed: int | None = None, data_root: str | None = None, progress: bool = False
                       ) -> tuple[dict, list[dict]]:

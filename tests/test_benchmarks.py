@@ -95,6 +95,15 @@ def test_paired_benchmark_pairs_the_same_tasks(smoke_run, runs_dir):
     a, b, diff = out.stdout.strip().splitlines()[-3:]
     assert a.split(": ")[-1] == b.split(": ")[-1]  # the same warm start on the same tasks: the same accuracy
     assert "paired difference A - B on the same 6 tasks of omniglot-5way: +0.00 ± 0.00 points" in diff
+    # --as-trained re-tests as meta-training tested (its queries, its seed): the accuracy it printed, to the digit
+    tested = next(line for line in smoke_run[1].stdout.splitlines() if line.startswith("test accuracy: "))
+    tasks = tested.split("(")[1].split()[0]
+    out = run_cli("benchmarks/paired.py", run_id, run_id, "--as-trained", "--tasks", tasks, "--output-dir", str(runs_dir))
+    assert out.returncode == 0, out.stderr
+    a, b, diff = out.stdout.strip().splitlines()[-3:]
+    assert a.split(": ")[-1] == b.split(": ")[-1] == tested.split(": ")[1].split("  [")[0]
+    out = run_cli("benchmarks/paired.py", run_id, run_id, "--as-trained", "--seed", "3", "--output-dir", str(runs_dir))
+    assert out.returncode != 0 and "--as-trained pairs two runs of the same" in out.stderr
 
 
 @pytest.mark.slow
