@@ -1,16 +1,18 @@
-"""Architecture adaptation per domain against per task: does a new domain's alpha, estimated from a few of its
-tasks, pay where one task's support set does not?
+"""Where a task's architecture adaptation starts: from the warm start's alpha, from a new domain's alpha estimated
+from a few of its labelled tasks, or from the alpha a set encoder predicts from the task's support images.
 
     python benchmarks/domain_alpha.py --method RUN0,RUN1,RUN2 --families fonts-5way,digits-5way \
-        [--calibration 50] [--rounds 1] [--tasks 100] [--inner inner.KEY=VALUE,...] [--output-dir runs]
+        [--calibration 50] [--rounds 1] [--encoder 0] [--tasks 100] [--inner inner.KEY=VALUE,...] [--output-dir runs]
 
-For each warm start and family: ``--calibration`` tasks of the family (its validation split where it has one,
-else its test split with another task seed: other tasks, the same classes) are adapted as usual (w and alpha);
-the mean of their adapted alphas replaces the warm start's alpha (``--rounds`` times, each from the last:
-:func:`metanas.api.adapt_domain`, the ``metanas adapt-domain`` command). Then
-the same ``--tasks`` test tasks (seed ``--seed``) are adapted four ways: w only from the warm start, w and
-alpha from the warm start (per-task architecture adaptation), w only from the domain's alpha, w and alpha
-from the domain's alpha. Each is compared with the first, paired over tasks and averaged over seeds.
+Domain alpha (``--calibration`` > 0): that many tasks of the family (its validation split where it has one, else its
+test split with another task seed: other tasks, the same classes) are adapted as usual (w and alpha); the mean of
+their adapted alphas replaces the warm start's alpha (``--rounds`` times, each from the last:
+:func:`metanas.api.adapt_domain`, the ``metanas adapt-domain`` command). Set encoder (``--encoder`` N > 0): trained
+on N tasks of the warm start's own training split to predict each task's adapted alpha from its support images
+(:func:`metanas.api.fit_set_encoder`); its held-out R^2 is printed per warm start. Then the same ``--tasks`` test
+tasks (seed ``--seed``) are adapted from each start twice, w only and w and alpha, each compared with w only from the
+warm start, paired over tasks and averaged over seeds; the encoder's zero-step alpha is also compared with per-task
+gradient adaptation of alpha.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--method", required=True, metavar="RUN[,RUN...]", help="supernet warm starts, one per seed")
     p.add_argument("--families", required=True)
-    p.add_argument("--calibration", type=int, default=50, help="tasks that estimate the domain's alpha")
+    p.add_argument("--calibration", type=int, default=50, help="tasks that estimate the domain's alpha (0: none)")
     p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--encoder", type=int, default=0, help="training tasks of a set encoder (0: none)")
     p.add_argument("--tasks", type=int, default=100)
     p.add_argument("--seed", type=int, default=0, help="seed of the test tasks")
     p.add_argument("--calibration-seed", type=int, default=1000)
@@ -41,20 +44,41 @@ def main(argv=None) -> None:
     p.add_argument("--csv")
     args = p.parse_args(argv)
     warms = load_methods([f"m={args.method}"], args.output_dir, args.inner)["m"]
+    encoders = []
+    for i, warm in enumerate(warms):
+        if args.encoder:
+            try:
+                fit = api.fit_set_encoder(warm, args.encoder)
+            except MetanasError as e:
+                raise SystemExit(f"domain_alpha.py: {e}") from None
+            print(f"set encoder {i}: {fit.tasks} training tasks, R^2 on {fit.held_out} held out: encoder "
+                  f"{fit.r2:.3f}, mean move {fit.mean_r2:.3f}, no move {fit.zero_r2:.3f}", flush=True)
+            encoders.append(fit.encoder)
+    starts = (["domain alpha"] if args.calibration else []) + (["encoder alpha"] if args.encoder else [])
     head = ["family", "calibration split", "w only (warm start)", "per-task alpha - w only",
-            "domain alpha, w only - w only", "domain alpha + per-task alpha - w only"]
+            *[f"{s}{how} - w only" for s in starts for how in (", w only", " + per-task alpha")],
+            *(["encoder alpha, w only - per-task alpha"] if args.encoder else [])]
     rows = []
     for family in args.families.split(","):
-        acc = {k: [] for k in ("w", "wa", "dw", "dwa")}
-        for warm in warms:
-            try:
-                dom, info = api.adapt_domain(warm, family, args.calibration, args.rounds, args.calibration_seed)
-            except MetanasError as e:
-                raise SystemExit(f"domain_alpha.py: {family}: {e}") from None
-            for key, w, arch in (("w", warm, False), ("wa", warm, True), ("dw", dom, False), ("dwa", dom, True)):
-                acc[key].append(_accuracies(w, family, args.tasks, args.seed, adapt_arch=arch))
+        acc = {k: [] for k in ("w", "wa", "dw", "dwa", "ew", "ewa")}
+        split = "-"
+        for i, warm in enumerate(warms):
+            runs = [("w", warm, False, None), ("wa", warm, True, None)]
+            if args.calibration:
+                try:
+                    dom, info = api.adapt_domain(warm, family, args.calibration, args.rounds, args.calibration_seed)
+                except MetanasError as e:
+                    raise SystemExit(f"domain_alpha.py: {family}: {e}") from None
+                split = info["split"]
+                runs += [("dw", dom, False, None), ("dwa", dom, True, None)]
+            if args.encoder:
+                runs += [("ew", warm, False, encoders[i]), ("ewa", warm, True, encoders[i])]
+            for key, w, arch, enc in runs:
+                acc[key].append(_accuracies(w, family, args.tasks, args.seed, adapt_arch=arch, encoder=enc))
         mean = lambda a: 100 * torch.stack(a).mean().item()
-        row = [family, info["split"], f"{mean(acc['w']):.2f}", *[_paired(acc[k], acc["w"]) for k in ("wa", "dw", "dwa")]]
+        keys = ["wa"] + (["dw", "dwa"] if args.calibration else []) + (["ew", "ewa"] if args.encoder else [])
+        row = [family, split, f"{mean(acc['w']):.2f}", *[_paired(acc[k], acc["w"]) for k in keys],
+               *([_paired(acc["ew"], acc["wa"])] if args.encoder else [])]
         rows.append(row)
         print(" | ".join(row), flush=True)
     emit(head, rows, args.csv)

@@ -89,8 +89,8 @@ def emit(head: list[str], rows: list[list[str]], csv: str | None) -> None:
             f.write(csv_text(head, rows))
 
 
-def _accuracies(warm, family: str, tasks: int, seed: int, adapt_arch: bool = True) -> torch.Tensor:
-    return api.evaluate(warm, family, tasks, seed, adapt_arch=adapt_arch, curve=False)[1].accuracies
+def _accuracies(warm, family: str, tasks: int, seed: int, adapt_arch: bool = True, encoder=None) -> torch.Tensor:
+    return api.evaluate(warm, family, tasks, seed, adapt_arch=adapt_arch, curve=False, encoder=encoder)[1].accuracies
 
 
 def _paired(a: list[torch.Tensor], b: list[torch.Tensor]) -> str:

@@ -98,11 +98,12 @@ def _tasksets(warm: WarmStart, family: str, data_root: str | None):
 
 def evaluate(warm: WarmStart, family: str, tasks: int = 600, seed: int = 0, steps: int | None = None,
              adapt_arch: bool = True, data_root: str | None = None, chunk: int = 10, curve: bool = True,
-             progress: bool = False, dist=None, lr_alpha: float | None = None, split: str = "test"
-             ) -> tuple[Any, Evaluation]:
+             progress: bool = False, dist=None, lr_alpha: float | None = None, split: str = "test",
+             encoder=None) -> tuple[Any, Evaluation]:
     """Adapt to ``tasks`` tasks of ``family``'s ``split`` (``test``, or ``validation`` to choose among warm starts
     without touching test classes), seeded by ``seed``: ``(TaskFamily, Evaluation)``; ``steps``, ``lr_alpha``: as
-    :func:`inner_loop`."""
+    :func:`inner_loop`; ``encoder``: a :class:`metanas.set_encoder.SetEncoder` (:func:`fit_set_encoder`) that sets
+    each task's starting alpha from its support images."""
     from metanas.estimation import evaluate as run
 
     inner = inner_loop(warm, steps, adapt_arch, lr_alpha)  # bad settings fail before any data is read
@@ -114,7 +115,8 @@ def evaluate(warm: WarmStart, family: str, tasks: int = 600, seed: int = 0, step
                            "train/validation/test classes")
     device = warm.device
     ev = run(warm.model, warm.params, getattr(sets, split), tasks, inner,
-             torch.Generator().manual_seed(seed), chunk=chunk, curve=curve, progress=progress, device=device, dist=dist)
+             torch.Generator().manual_seed(seed), chunk=chunk, curve=curve, progress=progress, device=device, dist=dist,
+             start=None if encoder is None else encoder.start)
     return fam, ev
 
 
@@ -200,6 +202,35 @@ def adapt_domain(warm: WarmStart, family: str, tasks: int = 50, rounds: int = 1,
                     p.copy_(ev.alphas[name].mean(0))
     domain.use_adaptation({"steps": inner.steps, "lr_alpha": inner.lr_alpha})  # the domain's tasks adapt the same way
     return domain, {"family": family, "split": split, "tasks": tasks, "rounds": rounds, "seed": seed}
+
+
+def fit_set_encoder(warm: WarmStart, tasks: int = 1000, seed: int | None = None, steps: int | None = None,
+                    lr_alpha: float | None = None, epochs: int = 50, data_root: str | None = None,
+                    progress: bool = False):
+    """A set encoder that predicts, from a task's support images, the alpha its adaptation would reach (zero steps on
+    alpha): trained on ``tasks`` tasks of ``warm``'s training split, each adapted with ``warm``'s adaptation (or
+    ``steps``, ``lr_alpha``, as :func:`inner_loop`) as the teacher. Returns a :class:`metanas.set_encoder.Fit`
+    (``.encoder`` for :func:`evaluate`, ``.r2``: how much of the held-out tasks' alpha moves it explains).
+    ``seed``: of the tasks and the encoder's initial weights (default ``run.seed`` + ``ENCODER_SEED``)."""
+    from metanas.estimation import ENCODER_SEED
+    from metanas.set_encoder import fit
+    from metanas.training import tasksets
+
+    if tasks < 2:
+        raise MetanasError(f"tasks (--tasks) {tasks}: a set encoder needs at least 2 (some to fit, some to score)")
+    if not warm.is_supernet:
+        raise MetanasError(f"the warm start is a fixed architecture ({warm.space.describe(warm.arch)}): only a "
+                           "supernet has an alpha to predict")
+    inner = inner_loop(warm, steps, lr_alpha=lr_alpha)
+    if not inner.adapts_arch:
+        raise MetanasError("the teacher tasks would adapt with alpha step 0: nothing to predict; give an alpha step "
+                           "> 0 (--lr-alpha)")
+    cfg = warm.config
+    if data_root:
+        cfg.data.root = data_root
+    train = tasksets(cfg, warm_format=warm.image).train
+    return fit(warm.model, warm.params, train, inner, warm.image.channels, tasks=tasks, epochs=epochs,
+               seed=cfg.run.seed + ENCODER_SEED if seed is None else seed, device=warm.device, progress=progress)
 
 
 def architectures(warm: WarmStart, ev: Evaluation) -> list:

@@ -19,9 +19,9 @@ from tqdm import tqdm
 from metanas.inner_loop import InnerLoop, Params
 from metanas.space.base import is_alpha
 
-# Offsets from run.seed of the validation, test, adaptation-choice and domain-calibration task sequences: every
-# evaluation of a run, and every method compared at the same seed, adapts to the same tasks.
-VAL_SEED, TEST_SEED, SELECT_SEED, DOMAIN_SEED = 1, 2, 3, 4
+# Offsets from run.seed of the validation, test, adaptation-choice, domain-calibration and set-encoder task
+# sequences: every evaluation of a run, and every method compared at the same seed, adapts to the same tasks.
+VAL_SEED, TEST_SEED, SELECT_SEED, DOMAIN_SEED, ENCODER_SEED = 1, 2, 3, 4, 5
 
 
 def mean_ci95(values: torch.Tensor) -> tuple[float, float]:
@@ -65,15 +65,17 @@ def paired_difference(a: Evaluation, b: Evaluation) -> tuple[float, float]:
 
 def evaluate(model, params: Params, taskset, n_tasks: int, inner: InnerLoop, generator: torch.Generator,
              chunk: int = 10, curve: bool = False, progress: bool = False, device="cpu", dist=None,
-             skip: int = 0) -> Evaluation:
+             skip: int = 0, start=None) -> Evaluation:
     """Adapt ``params`` to ``n_tasks`` tasks drawn from ``taskset`` with ``generator`` (after drawing and
     dropping ``skip`` tasks, so tasks ``[skip, skip + n_tasks)`` of the seeded sequence are adapted).
+    ``start(params, support_x)``: where each task's adaptation starts (e.g. a set encoder's alpha), default ``params``.
 
     ``chunk`` tasks are adapted together under ``vmap`` (chunk=1 gives honest per-task latency). ``dist`` (a :class:`metanas.distributed.Dist`):
     each rank adapts its slice of the same task sequence and every rank gets all tasks' results, in order.
     """
 
     def one_task(p, sx, sy):  # -> (adapted params, every param stacked over [before, after each step] or [after])
+        p = p if start is None else start(p, sx)
         adapted = inner.adapt(model, p, sx, sy, trajectory=curve)
         return adapted if curve else (adapted, {k: v[None] for k, v in adapted.items()})
 

@@ -181,6 +181,19 @@ def test_domain_alpha_benchmark_pairs_four_adaptations_on_the_same_tasks(smoke_r
         rows = {r[0]: r for r in table[1:]}
     assert rows["omniglot-5way-shift-invert"][1] == "validation" and rows["digits-5way"][1] == "test"
     assert all(len(r) == 6 and all("±" in c for c in r[3:]) for r in rows.values())
+    # a set encoder's alpha instead of the domain's: its fit per warm start, its two columns and its zero-step
+    # alpha against per-task gradient adaptation (w only from the warm start: the same accuracy as above)
+    out = run_cli("benchmarks/domain_alpha.py", "--method", run_id, "--families", "omniglot-5way-shift-invert",
+                  "--tasks", "4", "--calibration", "0", "--encoder", "6", "--inner", "inner.eval_lr_alpha=0.5",
+                  "--output-dir", str(runs_dir))
+    assert out.returncode == 0, out.stderr
+    assert "set encoder 0: 6 training tasks, R^2 on 1 held out" in out.stdout
+    table = [[c.strip() for c in line.split("|")[1:-1]] for line in out.stdout.splitlines() if line.startswith("| ")]
+    assert table[0][3:] == ["per-task alpha - w only", "encoder alpha, w only - w only",
+                            "encoder alpha + per-task alpha - w only", "encoder alpha, w only - per-task alpha"]
+    row = table[1]
+    assert row[:3] == ["omniglot-5way-shift-invert", "-", rows["omniglot-5way-shift-invert"][2]]
+    assert row[3] == rows["omniglot-5way-shift-invert"][3] and all("±" in c for c in row[3:])
 
 
 @pytest.mark.slow

@@ -166,3 +166,44 @@ def test_adapt_domain_command_writes_a_new_checkpoint_that_evaluate_reads(traine
     same = run_cli("-m", "metanas.cli", "adapt-domain", "--checkpoint", str(ckpt), "--task", "omniglot-5way",
                    "--out", str(ckpt))
     assert same.returncode == 2 and same.stderr.strip().count("\n") == 0 and "own checkpoint" in same.stderr
+
+
+def test_set_encoder_sets_each_tasks_starting_alpha_from_its_support_images(trained):
+    from metanas.set_encoder import SetEncoder
+    from metanas.space.base import alphas_of
+
+    result, _, _ = trained
+    warm = metanas.load(str(result.checkpoint))
+    warm.use_adaptation({"steps": 2, "lr_alpha": 1.0})
+    alphas = alphas_of(warm.params)
+    family = "omniglot-5way-shift-invert"
+    plain = metanas.evaluate(warm, family, 4, 3, curve=False)[1]
+    # untrained, it predicts no move: the same evaluation to the bit
+    zero = SetEncoder(warm.image.channels, {k: v.shape for k, v in alphas.items()})
+    same = metanas.evaluate(warm, family, 4, 3, curve=False, encoder=zero)[1]
+    assert torch.equal(same.accuracies, plain.accuracies) and all(torch.equal(same.alphas[k], plain.alphas[k]) for k in alphas)
+    # a known offset, alpha held fixed: every task's alpha is the warm start's plus the offset
+    with torch.no_grad():
+        zero.head[-1].bias.copy_(torch.linspace(-2, 2, zero.head[-1].bias.numel()))
+    offsets = zero(torch.zeros(5, warm.image.channels, warm.image.size, warm.image.size))
+    moved = metanas.evaluate(warm, family, 4, 3, curve=False, encoder=zero, adapt_arch=False)[1]
+    assert all(torch.allclose(moved.alphas[k], (alphas[k] + offsets[k]).expand_as(moved.alphas[k])) for k in alphas)
+    assert not torch.equal(moved.accuracies, metanas.evaluate(warm, family, 4, 3, curve=False, adapt_arch=False)[1].accuracies)
+
+
+def test_set_encoder_learns_the_alpha_moves_of_the_training_tasks_seeded(trained):
+    result, _, _ = trained
+    warm = metanas.load(str(result.checkpoint))
+    warm.use_adaptation({"steps": 2, "lr_alpha": 1.0})
+    fit = metanas.api.fit_set_encoder(warm, tasks=20, epochs=20, seed=5)
+    assert (fit.tasks, fit.held_out) == (20, 4)
+    assert fit.r2 > fit.zero_r2  # it predicts the held-out tasks' moves better than no move
+    torch.rand(3)  # the global generator moved on: the encoder's weights come from the seed alone
+    again = metanas.api.fit_set_encoder(warm, tasks=20, epochs=20, seed=5).encoder.state_dict()
+    assert all(torch.equal(v, again[k]) for k, v in fit.encoder.state_dict().items())
+    with pytest.raises(metanas.MetanasError, match="at least 2"):
+        metanas.api.fit_set_encoder(warm, tasks=1)
+    with pytest.raises(metanas.MetanasError, match="only a supernet"):
+        metanas.api.fit_set_encoder(warm.fixed(warm.derive()))
+    with pytest.raises(metanas.MetanasError, match="alpha step 0"):
+        metanas.api.fit_set_encoder(warm, lr_alpha=0)
