@@ -12,7 +12,8 @@ on N tasks of the warm start's own training split to predict each task's adapted
 (:func:`metanas.api.fit_set_encoder`); its held-out R^2 is printed per warm start. Then the same ``--tasks`` test
 tasks (seed ``--seed``) are adapted from each start twice, w only and w and alpha, each compared with w only from the
 warm start, paired over tasks and averaged over seeds; the encoder's zero-step alpha is also compared with per-task
-gradient adaptation of alpha.
+gradient adaptation of alpha, and with its control: every task's alpha moved by the training tasks' mean move (w
+only), whatever its images.
 """
 
 from __future__ import annotations
@@ -53,14 +54,15 @@ def main(argv=None) -> None:
                 raise SystemExit(f"domain_alpha.py: {e}") from None
             print(f"set encoder {i}: {fit.tasks} training tasks, R^2 on {fit.held_out} held out: encoder "
                   f"{fit.r2:.3f}, mean move {fit.mean_r2:.3f}, no move {fit.zero_r2:.3f}", flush=True)
-            encoders.append(fit.encoder)
+            encoders.append((fit.encoder, fit.encoder.constant(fit.mean_move)))
     starts = (["domain alpha"] if args.calibration else []) + (["encoder alpha"] if args.encoder else [])
     head = ["family", "calibration split", "w only (warm start)", "per-task alpha - w only",
             *[f"{s}{how} - w only" for s in starts for how in (", w only", " + per-task alpha")],
-            *(["encoder alpha, w only - per-task alpha"] if args.encoder else [])]
+            *(["encoder alpha, w only - per-task alpha", "encoder alpha, w only - training mean move, w only"]
+              if args.encoder else [])]
     rows = []
     for family in args.families.split(","):
-        acc = {k: [] for k in ("w", "wa", "dw", "dwa", "ew", "ewa")}
+        acc = {k: [] for k in ("w", "wa", "dw", "dwa", "ew", "ewa", "mw")}
         split = "-"
         for i, warm in enumerate(warms):
             runs = [("w", warm, False, None), ("wa", warm, True, None)]
@@ -72,13 +74,14 @@ def main(argv=None) -> None:
                 split = info["split"]
                 runs += [("dw", dom, False, None), ("dwa", dom, True, None)]
             if args.encoder:
-                runs += [("ew", warm, False, encoders[i]), ("ewa", warm, True, encoders[i])]
+                encoder, control = encoders[i]
+                runs += [("ew", warm, False, encoder), ("ewa", warm, True, encoder), ("mw", warm, False, control)]
             for key, w, arch, enc in runs:
                 acc[key].append(_accuracies(w, family, args.tasks, args.seed, adapt_arch=arch, encoder=enc))
         mean = lambda a: 100 * torch.stack(a).mean().item()
         keys = ["wa"] + (["dw", "dwa"] if args.calibration else []) + (["ew", "ewa"] if args.encoder else [])
         row = [family, split, f"{mean(acc['w']):.2f}", *[_paired(acc[k], acc["w"]) for k in keys],
-               *([_paired(acc["ew"], acc["wa"])] if args.encoder else [])]
+               *([_paired(acc["ew"], acc["wa"]), _paired(acc["ew"], acc["mw"])] if args.encoder else [])]
         rows.append(row)
         print(" | ".join(row), flush=True)
     emit(head, rows, args.csv)

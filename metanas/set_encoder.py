@@ -48,6 +48,17 @@ class SetEncoder(nn.Module):
         flat = self.flat(x[None])[0]
         return {k: v.view(s) for k, v, s in zip(self.names, flat.split([s.numel() for s in self.shapes]), self.shapes)}
 
+    def constant(self, flat: torch.Tensor) -> "SetEncoder":
+        """A copy that predicts the offsets ``flat`` (as :meth:`flat` returns them) for every support set: a control
+        that moves every task's alpha the same way, whatever its images."""
+        import copy
+
+        other = copy.deepcopy(self)
+        with torch.no_grad():
+            other.head[-1].weight.zero_()
+            other.head[-1].bias.copy_(flat)
+        return other
+
     def start(self, params: Params, support_x: torch.Tensor) -> Params:
         """``params`` with each alpha moved by the offset ``support_x`` predicts: where the task's adaptation starts."""
         offsets = self(support_x)
@@ -63,6 +74,7 @@ class Fit:
     r2: float  # the encoder's predictions,
     mean_r2: float  # the training tasks' mean move (a constant: the training domain's alpha, no encoder),
     zero_r2: float  # and no move (the warm start's own alpha)
+    mean_move: torch.Tensor  # the training tasks' mean move, flat: ``encoder.constant(mean_move)`` is the control
 
 
 def _r2(pred: torch.Tensor, target: torch.Tensor) -> float:
@@ -112,4 +124,4 @@ def fit(model, params: Params, taskset, inner: InnerLoop, channels: int, tasks: 
         val = y[n_fit:]
         r2s = [_r2(p, val) if n_val > 1 else float("nan")
                for p in (encoder.flat(x[n_fit:]), y[:n_fit].mean(0).expand_as(val), torch.zeros_like(val))]
-    return Fit(encoder, tasks, n_val, *r2s)
+    return Fit(encoder, tasks, n_val, *r2s, y[:n_fit].mean(0))

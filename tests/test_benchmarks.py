@@ -190,7 +190,8 @@ def test_domain_alpha_benchmark_pairs_four_adaptations_on_the_same_tasks(smoke_r
     assert "set encoder 0: 6 training tasks, R^2 on 1 held out" in out.stdout
     table = [[c.strip() for c in line.split("|")[1:-1]] for line in out.stdout.splitlines() if line.startswith("| ")]
     assert table[0][3:] == ["per-task alpha - w only", "encoder alpha, w only - w only",
-                            "encoder alpha + per-task alpha - w only", "encoder alpha, w only - per-task alpha"]
+                            "encoder alpha + per-task alpha - w only", "encoder alpha, w only - per-task alpha",
+                            "encoder alpha, w only - training mean move, w only"]
     row = table[1]
     assert row[:3] == ["omniglot-5way-shift-invert", "-", rows["omniglot-5way-shift-invert"][2]]
     assert row[3] == rows["omniglot-5way-shift-invert"][3] and all("±" in c for c in row[3:])

@@ -189,6 +189,10 @@ def test_set_encoder_sets_each_tasks_starting_alpha_from_its_support_images(trai
     moved = metanas.evaluate(warm, family, 4, 3, curve=False, encoder=zero, adapt_arch=False)[1]
     assert all(torch.allclose(moved.alphas[k], (alphas[k] + offsets[k]).expand_as(moved.alphas[k])) for k in alphas)
     assert not torch.equal(moved.accuracies, metanas.evaluate(warm, family, 4, 3, curve=False, adapt_arch=False)[1].accuracies)
+    # its constant control: the same offsets for any images
+    control = zero.constant(torch.full_like(zero.head[-1].bias, 0.5))
+    images = torch.randn(2, 5, warm.image.channels, warm.image.size, warm.image.size)
+    assert torch.equal(control.flat(images), torch.full((2, zero.head[-1].bias.numel()), 0.5))
 
 
 def test_set_encoder_learns_the_alpha_moves_of_the_training_tasks_seeded(trained):
@@ -198,6 +202,7 @@ def test_set_encoder_learns_the_alpha_moves_of_the_training_tasks_seeded(trained
     fit = metanas.api.fit_set_encoder(warm, tasks=20, epochs=20, seed=5)
     assert (fit.tasks, fit.held_out) == (20, 4)
     assert fit.r2 > fit.zero_r2  # it predicts the held-out tasks' moves better than no move
+    assert fit.mean_move.shape == fit.encoder.head[-1].bias.shape and fit.mean_move.abs().sum() > 0
     torch.rand(3)  # the global generator moved on: the encoder's weights come from the seed alone
     again = metanas.api.fit_set_encoder(warm, tasks=20, epochs=20, seed=5).encoder.state_dict()
     assert all(torch.equal(v, again[k]) for k, v in fit.encoder.state_dict().items())
