@@ -2,7 +2,7 @@
 
     python benchmarks/transfer.py --method default=RUN0,RUN1,RUN2 --method conv4_32=RUN0,RUN1,RUN2 \
         [--method conv4_64=...] [--suite domains | --families A,B] [--tasks 200] [--output-dir runs] \
-        [--inner inner.KEY=VALUE,...] [--variant NAME:inner.KEY=VALUE,...] [--csv FILE]
+        [--inner inner.KEY=VALUE,...] [--variant NAME:inner.KEY=VALUE,...] [--encoder N] [--csv FILE]
 
 Every warm start is adapted to the same ``--tasks`` test tasks of each family (seed ``--seed``). Per family and
 method: the mean over seeds of each seed's accuracy, and the spread (min-max) of the seed means. The first method
@@ -13,7 +13,10 @@ other method that scores higher on that family. For supernet methods, architectu
 adaptation time, e.g. ``steps10:inner.eval_steps=10``) against the plain adaptation, also paired. ``--inner``
 sets the plain adaptation itself, for every warm start (e.g. ``inner.eval_steps=10,inner.eval_lr_alpha=3.0``:
 every column, the architecture adaptation gain included, at those settings). Without it each warm start adapts as its
-checkpoint says: with the setting ``metanas select-adaptation`` chose and kept there, where it did.
+checkpoint says: with the setting ``metanas select-adaptation`` chose and kept there, where it did. ``--encoder N``:
+each supernet warm start of the first method starts every task from the alpha a set encoder predicts from its support
+images (:func:`metanas.api.fit_set_encoder`, trained on N tasks of the warm start's own training split), in every
+column of that method, the architecture adaptation gain included.
 
 A RUN is a run id under ``--output-dir`` (or ``DIR:RUN_ID``) or a checkpoint path. Families a warm start cannot
 evaluate (data not present) are skipped with their reason.
@@ -109,6 +112,8 @@ def main(argv=None) -> None:
     p.add_argument("--variant", action="append", default=[], help="NAME:inner.KEY=VALUE,...: adaptation settings "
                    "compared (paired) with the plain adaptation, for supernet methods")
     p.add_argument("--inner", help="inner.KEY=VALUE,...: the plain adaptation's settings, for every warm start")
+    p.add_argument("--encoder", type=int, default=0, help="the first method's tasks start from a set encoder's alpha, "
+                   "trained on this many of its training tasks (0: none)")
     p.add_argument("--output-dir", default="runs")
     p.add_argument("--csv", help="also write the table as CSV here")
     args = p.parse_args(argv)
@@ -119,6 +124,15 @@ def main(argv=None) -> None:
     variants = [_variant(v) for v in args.variant]
     first, others = list(methods)[0], list(methods)[1:]
     warm0 = methods[first][0]
+    encoders = {}  # id(warm start) -> its set encoder
+    for i, warm in enumerate(methods[first] if args.encoder else []):
+        try:
+            fit = api.fit_set_encoder(warm, args.encoder)
+        except MetanasError as e:
+            raise SystemExit(f"transfer.py: {first}: {e}") from None
+        encoders[id(warm)] = fit.encoder
+        print(f"set encoder {i}: {fit.tasks} training tasks, R^2 on {fit.held_out} held out: {fit.r2:.3f}", flush=True)
+    acc_of = lambda w, family, **kw: _accuracies(w, family, args.tasks, args.seed, encoder=encoders.get(id(w)), **kw)
     if args.families:
         families = [(n, "") for n in args.families.split(",")]
     else:
@@ -132,7 +146,7 @@ def main(argv=None) -> None:
     for family, role in families:
         try:
             load_family(family)
-            acc = {m: [_accuracies(w, family, args.tasks, args.seed) for w in ws] for m, ws in methods.items()}
+            acc = {m: [acc_of(w, family) for w in ws] for m, ws in methods.items()}
         except MetanasError as e:
             print(f"{family}: skipped ({e})", flush=True)
             continue
@@ -142,10 +156,11 @@ def main(argv=None) -> None:
         best = max(others, key=lambda m: sum(means[m])) if others else None
         extra = ["-"] * (1 + len(variants))
         if methods[first][0].is_supernet:
-            fixed = [_accuracies(w, family, args.tasks, args.seed, adapt_arch=False) for w in methods[first]]
+            fixed = [acc_of(w, family, adapt_arch=False) for w in methods[first]]
             extra = [_paired(acc[first], fixed)]
             for _, settings in variants:
-                alt = [_accuracies(_with_inner(w, settings), family, args.tasks, args.seed) for w in methods[first]]
+                alt = [_accuracies(_with_inner(w, settings), family, args.tasks, args.seed, encoder=encoders.get(id(w)))
+                       for w in methods[first]]
                 extra.append(_paired(alt, acc[first]))
         row = [family, role, *cells, *diffs, f"{_paired(acc[first], acc[best])} ({best})" if best else "-", *extra]
         rows.append(row)

@@ -161,6 +161,13 @@ def test_transfer_benchmark_pairs_methods_seeds_and_variants_on_the_same_tasks(s
         assert out.returncode == 0, out.stderr
         gains += [line.split("|")[-2].strip() for line in out.stdout.splitlines() if line.startswith("| omniglot")]
     assert gains[0] == "+0.00 ± 0.00" != gains[1]
+    # --encoder: the first method's tasks start from a set encoder's alpha (one fit per warm start, printed)
+    out = run_cli("benchmarks/transfer.py", "--method", f"a={run_id}", "--method", f"b={run_id}", "--families",
+                  "omniglot-5way-shift-blur", "--tasks", "4", "--encoder", "5", "--inner", "inner.eval_lr_alpha=0.5",
+                  "--output-dir", str(runs_dir))
+    assert out.returncode == 0, out.stderr
+    assert "set encoder 0: 5 training tasks, R^2 on 1 held out" in out.stdout
+    assert any(line.startswith("| omniglot-5way-shift-blur") for line in out.stdout.splitlines())
 
 
 @pytest.mark.slow
