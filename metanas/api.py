@@ -164,6 +164,19 @@ def select_adaptation(warm: WarmStart, steps: list[int] = (), lr_alpha: list[flo
     return best, table
 
 
+def _alpha_loop(warm: WarmStart, steps: int | None, lr_alpha: float | None, what: str) -> InnerLoop:
+    """The inner loop of tasks whose adapted alphas a method learns from (:func:`adapt_domain`,
+    :func:`fit_set_encoder`): refused, in one line, for a fixed architecture or an alpha step of 0."""
+    if not warm.is_supernet:
+        raise MetanasError(f"the warm start is a fixed architecture ({warm.space.describe(warm.arch)}): only a "
+                           f"supernet's architecture {what}")
+    inner = inner_loop(warm, steps, lr_alpha=lr_alpha)
+    if not inner.adapts_arch:
+        raise MetanasError("the tasks would adapt with alpha step 0 and leave alpha where it is: give an alpha step "
+                           "> 0 (--lr-alpha)")
+    return inner
+
+
 def adapt_domain(warm: WarmStart, family: str, tasks: int = 50, rounds: int = 1, seed: int | None = None,
                  steps: int | None = None, lr_alpha: float | None = None, data_root: str | None = None,
                  progress: bool = False) -> tuple[WarmStart, dict]:
@@ -180,13 +193,7 @@ def adapt_domain(warm: WarmStart, family: str, tasks: int = 50, rounds: int = 1,
 
     if tasks < 1 or rounds < 1:
         raise MetanasError(f"tasks (--tasks) {tasks}, rounds (--rounds) {rounds}: both must be >= 1")
-    if not warm.is_supernet:
-        raise MetanasError(f"the warm start is a fixed architecture ({warm.space.describe(warm.arch)}): only a "
-                           "supernet's architecture adapts to a domain")
-    inner = inner_loop(warm, steps, lr_alpha=lr_alpha)
-    if not inner.adapts_arch:
-        raise MetanasError("the tasks would adapt with alpha step 0 and leave alpha where it is: give an alpha step "
-                           "> 0 (--lr-alpha)")
+    inner = _alpha_loop(warm, steps, lr_alpha, "adapts to a domain")
     seed = warm.config.run.seed + DOMAIN_SEED if seed is None else seed
     _, sets = _tasksets(warm, family, data_root)
     # a family of test classes only (e.g. digits): other tasks of the same classes
@@ -218,13 +225,7 @@ def fit_set_encoder(warm: WarmStart, tasks: int = 1000, seed: int | None = None,
 
     if tasks < 2:
         raise MetanasError(f"tasks (--tasks) {tasks}: a set encoder needs at least 2 (some to fit, some to score)")
-    if not warm.is_supernet:
-        raise MetanasError(f"the warm start is a fixed architecture ({warm.space.describe(warm.arch)}): only a "
-                           "supernet has an alpha to predict")
-    inner = inner_loop(warm, steps, lr_alpha=lr_alpha)
-    if not inner.adapts_arch:
-        raise MetanasError("the teacher tasks would adapt with alpha step 0: nothing to predict; give an alpha step "
-                           "> 0 (--lr-alpha)")
+    inner = _alpha_loop(warm, steps, lr_alpha, "has an alpha to predict")
     cfg = warm.config
     if data_root:
         cfg.data.root = data_root
