@@ -27,7 +27,7 @@ from metanas import api
 from metanas.errors import MetanasError
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from transfer import _accuracies, _paired, emit, load_methods  # noqa: E402
+from transfer import _accuracies, _paired, emit, fit_encoders, load_methods  # noqa: E402
 
 
 def main(argv=None) -> None:
@@ -45,16 +45,8 @@ def main(argv=None) -> None:
     p.add_argument("--csv")
     args = p.parse_args(argv)
     warms = load_methods([f"m={args.method}"], args.output_dir, args.inner)["m"]
-    encoders = []
-    for i, warm in enumerate(warms):
-        if args.encoder:
-            try:
-                fit = api.fit_set_encoder(warm, args.encoder)
-            except MetanasError as e:
-                raise SystemExit(f"domain_alpha.py: {e}") from None
-            print(f"set encoder {i}: {fit.tasks} training tasks, R^2 on {fit.held_out} held out: encoder "
-                  f"{fit.r2:.3f}, mean move {fit.mean_r2:.3f}, no move {fit.zero_r2:.3f}", flush=True)
-            encoders.append((fit.encoder, fit.encoder.constant(fit.mean_move)))
+    fits = fit_encoders(warms, args.encoder, "domain_alpha.py") if args.encoder else []
+    encoders = [(f.encoder, f.encoder.constant(f.mean_move)) for f in fits]  # each with its control
     starts = (["domain alpha"] if args.calibration else []) + (["encoder alpha"] if args.encoder else [])
     head = ["family", "calibration split", "w only (warm start)", "per-task alpha - w only",
             *[f"{s}{how} - w only" for s in starts for how in (", w only", " + per-task alpha")],

@@ -96,6 +96,21 @@ def _accuracies(warm, family: str, tasks: int, seed: int, adapt_arch: bool = Tru
     return api.evaluate(warm, family, tasks, seed, adapt_arch=adapt_arch, curve=False, encoder=encoder)[1].accuracies
 
 
+def fit_encoders(warms: list, tasks: int, who: str) -> list:
+    """A set encoder per warm start (:func:`metanas.api.fit_set_encoder` on ``tasks`` of its training tasks), each
+    fit's held-out R^2 printed; a refusal is one line naming ``who``."""
+    fits = []
+    for i, warm in enumerate(warms):
+        try:
+            fit = api.fit_set_encoder(warm, tasks)
+        except MetanasError as e:
+            raise SystemExit(f"{who}: {e}") from None
+        print(f"set encoder {i}: {fit.tasks} training tasks, R^2 on {fit.held_out} held out: encoder {fit.r2:.3f}, "
+              f"mean move {fit.mean_r2:.3f}, no move {fit.zero_r2:.3f}", flush=True)
+        fits.append(fit)
+    return fits
+
+
 def _paired(a: list[torch.Tensor], b: list[torch.Tensor]) -> str:
     mean, ci = mean_ci95(torch.stack(a).mean(0) - torch.stack(b).mean(0))
     return f"{100 * mean:+.2f} ± {100 * ci:.2f}"
@@ -124,14 +139,8 @@ def main(argv=None) -> None:
     variants = [_variant(v) for v in args.variant]
     first, others = list(methods)[0], list(methods)[1:]
     warm0 = methods[first][0]
-    encoders = {}  # id(warm start) -> its set encoder
-    for i, warm in enumerate(methods[first] if args.encoder else []):
-        try:
-            fit = api.fit_set_encoder(warm, args.encoder)
-        except MetanasError as e:
-            raise SystemExit(f"transfer.py: {first}: {e}") from None
-        encoders[id(warm)] = fit.encoder
-        print(f"set encoder {i}: {fit.tasks} training tasks, R^2 on {fit.held_out} held out: {fit.r2:.3f}", flush=True)
+    fits = fit_encoders(methods[first], args.encoder, f"transfer.py: {first}") if args.encoder else []
+    encoders = {id(w): f.encoder for w, f in zip(methods[first], fits)}  # id(warm start) -> its set encoder
     acc_of = lambda w, family, **kw: _accuracies(w, family, args.tasks, args.seed, encoder=encoders.get(id(w)), **kw)
     if args.families:
         families = [(n, "") for n in args.families.split(",")]

@@ -120,16 +120,25 @@ def evaluate(warm: WarmStart, family: str, tasks: int = 600, seed: int = 0, step
     return fam, ev
 
 
+def _own_tasksets(warm: WarmStart, data_root: str | None):
+    """The train/validation/test task sets of ``warm``'s own meta-training (its config's family and leave_out), in
+    its input format; ``data_root`` overrides where the data are (and is kept in ``warm``'s config)."""
+    from metanas.training import tasksets
+
+    if data_root:
+        warm.config.data.root = data_root
+    return tasksets(warm.config, warm_format=warm.image)
+
+
 def retest(warm: WarmStart, tasks: int | None = None) -> Evaluation:
     """Test ``warm`` again as its meta-training tested it: its family's test set with ``task.queries`` queries per
     class, the tasks its ``run.seed`` draws, its evaluation inner loop (``tasks``: default ``meta.test_tasks``). The
     accuracy is the one meta-training printed, to the digit, so two runs with the same family, queries and seed
     pair task by task (``benchmarks/paired.py --as-trained``, ``benchmarks/baselines.py --warm``)."""
     from metanas.estimation import TEST_SEED, evaluate as run
-    from metanas.training import tasksets
 
     cfg = warm.config
-    return run(warm.model, warm.params, tasksets(cfg, warm.image).test, cfg.meta.test_tasks if tasks is None else tasks,
+    return run(warm.model, warm.params, _own_tasksets(warm, None).test, cfg.meta.test_tasks if tasks is None else tasks,
                inner_loop(warm), torch.Generator().manual_seed(cfg.run.seed + TEST_SEED), device=warm.device)
 
 
@@ -142,7 +151,6 @@ def select_adaptation(warm: WarmStart, steps: list[int] = (), lr_alpha: list[flo
     with :func:`metanas.checkpoint.write_adaptation`. ``seed``: of the tasks (default ``run.seed`` + 3, neither
     the validation tasks logged during meta-training nor the test tasks)."""
     from metanas.estimation import SELECT_SEED, select_adaptation as choose
-    from metanas.training import tasksets
 
     for name, values in (("steps", steps), ("lr_alpha", lr_alpha)):
         if any(v < 0 for v in values):
@@ -151,9 +159,7 @@ def select_adaptation(warm: WarmStart, steps: list[int] = (), lr_alpha: list[flo
         raise MetanasError(f"tasks (--tasks) {tasks}: must be >= 1")
     inner = inner_loop(warm)
     cfg = warm.config
-    if data_root:
-        cfg.data.root = data_root
-    validation = tasksets(cfg, warm_format=warm.image).validation
+    validation = _own_tasksets(warm, data_root).validation
     if validation is None:
         raise MetanasError(f"{cfg.task.family} has no validation split to choose the adaptation on: meta-train "
                            "on a family with validation classes or sources")
@@ -221,17 +227,13 @@ def fit_set_encoder(warm: WarmStart, tasks: int = 1000, seed: int | None = None,
     ``seed``: of the tasks and the encoder's initial weights (default ``run.seed`` + ``ENCODER_SEED``)."""
     from metanas.estimation import ENCODER_SEED
     from metanas.set_encoder import fit
-    from metanas.training import tasksets
 
     if tasks < 2:
         raise MetanasError(f"tasks (--tasks) {tasks}: a set encoder needs at least 2 (some to fit, some to score)")
     inner = _alpha_loop(warm, steps, lr_alpha, "has an alpha to predict")
-    cfg = warm.config
-    if data_root:
-        cfg.data.root = data_root
-    train = tasksets(cfg, warm_format=warm.image).train
+    train = _own_tasksets(warm, data_root).train
     return fit(warm.model, warm.params, train, inner, warm.image.channels, tasks=tasks, epochs=epochs,
-               seed=cfg.run.seed + ENCODER_SEED if seed is None else seed, device=warm.device, progress=progress)
+               seed=warm.config.run.seed + ENCODER_SEED if seed is None else seed, device=warm.device, progress=progress)
 
 
 def architectures(warm: WarmStart, ev: Evaluation) -> list:

@@ -100,15 +100,18 @@ def fit(model, params: Params, taskset, inner: InnerLoop, channels: int, tasks: 
             xs.append(sx)
             moves.append(torch.cat([(adapted[k] - alphas[k]).flatten(1) for k in alphas], 1))
     x, y = torch.cat(xs), torch.cat(moves)
-    n_val = max(1, round(held_out * tasks)) if tasks > 1 else 0
+    n_val = max(1, round(held_out * tasks))
     n_fit = tasks - n_val
+    if n_fit < 1:
+        raise ValueError(f"{tasks} tasks, {n_val} of them held out: none left to fit the encoder on")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         encoder = SetEncoder(channels, {k: v.shape for k, v in alphas.items()}).to(device)
     opt = torch.optim.Adam(encoder.parameters(), lr=lr)
-    score = lambda: ((encoder.flat(x[n_fit:]) - y[n_fit:]) ** 2).mean().item() if n_val else 0.0
+    score = lambda: ((encoder.flat(x[n_fit:]) - y[n_fit:]) ** 2).mean().item()
+    snapshot = lambda: {k: v.clone() for k, v in encoder.state_dict().items()}
     with torch.no_grad():
-        best, best_state = score(), {k: v.clone() for k, v in encoder.state_dict().items()}
+        best, best_state = score(), snapshot()
     for _ in tqdm(range(epochs), desc="set encoder", leave=False, disable=not progress):
         for idx in torch.randperm(n_fit, generator=generator).split(batch):
             loss = ((encoder.flat(x[idx]) - y[idx]) ** 2).mean()
@@ -116,8 +119,8 @@ def fit(model, params: Params, taskset, inner: InnerLoop, channels: int, tasks: 
             loss.backward()
             opt.step()
         with torch.no_grad():
-            if (err := score()) < best or not n_val:
-                best, best_state = err, {k: v.clone() for k, v in encoder.state_dict().items()}
+            if (err := score()) < best:
+                best, best_state = err, snapshot()
     encoder.load_state_dict(best_state)
     encoder.eval()
     with torch.no_grad():
