@@ -26,7 +26,7 @@ INNER_VARIANTS = ("joint", "alternating")
 
 @dataclass
 class TaskConfig:
-    family: str = "omniglot-5way"  # tasks/NAME.yaml or a path to a task-family YAML
+    family: str = "omniglot-glyphs-fonts-5way"  # tasks/NAME.yaml or a path to a task-family YAML
     ways: Optional[int] = None  # None: the family's value
     shots: Optional[int] = None
     queries: Optional[int] = 5  # per class; fewer than the usual 15 halves the cost of a CPU meta-step
@@ -80,15 +80,15 @@ class InnerConfig:
     # Robustness as a selection criterion: after meta-training, each combination of these adaptation steps and
     # alpha steps adapts the same select_tasks tasks of the validation split (held-out sources, for a mixture);
     # the best replaces eval_steps/eval_lr_alpha in the checkpoint (and the final test). Empty: keep eval_*.
-    select_steps: list[int] = field(default_factory=list)
-    select_lr_alpha: list[float] = field(default_factory=list)
+    select_steps: list[int] = field(default_factory=lambda: [3, 10])
+    select_lr_alpha: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.5, 3.0])
     select_tasks: int = 200
 
 
 @dataclass
 class MetaConfig:
     algorithm: str = "fomaml"
-    iterations: int = 7000
+    iterations: int = 4800
     time_budget: float = 0.0  # seconds of meta-training before stopping early (0: none); for equal-time comparisons
     meta_batch: int = 4
     lr: float = 1e-3  # Adam on the initial weights
