@@ -6,7 +6,7 @@ are all slow but the synthetic miniImageNet writer (a data-layer check)."""
 import pytest
 from conftest import run_cli
 
-TINY = ["search.space=darts", "search.channels=4", "search.cells=2", "search.nodes=1", "inner.steps=1", "meta.meta_batch=2",
+TINY = ["search.space=darts", "task.family=omniglot-5way", "inner.select_steps=[]", "inner.select_lr_alpha=[]", "search.channels=4", "search.cells=2", "search.nodes=1", "inner.steps=1", "meta.meta_batch=2",
         "task.queries=2", "meta.eval_tasks=2", "meta.eval_every=2"]
 
 

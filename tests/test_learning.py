@@ -5,7 +5,7 @@ import pytest
 from metanas.config import load_config
 from metanas.training import train
 
-TINY = ["search.space=darts", "search.cells=2", "search.nodes=1", "search.channels=8", "search.ops=[max_pool_3x3,skip_connect,conv_3x3]",
+TINY = ["search.space=darts", "task.family=omniglot-5way", "inner.select_steps=[]", "inner.select_lr_alpha=[]", "search.cells=2", "search.nodes=1", "search.channels=8", "search.ops=[max_pool_3x3,skip_connect,conv_3x3]",
         "inner.steps=3", "task.queries=5", "meta.meta_batch=4", "meta.eval_every=1000", "meta.eval_tasks=10",
         "meta.test_tasks=100", "run.progress=false"]
 pytestmark = pytest.mark.slow  # 120 meta-iterations: over a minute on one core

@@ -128,6 +128,7 @@ def test_evaluating_a_mixture_leaves_out_what_the_run_left_out(tmp_path, monkeyp
     from metanas.training import train
 
     cfg = load_config(None, ["task.family=omniglot-fonts-5way", "task.leave_out=[fonts-5way]", "search.widths=[4,8]",
+                             "inner.select_steps=[]", "inner.select_lr_alpha=[]",
                              "search.channels=8", "meta.iterations=1", "meta.test_tasks=2", "meta.eval_tasks=2",
                              f"run.output_dir={tmp_path}", "run.progress=false"])
     warm = api.load(str(train(cfg).checkpoint))
