@@ -78,7 +78,7 @@ class InnerConfig:
     temperature: float = 1.0
     final_temperature: Optional[float] = None
     # Robustness as a selection criterion: after meta-training, each combination of these adaptation steps and
-    # alpha steps adapts the same select_tasks tasks of the validation split (held-out sources, for a mixture);
+    # alpha steps adapts the same select_tasks tasks of the validation split (for a mixture: every domain alike);
     # the best replaces eval_steps/eval_lr_alpha in the checkpoint (and the final test). Empty: keep eval_*.
     select_steps: list[int] = field(default_factory=lambda: [3, 10])
     select_lr_alpha: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.5, 3.0])

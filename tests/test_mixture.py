@@ -1,4 +1,4 @@
-"""Mixture task families: weighted sources, every task from one source, validation on held-out sources,
+"""Mixture task families: weighted sources, every task from one source, validation on every domain (held-out sources too),
 leave-one-domain-out, and the domains suite."""
 
 import pytest
@@ -57,11 +57,15 @@ def test_the_same_seed_draws_the_same_sources_and_tasks(mixture):
         assert i == j and all(torch.equal(x, y) for x, y in zip(t, u))
 
 
-def test_validation_is_on_the_held_out_source_and_leave_out_drops_a_domain(mixture):
+def test_validation_is_on_every_domain_and_leave_out_drops_a_domain(mixture):
     sets = get_tasksets(mixture, queries=2)
-    assert sets.validation.names == ["omniglot-5way-shift-val"] and sets.test.names == ["omniglot-5way", "fonts-5way"]
+    assert sets.test.names == ["omniglot-5way", "fonts-5way"]
+    # validation: every domain alike, the sources' new classes and the held-out source's new domain
+    assert sets.validation.names == ["omniglot-5way", "fonts-5way", "omniglot-5way-shift-val"]
+    assert sets.validation.probabilities == pytest.approx([1 / 3] * 3)
     lodo = get_tasksets(mixture, queries=2, leave_out=["fonts-5way"])
     assert lodo.train.names == ["omniglot-5way"] and lodo.test.names == ["omniglot-5way"]
+    assert lodo.validation.names == ["omniglot-5way", "omniglot-5way-shift-val"]  # a left-out source never validates
     with pytest.raises(MetanasError, match="not a source of mix.*did you mean fonts-5way"):
         get_tasksets(mixture, leave_out=["fonts-5wya"])
     with pytest.raises(MetanasError, match="no source to meta-train on"):
@@ -90,7 +94,7 @@ def test_the_three_source_mixture_left_without_fonts_trains_on_two_kinds_of_imag
     home = load_family("omniglot-glyphs-fonts-5way")
     lodo = get_tasksets(home, queries=2, leave_out=["fonts-5way"])
     assert lodo.train.names == ["omniglot-5way-shift-train", "glyphs-5way"] and lodo.train.probabilities == [0.5, 0.5]
-    assert lodo.validation.names == ["omniglot-5way-shift-val"] and lodo.test.names == lodo.train.names
+    assert lodo.validation.names == [*lodo.train.names, "omniglot-5way-shift-val"] and lodo.test.names == lodo.train.names
     assert role(load_family("fonts-5way"), home, ["fonts-5way"]) == "left out"
     assert role(load_family("glyphs-5way"), home, ["fonts-5way"]) == "trained"
 

@@ -234,9 +234,11 @@ def get_tasksets(family: TaskFamily, data_root: str | None = None,
 
 
 def _mixture_sets(family: TaskFamily, data_root, skip_corrupt, warm_format, leave_out) -> TaskSets:
-    """Train and test: the sources' splits, weighted as listed. Validation: the validation-only sources' validation
-    splits, equally weighted (model selection on domains never trained on), else the sources' validation splits.
-    Every source takes the first source's image format (its normalisation, or the warm start's)."""
+    """Train and test: the sources' splits, weighted as listed. Validation: with validation-only sources, every
+    domain's validation split, equally weighted, the sources' (new classes) and the validation-only sources' (new
+    domains): a choice made on it (``inner.select_*``) must pay on the domains trained on and transfer to new ones,
+    not fit one domain. Without: the sources' validation splits, weighted as listed. Every source takes the first
+    source's image format (its normalisation, or the warm start's)."""
     sources, validation_only = family.source_families(leave_out)
     first = get_tasksets(sources[0][0], data_root, skip_corrupt=skip_corrupt, warm_format=warm_format)
     fmt = (first.train or first.test).format
@@ -249,7 +251,8 @@ def _mixture_sets(family: TaskFamily, data_root, skip_corrupt, warm_format, leav
 
     if validation_only:
         held = [get_tasksets(f, data_root, skip_corrupt=skip_corrupt, warm_format=fmt) for f in validation_only]
-        validation = mix("validation", held, [f.name for f in validation_only], [1.0] * len(held))
+        domains = sets + held
+        validation = mix("validation", domains, names + [f.name for f in validation_only], [1.0] * len(domains))
     else:
         validation = mix("validation", sets, names, weights)
     return TaskSets(mix("train", sets, names, weights), validation, mix("test", sets, names, weights))
