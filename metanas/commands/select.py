@@ -24,7 +24,7 @@ def _numbers(kind):
 
 def register(sub) -> None:
     s = sub.add_parser("select-adaptation", help="choose the adaptation steps and alpha step on the warm start's "
-                       "validation tasks (held-out sources of a mixture) and keep the best in its checkpoint")
+                       "validation tasks (of every domain, for a mixture) and keep the best in its checkpoint")
     add_warm_start_args(s, registry=False)
     s.add_argument("--steps", type=_numbers(int), default=[], metavar="N,N,...",
                    help="adaptation steps to try (default: the checkpoint's inner.eval_steps)")
