@@ -61,10 +61,13 @@ def test_glyphs_are_deterministic_classes_split_for_validation(tmp_path):
     assert (family.dataset, family.split, family.split_sizes) == ("glyphs", "standard", "400/100/100")
     train, val, test = class_splits(family, load_dataset(family))
     assert (train, val, test) == (list(range(400)), list(range(400, 500)), list(range(500, 600)))
-    # a validation source of a mixture: the mixture validates on the glyphs' validation classes only
+    # a validation source of a mixture: the mixture validates on the glyphs' validation classes and its source's
     (tmp_path / "mix.yaml").write_text("dataset: mixture\nsources: [omniglot-5way]\nvalidation_sources: [glyphs-5way]\n")
     mix = get_tasksets(load_family(str(tmp_path / "mix.yaml")), queries=2)
-    assert mix.validation.names == ["glyphs-5way"]
+    assert mix.validation.names == ["omniglot-5way", "glyphs-5way"]
     own = {a.images[i].numpy().tobytes() for c in val for i in a.indices_per_class[c].tolist()}
-    task = mix.validation.sample(torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(0)
+    while (drawn := mix.validation.sample_source(gen))[0] != 1:  # until a validation task of the glyphs (source 1)
+        pass
+    task = drawn[1]
     assert all((x * 255).round().to(torch.uint8).numpy().tobytes() in own for x in torch.cat([task[0], task[2]]))
