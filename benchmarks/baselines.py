@@ -1,12 +1,14 @@
 """Baselines run by the same code, on the same held-out tasks, with the same seeds and time budget.
 
-    python benchmarks/baselines.py --budget 600 --test-tasks 600 [--methods metanas,conv4,...] [key=value ...]
+    python benchmarks/baselines.py --budget 600 --test-tasks 600 [--methods metanas,conv4,...] [--config F ...] \
+        [key=value ...]
 
 Each method is meta-trained by ``metanas.train`` for the same wall-clock budget (``meta.time_budget``,
 data loading and validation included), then scored on the same ``--test-tasks`` held-out tasks (the
 test generator is seeded by ``run.seed``); every row's paired difference to conv4 on those tasks is
-printed with its 95% CI. Prints a markdown table and writes it (and a CSV) next to
-``--out``. Methods (``--methods``, comma-separated, in this order):
+printed with its 95% CI. ``--config`` (repeatable) and the overrides apply to every method, under its own
+config (``--config omniglot``: the Omniglot-only experiment). Prints a markdown table and writes it (and a
+CSV) next to ``--out``. Methods (``--methods``, comma-separated, in this order):
 
 * ``metanas``: the default config (``python -m metanas.meta_train``), architecture adapted per task;
 * ``no-arch-adapt``: the same warm start, alpha held at the warm start's; both arms adapted by
@@ -42,8 +44,8 @@ CONFIGS = {"metanas": None, "conv4": "configs/baseline-conv4.yaml", "random": "c
 METHODS = ("metanas", "no-arch-adapt", "conv4", "searched", "random", "frozen-alpha")
 
 
-def _train(name, config, common, extra=()):
-    cfg = load_config(ROOT / config if config else None, [*common, *extra])
+def _train(name, config, common, extra=(), configs=()):
+    cfg = load_config([*configs, *([ROOT / config] if config else [])], [*common, *extra])
     result = train(cfg)
     warm = WarmStart.load(result.checkpoint)
     print(f"{name}: {result.test.summary()} after {warm.iteration} iterations ({result.describe})", flush=True)
@@ -78,10 +80,11 @@ def _reuse(path: str, test_tasks: int):
 
 
 def run_methods(methods, budget: float, test_tasks: int, overrides: list[str], search_budget: float = 50,
-                warm: str | None = None):
+                warm: str | None = None, configs: list[str] = ()):
     """Rows of (name, test Evaluation, iterations, seconds, run id, architecture, paired gain of adapting the
     architecture (mean, ci) or None, paired difference to conv4 (mean, ci) or None). ``warm``: reuse this
-    metanas warm start (trained for the same budget earlier) instead of training one."""
+    metanas warm start (trained for the same budget earlier) instead of training one. ``configs``: merged under
+    every method's own config."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown}: choose from {', '.join(METHODS)}")
@@ -92,7 +95,7 @@ def run_methods(methods, budget: float, test_tasks: int, overrides: list[str], s
         t0 = time.perf_counter()
         if name == "no-arch-adapt":
             if base is None:
-                base = _train("metanas", None, common)
+                base = _train("metanas", None, common, configs=configs)
             cfg, result, warm = base
             # Both arms through api.evaluate: the same tasks (the family's queries; meta-training's own test
             # samples task.queries per class, so its query sets differ and cannot be paired with these).
@@ -106,12 +109,13 @@ def run_methods(methods, budget: float, test_tasks: int, overrides: list[str], s
             continue
         if name == "searched":
             if base is None:
-                base = _train("metanas", None, common)
-            cfg, result, warm = _train(name, None, common, [f"search.genotype={_search(base[2], search_budget, 0)}"])
+                base = _train("metanas", None, common, configs=configs)
+            cfg, result, warm = _train(name, None, common, [f"search.genotype={_search(base[2], search_budget, 0)}"],
+                                       configs=configs)
         elif name == "metanas" and base is not None:
             cfg, result, warm = base
         else:
-            cfg, result, warm = _train(name, CONFIGS[name], common)
+            cfg, result, warm = _train(name, CONFIGS[name], common, configs=configs)
             if name == "metanas":
                 base = (cfg, result, warm)
         rows.append((name, result.test, warm.iteration, time.perf_counter() - t0, result.run_id, result.describe, None))
@@ -130,10 +134,12 @@ def main() -> None:
     p.add_argument("--out", default="runs/baselines.md")
     p.add_argument("--warm", metavar="CHECKPOINT", help="reuse this metanas warm start (a checkpoint meta-trained for "
                    "the same budget) for the metanas, no-arch-adapt and searched rows instead of training one")
+    p.add_argument("--config", action="append", default=[], metavar="F",
+                   help="config (file or built-in name) under every method's own, e.g. omniglot; repeatable")
     p.add_argument("overrides", nargs="*")
-    args = p.parse_args()
+    args = p.parse_intermixed_args()
     rows = run_methods(args.methods.split(","), args.budget, args.test_tasks, args.overrides, args.search_budget,
-                       args.warm)
+                       args.warm, args.config)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     points = lambda d: f"{100 * d[0]:+.2f} ± {100 * d[1]:.2f}" if d else "-"

@@ -30,8 +30,10 @@ def main() -> None:
     p.add_argument("--test-tasks", type=int, default=600)
     p.add_argument("--from-csv", help="a baselines.py CSV: plot its metanas and conv4 runs instead of training")
     p.add_argument("--out", default="runs/time_to_accuracy.png")
+    p.add_argument("--config", action="append", default=[], metavar="F",
+                   help="config (file or built-in name) under both methods' own, e.g. omniglot; repeatable")
     p.add_argument("overrides", nargs="*")
-    args = p.parse_args()
+    args = p.parse_intermixed_args()
     if args.from_csv:
         names = COMPARED
         with open(args.from_csv) as f:
@@ -41,8 +43,9 @@ def main() -> None:
             raise SystemExit(f"{args.from_csv} lacks a row for each of {names}")
     else:
         rows = [(name, test.mean, test.ci95, it, run_id)
-                for name, test, it, _, run_id, *_ in run_methods(COMPARED, args.budget, args.test_tasks, args.overrides)]
-    cfg = load_config(None, args.overrides)
+                for name, test, it, _, run_id, *_ in run_methods(COMPARED, args.budget, args.test_tasks, args.overrides,
+                                                                       configs=args.config)]
+    cfg = load_config(args.config, args.overrides)
     client = client_for(cfg)
     fig, ax = subplots(figsize=(6, 4))
     for name, mean, ci95, iterations, run_id in rows:

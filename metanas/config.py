@@ -1,6 +1,6 @@
 """Configuration: OmegaConf structured dataclasses, YAML files, dot-list overrides.
 
-``load_config`` merges defaults <- YAML file <- ``key=value`` overrides and
+``load_config`` merges defaults <- YAML files (in the order given) <- ``key=value`` overrides and
 validates everything before any work starts: a misspelled key names the
 closest valid one, a bad value names the key and the allowed range.
 """
@@ -11,7 +11,7 @@ import difflib
 import os
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -165,12 +165,16 @@ def _merge(base: DictConfig, other: DictConfig, source: str) -> DictConfig:
         raise MetanasError(f"bad value for config key '{key}' in {source}: {msg}") from None
 
 
-def load_config(config_file: str | os.PathLike | None = None, overrides: list[str] = ()) -> Config:
+def load_config(configs: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+                overrides: Sequence[str] = ()) -> Config:
+    """The defaults, then each config file (a path or a built-in name; several merge in order, later keys winning,
+    e.g. ``["omniglot", "baseline-conv4"]``), then the ``key=value`` overrides; validated."""
     from metanas.resources import resolve_config
 
     cfg = OmegaConf.structured(Config)
-    if config_file is not None:
-        path = resolve_config(config_file)
+    files = [] if configs is None else [configs] if isinstance(configs, (str, os.PathLike)) else list(configs)
+    for f in files:
+        path = resolve_config(f)
         if not path.is_file():
             raise MetanasError(f"config file {path} not found: pass an existing YAML, e.g. --config configs/smoke.yaml")
         try:

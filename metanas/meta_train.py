@@ -1,4 +1,4 @@
-"""Meta-train a warm start: ``python -m metanas.meta_train [--config F] [key=value ...]``.
+"""Meta-train a warm start: ``python -m metanas.meta_train [--config F ...] [key=value ...]``.
 
 The command line (arguments, printed summary) over :func:`metanas.training.train`, which is also the Python
 API (``metanas.train(cfg)``). Only this entry point and the ``metanas train`` command import this module.
@@ -16,7 +16,9 @@ from metanas.training import Result, train
 
 def parse_args(argv=None) -> tuple[argparse.Namespace, Config]:
     p = argparse.ArgumentParser(prog="python -m metanas.meta_train", description=__doc__.splitlines()[0])
-    p.add_argument("--config", help="YAML config (e.g. configs/smoke.yaml); defaults: configs/default.yaml values")
+    p.add_argument("--config", action="append", metavar="F",
+                   help="YAML config or built-in name (e.g. smoke, configs/smoke.yaml); repeat to merge several in "
+                   "order, later keys winning (--config omniglot --config baseline-conv4); defaults: configs/default.yaml")
     p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.add_argument("--resume", metavar="RUN_ID|PATH", help="continue a run from its last checkpoint")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. meta.iterations=20")

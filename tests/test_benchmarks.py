@@ -6,6 +6,8 @@ are all slow but the synthetic miniImageNet writer (a data-layer check)."""
 import pytest
 from conftest import run_cli
 
+from metanas.warm_start import WarmStart
+
 TINY = ["search.space=darts", "task.family=omniglot-5way", "inner.select_steps=[]", "inner.select_lr_alpha=[]", "search.channels=4", "search.cells=2", "search.nodes=1", "inner.steps=1", "meta.meta_batch=2",
         "task.queries=2", "meta.eval_tasks=2", "meta.eval_every=2"]
 
@@ -35,8 +37,9 @@ def test_adapt_latency_benchmark():
 
 @pytest.mark.slow
 def test_baselines_and_time_to_accuracy_benchmarks(tmp_path):
-    # TINY without the space: metanas is the default (chain) space, conv4 the chain space's conv4
-    common = ["--budget", "2", "--test-tasks", "4", *TINY[1:], f"run.output_dir={tmp_path}"]
+    # TINY without the space: metanas is the default (chain) space, conv4 the chain space's conv4; --config omniglot
+    # in place of TINY's family and adaptation overrides, under every method's own config
+    common = ["--budget", "2", "--test-tasks", "4", "--config", "omniglot", *TINY[4:], f"run.output_dir={tmp_path}"]
     out = run_cli("benchmarks/baselines.py", "--out", str(tmp_path / "b.md"), "--search-budget", "2", *common)
     assert out.returncode == 0, out.stderr
     table = (tmp_path / "b.md").read_text()
@@ -45,6 +48,10 @@ def test_baselines_and_time_to_accuracy_benchmarks(tmp_path):
     assert "conv_3x3@4/max > conv_3x3@4/max" in table  # conv4 is the chain space's conv4 at search.channels (max-pooled)
     # --warm reuses the metanas warm start: re-tested as meta-training tested it, its row is the same to the digit
     first = (tmp_path / "b.csv").read_text().splitlines()[1].split(",")
+    conv4 = (tmp_path / "b.csv").read_text().splitlines()[3].split(",")
+    for run_id, genotype in ((first[5], None), (conv4[5], "conv4")):
+        cfg = WarmStart.load(tmp_path / "checkpoints" / f"{run_id}.pt").config
+        assert (cfg.task.family, cfg.inner.select_steps, cfg.search.genotype) == ("omniglot-5way", [], genotype)
     out = run_cli("benchmarks/baselines.py", "--out", str(tmp_path / "w.md"), "--methods", "metanas,searched",
                   "--warm", str(tmp_path / "checkpoints" / f"{first[5]}.pt"), "--search-budget", "2", *common)
     assert out.returncode == 0, out.stderr

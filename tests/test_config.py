@@ -93,6 +93,27 @@ def test_a_builtin_config_is_named_without_a_path(tmp_path, monkeypatch):
         resolve_config("smok")
 
 
+def test_several_configs_merge_in_order_under_the_overrides(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("meta:\n  iterations: 7\n  meta_batch: 3\n")
+    b.write_text("meta:\n  iterations: 9\n")
+    cfg = load_config([a, b], ["search.cells=2"])
+    assert (cfg.meta.iterations, cfg.meta.meta_batch, cfg.search.cells) == (9, 3, 2)  # b over a, a's other keys kept
+    assert load_config([b, a]).meta.iterations == 7
+    # built-in names compose: the Omniglot-only experiment with conv4's architecture
+    cfg = load_config(["omniglot", "baseline-conv4"])
+    omniglot = load_config("omniglot")
+    assert (cfg.task.family, cfg.meta.iterations, cfg.inner.select_steps) == \
+        (omniglot.task.family, omniglot.meta.iterations, omniglot.inner.select_steps)
+    assert cfg.search.genotype == "conv4" and omniglot.search.genotype != "conv4"
+    from metanas.meta_train import parse_args  # the command line: --config repeated, overrides last
+
+    _, cli = parse_args(["--config", "omniglot", "meta.iterations=3", "--config", "baseline-conv4"])
+    assert (cli.task.family, cli.search.genotype, cli.meta.iterations) == (omniglot.task.family, "conv4", 3)
+    with pytest.raises(MetanasError, match="nope.yaml.*not found"):
+        load_config(["omniglot", tmp_path / "nope.yaml"])
+
+
 def test_yaml_round_trip_and_flatten():
     cfg = load_config(None, ["meta.iterations=5", "search.space=darts", "search.ops=[conv_3x3,skip_connect]"])
     assert asdict(from_yaml(to_yaml(cfg))) == asdict(cfg)
