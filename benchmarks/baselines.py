@@ -125,6 +125,12 @@ def run_methods(methods, budget: float, test_tasks: int, overrides: list[str], s
              else None) for row in rows]
 
 
+def add_config_arg(p: argparse.ArgumentParser) -> None:
+    """``--config``, repeatable: configs merged under each method's own (``run_methods(configs=...)``)."""
+    p.add_argument("--config", action="append", default=[], metavar="F",
+                   help="config (file or built-in name) under each method's own, e.g. omniglot; repeatable")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--budget", type=float, default=600, help="meta-training seconds per method")
@@ -134,8 +140,7 @@ def main() -> None:
     p.add_argument("--out", default="runs/baselines.md")
     p.add_argument("--warm", metavar="CHECKPOINT", help="reuse this metanas warm start (a checkpoint meta-trained for "
                    "the same budget) for the metanas, no-arch-adapt and searched rows instead of training one")
-    p.add_argument("--config", action="append", default=[], metavar="F",
-                   help="config (file or built-in name) under every method's own, e.g. omniglot; repeatable")
+    add_config_arg(p)
     p.add_argument("overrides", nargs="*")
     args = p.parse_intermixed_args()
     rows = run_methods(args.methods.split(","), args.budget, args.test_tasks, args.overrides, args.search_budget,

@@ -15,7 +15,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from baselines import run_methods
+from baselines import add_config_arg, run_methods
 
 from metanas.config import load_config
 from metanas.plots import subplots
@@ -30,8 +30,7 @@ def main() -> None:
     p.add_argument("--test-tasks", type=int, default=600)
     p.add_argument("--from-csv", help="a baselines.py CSV: plot its metanas and conv4 runs instead of training")
     p.add_argument("--out", default="runs/time_to_accuracy.png")
-    p.add_argument("--config", action="append", default=[], metavar="F",
-                   help="config (file or built-in name) under both methods' own, e.g. omniglot; repeatable")
+    add_config_arg(p)
     p.add_argument("overrides", nargs="*")
     args = p.parse_intermixed_args()
     if args.from_csv:
