@@ -26,13 +26,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint")
     p.add_argument("--tasks", type=int, default=50)
+    p.add_argument("--config", action="append", default=[], metavar="F",
+                   help="config file or built-in name when no checkpoint is given (e.g. omniglot); repeatable")
     p.add_argument("overrides", nargs="*", help="config overrides when no checkpoint is given")
-    args = p.parse_args()
+    args = p.parse_intermixed_args()
     if args.checkpoint:
         warm = WarmStart.load(args.checkpoint)
         model, cfg = warm.model, warm.config
     else:
-        cfg = load_config(None, args.overrides)
+        cfg = load_config(args.config, args.overrides)
         torch.manual_seed(cfg.run.seed)
         model = build_model(cfg, cfg.task.ways or 5)[0]
     device = resolve_device(cfg.run.device)
@@ -50,7 +52,7 @@ def main() -> None:
     traced = run(True)
     s = timed.seconds
     print(f"device: {device}, {inner.steps} inner steps on w and alpha ({cfg.inner.variant}), "
-          f"{sets.test.ways}-way {sets.test.shots}-shot, {args.tasks} tasks")
+          f"{cfg.task.family} ({sets.test.ways}-way {sets.test.shots}-shot), {args.tasks} tasks")
     print(f"latency per task: median {s.median():.3f} s, p90 {s.quantile(0.9):.3f} s")
     print(f"query accuracy: {timed.summary()}")
     print("accuracy after each step: " + " ".join(f"{100 * a:.1f}" for a in traced.curve.mean(0).tolist()))

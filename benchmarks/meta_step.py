@@ -85,9 +85,9 @@ def naive_iteration(model, cfg, task, phases: dict) -> None:
     phases["outer step"] += time.perf_counter() - t
 
 
-def measure(method: str, overrides: list[str], repeats: int) -> dict:
+def measure(method: str, configs: list[str], overrides: list[str], repeats: int) -> dict:
     torch.manual_seed(0)
-    cfg = load_config(None, overrides)
+    cfg = load_config(configs, overrides)
     sets = get_tasksets(load_family(cfg.task.family), cfg.data.root, cfg.task.ways, cfg.task.shots, cfg.task.queries)
     model = build_model(cfg, sets.train.ways, in_channels=sets.train.format.channels)[0]
     learner = MetaLearner(model, cfg, sets.train.ways)
@@ -106,15 +106,15 @@ def measure(method: str, overrides: list[str], repeats: int) -> dict:
         learner.optimizer.zero_grad(set_to_none=True)
         if r:
             times.append(time.perf_counter() - t0)
-    return {"seconds": statistics.median(times), "peak_rss_gb": peak_rss_gb(),
+    return {"seconds": statistics.median(times), "peak_rss_gb": peak_rss_gb(), "family": cfg.task.family,
             "phases": {k: v / (repeats + 1) for k, v in phases.items()} if method == "naive" else None}
 
 
-def flops_per_iteration(overrides: list[str]) -> tuple[float, float]:
+def flops_per_iteration(configs: list[str], overrides: list[str]) -> tuple[float, float]:
     """FLOPs of one meta-iteration (counted on the naive loop: same work), and GFLOP/s at batch 50."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    cfg = load_config(None, overrides)
+    cfg = load_config(configs, overrides)
     model = build_model(cfg, cfg.task.ways or 5)[0]
     ways, q = cfg.task.ways or 5, cfg.task.queries
     task = (torch.rand(cfg.meta.meta_batch, ways, 1, 28, 28), torch.arange(ways).repeat(cfg.meta.meta_batch, 1),
@@ -142,26 +142,30 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--chunks", default="1,2,5", help="meta.task_chunk values for the memory table")
     p.add_argument("--no-reference", action="store_true", help="do not prepend the reference configuration")
+    p.add_argument("--config", action="append", default=[], metavar="F",
+                   help="config file or built-in name under the overrides (e.g. omniglot); repeatable")
     p.add_argument("overrides", nargs="*")
-    args = p.parse_args()
+    args = p.parse_intermixed_args()
     overrides = ([] if args.no_reference else REFERENCE) + args.overrides
     if args.method:
-        print(json.dumps(measure(args.method, overrides, args.repeats)))
+        print(json.dumps(measure(args.method, args.config, overrides, args.repeats)))
         return
 
     def run(method, extra=()):
+        configs = [a for c in args.config for a in ("--config", c)]
         out = subprocess.run([sys.executable, __file__, "--method", method, "--repeats", str(args.repeats),
-                              "--no-reference", *overrides, *extra], capture_output=True, text=True)
+                              "--no-reference", *configs, *overrides, *extra], capture_output=True, text=True)
         if out.returncode:
             why = f"killed by signal {-out.returncode} (out of memory?)" if out.returncode < 0 else out.stderr
             sys.exit(f"meta_step.py: {method} {' '.join(extra)} failed: {why}")
         return json.loads(out.stdout.strip().splitlines()[-1])
 
-    flops, rate50 = flops_per_iteration(overrides)
+    flops, rate50 = flops_per_iteration(args.config, overrides)
     naive = run("naive")
     same = run("metanas")
     less = run("metanas", ["inner.variant=joint"])
-    print(f"config: {' '.join(overrides)}")
+    print(f"config: {' '.join([*(f'--config {c}' for c in args.config), *overrides])} "
+          f"(task family measured: {naive['family']})")
     print(f"FLOPs per meta-iteration (naive loop, counted): {flops / 1e12:.3f} TFLOP; "
           f"this machine at batch 50 (fwd+bwd): {rate50:.1f} GFLOP/s -> floor {flops / rate50 / 1e9:.1f} s")
     print("| method | s / meta-iteration | vs naive | GFLOP/s | peak RSS GB |")

@@ -8,7 +8,8 @@ from conftest import run_cli
 
 from metanas.warm_start import WarmStart
 
-TINY = ["search.space=darts", "task.family=omniglot-5way", "inner.select_steps=[]", "inner.select_lr_alpha=[]", "search.channels=4", "search.cells=2", "search.nodes=1", "inner.steps=1", "meta.meta_batch=2",
+# Omniglot alone (--config omniglot: one source, no choice of adaptation), shrunk
+TINY = ["--config", "omniglot", "search.space=darts", "search.channels=4", "search.cells=2", "search.nodes=1", "inner.steps=1", "meta.meta_batch=2",
         "task.queries=2", "meta.eval_tasks=2", "meta.eval_every=2"]
 
 
@@ -26,6 +27,7 @@ def test_meta_step_benchmark_prints_ratio_flops_and_memory_table():
         assert seconds > 0 and ratio > 0
         assert (naive - 0.005) / (seconds + 0.005) - 0.005 <= ratio <= (naive + 0.005) / max(seconds - 0.005, 1e-9) + 0.005
     assert "GFLOP/s" in out.stdout and "| 2 |" in out.stdout and "inner alpha step" in out.stdout
+    assert "(task family measured: omniglot-5way)" in out.stdout  # --config omniglot reached the measuring processes
 
 
 @pytest.mark.slow
@@ -33,13 +35,14 @@ def test_adapt_latency_benchmark():
     out = run_cli("benchmarks/adapt_latency.py", "--tasks", "3", *TINY)
     assert out.returncode == 0, out.stderr
     assert "latency per task: median" in out.stdout and "accuracy after each step:" in out.stdout
+    assert "omniglot-5way (5-way 1-shot)" in out.stdout  # --config omniglot chose the family
 
 
 @pytest.mark.slow
 def test_baselines_and_time_to_accuracy_benchmarks(tmp_path):
     # TINY without the space: metanas is the default (chain) space, conv4 the chain space's conv4; --config omniglot
-    # in place of TINY's family and adaptation overrides, under every method's own config
-    common = ["--budget", "2", "--test-tasks", "4", "--config", "omniglot", *TINY[4:], f"run.output_dir={tmp_path}"]
+    # goes under every method's own config
+    common = ["--budget", "2", "--test-tasks", "4", *TINY[:2], *TINY[3:], f"run.output_dir={tmp_path}"]
     out = run_cli("benchmarks/baselines.py", "--out", str(tmp_path / "b.md"), "--search-budget", "2", *common)
     assert out.returncode == 0, out.stderr
     table = (tmp_path / "b.md").read_text()
