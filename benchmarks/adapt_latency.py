@@ -17,6 +17,7 @@ from metanas.config import load_config
 from metanas.data import get_tasksets, load_family
 from metanas.estimation import TEST_SEED, evaluate
 from metanas.inner_loop import InnerLoop
+from metanas.resources import add_config_arg
 from metanas.runtime import resolve_device
 from metanas.space import build_model
 from metanas.warm_start import WarmStart
@@ -26,8 +27,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint")
     p.add_argument("--tasks", type=int, default=50)
-    p.add_argument("--config", action="append", default=[], metavar="F",
-                   help="config file or built-in name when no checkpoint is given (e.g. omniglot); repeatable")
+    add_config_arg(p, "the defaults, when no checkpoint is given")
     p.add_argument("overrides", nargs="*", help="config overrides when no checkpoint is given")
     args = p.parse_intermixed_args()
     if args.checkpoint:

@@ -34,6 +34,7 @@ from types import SimpleNamespace
 from metanas import api
 from metanas.config import load_config
 from metanas.estimation import TEST_SEED, paired_difference
+from metanas.resources import add_config_arg
 from metanas.tables import csv_text, markdown, pct
 from metanas.training import train
 from metanas.warm_start import WarmStart
@@ -125,12 +126,6 @@ def run_methods(methods, budget: float, test_tasks: int, overrides: list[str], s
              else None) for row in rows]
 
 
-def add_config_arg(p: argparse.ArgumentParser) -> None:
-    """``--config``, repeatable: configs merged under each method's own (``run_methods(configs=...)``)."""
-    p.add_argument("--config", action="append", default=[], metavar="F",
-                   help="config (file or built-in name) under each method's own, e.g. omniglot; repeatable")
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--budget", type=float, default=600, help="meta-training seconds per method")
@@ -140,7 +135,7 @@ def main() -> None:
     p.add_argument("--out", default="runs/baselines.md")
     p.add_argument("--warm", metavar="CHECKPOINT", help="reuse this metanas warm start (a checkpoint meta-trained for "
                    "the same budget) for the metanas, no-arch-adapt and searched rows instead of training one")
-    add_config_arg(p)
+    add_config_arg(p, "the defaults, under each method's own config")
     p.add_argument("overrides", nargs="*")
     args = p.parse_intermixed_args()
     rows = run_methods(args.methods.split(","), args.budget, args.test_tasks, args.overrides, args.search_budget,

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from metanas.config import load_config
 from metanas.data import get_tasksets, load_family
 from metanas.outer_loop import MetaLearner
+from metanas.resources import add_config_arg
 from metanas.space import build_model, is_alpha
 
 # One query per class: the issue's >= 2.3 TFLOP per meta-iteration is the 100 support passes (10 tasks x 5 steps
@@ -142,8 +143,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--chunks", default="1,2,5", help="meta.task_chunk values for the memory table")
     p.add_argument("--no-reference", action="store_true", help="do not prepend the reference configuration")
-    p.add_argument("--config", action="append", default=[], metavar="F",
-                   help="config file or built-in name under the overrides (e.g. omniglot); repeatable")
+    add_config_arg(p)
     p.add_argument("overrides", nargs="*")
     args = p.parse_intermixed_args()
     overrides = ([] if args.no_reference else REFERENCE) + args.overrides
@@ -151,8 +151,9 @@ def main() -> None:
         print(json.dumps(measure(args.method, args.config, overrides, args.repeats)))
         return
 
+    configs = [a for c in args.config for a in ("--config", c)]
+
     def run(method, extra=()):
-        configs = [a for c in args.config for a in ("--config", c)]
         out = subprocess.run([sys.executable, __file__, "--method", method, "--repeats", str(args.repeats),
                               "--no-reference", *configs, *overrides, *extra], capture_output=True, text=True)
         if out.returncode:

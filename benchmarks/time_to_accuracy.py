@@ -15,10 +15,11 @@ import argparse
 import csv
 from pathlib import Path
 
-from baselines import add_config_arg, run_methods
+from baselines import run_methods
 
 from metanas.config import load_config
 from metanas.plots import subplots
+from metanas.resources import add_config_arg
 from metanas.tracking import Tracker, client_for
 
 COMPARED = ["metanas", "conv4"]
@@ -30,7 +31,7 @@ def main() -> None:
     p.add_argument("--test-tasks", type=int, default=600)
     p.add_argument("--from-csv", help="a baselines.py CSV: plot its metanas and conv4 runs instead of training")
     p.add_argument("--out", default="runs/time_to_accuracy.png")
-    add_config_arg(p)
+    add_config_arg(p, "the defaults, under each method's own config")
     p.add_argument("overrides", nargs="*")
     args = p.parse_intermixed_args()
     if args.from_csv:

@@ -10,15 +10,13 @@ import argparse
 
 from metanas.config import Config, load_config
 from metanas.errors import exit_on_error
-from metanas.resources import DATA_ROOT_HELP
+from metanas.resources import DATA_ROOT_HELP, add_config_arg
 from metanas.training import Result, train
 
 
 def parse_args(argv=None) -> tuple[argparse.Namespace, Config]:
     p = argparse.ArgumentParser(prog="python -m metanas.meta_train", description=__doc__.splitlines()[0])
-    p.add_argument("--config", action="append", metavar="F",
-                   help="YAML config or built-in name (e.g. smoke, configs/smoke.yaml); repeat to merge several in "
-                   "order, later keys winning (--config omniglot --config baseline-conv4); defaults: configs/default.yaml")
+    add_config_arg(p)
     p.add_argument("--data-root", help=DATA_ROOT_HELP)
     p.add_argument("--resume", metavar="RUN_ID|PATH", help="continue a run from its last checkpoint")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. meta.iterations=20")

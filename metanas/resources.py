@@ -22,6 +22,14 @@ DATA_ROOT_HELP = ("folder holding the data sets (omniglot-py/, miniimagenet/, ci
                   "CUB_200_2011/); else $METANAS_DATA, else the user cache")
 
 
+def add_config_arg(parser, under: str = "the defaults (configs/default.yaml)") -> None:
+    """``--config F``, repeatable, for every command that builds a config: files or built-in names merged in order
+    over ``under`` (later keys winning), the ``key=value`` overrides last; ``args.config`` is a list (empty: none)."""
+    parser.add_argument("--config", action="append", default=[], metavar="F",
+                        help=f"YAML config or built-in name (e.g. omniglot, configs/smoke.yaml) over {under}; repeat to "
+                        "merge several in order, later keys winning")
+
+
 def _package_dir(name: str) -> Path:
     # A filesystem install (wheel, editable, source tree) gives a real folder; zip imports are not supported.
     return Path(str(files("metanas").joinpath(name)))
