@@ -15,12 +15,13 @@ import torch
 
 from metanas.config import load_config
 from metanas.data import get_tasksets, load_family
-from metanas.estimation import TEST_SEED, evaluate
-from metanas.inner_loop import InnerLoop
-from metanas.resources import add_config_arg
-from metanas.runtime import resolve_device
+from metanas.estimation.loop import evaluate
+from metanas.estimation.seeds import TEST_SEED
+from metanas.meta.inner import InnerLoop
+from metanas.core.resources import add_config_arg
+from metanas.core.runtime import resolve_device
 from metanas.space import build_model
-from metanas.warm_start import WarmStart
+from metanas.meta.warm_start import WarmStart
 
 
 def main() -> None:

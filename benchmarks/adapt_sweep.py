@@ -19,7 +19,8 @@ import torch
 
 from metanas import api
 from metanas.data import get_tasksets, load_family
-from metanas.estimation import evaluate, paired_difference
+from metanas.estimation.loop import evaluate
+from metanas.estimation.stats import paired_difference
 
 SEED = 7
 

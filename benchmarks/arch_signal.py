@@ -22,8 +22,9 @@ from torch.func import grad, vmap
 
 from metanas import api
 from metanas.data import get_tasksets, load_family
-from metanas.estimation import TEST_SEED, mean_ci95
-from metanas.inner_loop import LEARNED_LR, loss_fn
+from metanas.estimation.seeds import TEST_SEED
+from metanas.estimation.stats import mean_ci95
+from metanas.meta.inner import LEARNED_LR, loss_fn
 from metanas.space import alphas_of, is_alpha
 
 SUITE = ["omniglot-5way", "omniglot-5way-shift-blur", "omniglot-5way-shift-elastic", "omniglot-5way-shift-invert",

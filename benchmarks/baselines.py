@@ -33,11 +33,12 @@ from types import SimpleNamespace
 
 from metanas import api
 from metanas.config import load_config
-from metanas.estimation import TEST_SEED, paired_difference
-from metanas.resources import add_config_arg
-from metanas.tables import csv_text, markdown, pct
-from metanas.training import train
-from metanas.warm_start import WarmStart
+from metanas.estimation.seeds import TEST_SEED
+from metanas.estimation.stats import paired_difference
+from metanas.core.resources import add_config_arg
+from metanas.core.tables import csv_text, markdown, pct
+from metanas.training.loop import train
+from metanas.meta.warm_start import WarmStart
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"metanas": None, "conv4": "configs/baseline-conv4.yaml", "random": "configs/baseline-random-genotype.yaml",
@@ -55,7 +56,7 @@ def _train(name, config, common, extra=(), configs=()):
 
 def _search(warm, budget: float, seed: int) -> Path:
     """The best child of ``warm``'s space by regularized evolution on validation tasks: a genotype file."""
-    from metanas.search import run_strategies
+    from metanas.search.driver import run_strategies
     from metanas.data import get_tasksets, load_family
 
     cfg = warm.config

@@ -24,7 +24,7 @@ import sys
 import torch
 
 from metanas import api
-from metanas.errors import MetanasError
+from metanas.core.errors import MetanasError
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from transfer import _accuracies, _paired, emit, fit_encoders, load_methods  # noqa: E402

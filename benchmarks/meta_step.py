@@ -29,8 +29,8 @@ import torch.nn.functional as F
 
 from metanas.config import load_config
 from metanas.data import get_tasksets, load_family
-from metanas.outer_loop import MetaLearner
-from metanas.resources import add_config_arg
+from metanas.meta.outer import MetaLearner
+from metanas.core.resources import add_config_arg
 from metanas.space import build_model, is_alpha
 
 # One query per class: the issue's >= 2.3 TFLOP per meta-iteration is the 100 support passes (10 tasks x 5 steps

@@ -18,7 +18,8 @@ from __future__ import annotations
 import argparse
 
 from metanas import api
-from metanas.estimation import TEST_SEED, paired_difference
+from metanas.estimation.seeds import TEST_SEED
+from metanas.estimation.stats import paired_difference
 
 
 def _load(ref: str, output_dir: str):

@@ -33,10 +33,10 @@ import torch
 
 from metanas import api
 from metanas.config import load_config, to_yaml
-from metanas.estimation import mean_ci95
-from metanas.search import run_strategies, scorers
-from metanas.tables import csv_text, markdown, pct
-from metanas.training import tasksets, train
+from metanas.estimation.stats import mean_ci95
+from metanas.search.driver import run_strategies, scorers
+from metanas.core.tables import csv_text, markdown, pct
+from metanas.training.loop import tasksets, train
 
 
 def children(warm, n: int, seed: int, search_budget: float, sets, val_tasks: int) -> list[tuple[str, object]]:

@@ -19,8 +19,8 @@ import argparse
 import sys
 
 from metanas import api
-from metanas.estimation import rank_agreement
-from metanas.tables import markdown
+from metanas.estimation.stats import rank_agreement
+from metanas.core.tables import markdown
 from transfer import emit, load_methods
 
 

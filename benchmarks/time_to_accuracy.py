@@ -18,9 +18,9 @@ from pathlib import Path
 from baselines import run_methods
 
 from metanas.config import load_config
-from metanas.plots import subplots
-from metanas.resources import add_config_arg
-from metanas.tracking import Tracker, client_for
+from metanas.track.plots import subplots
+from metanas.core.resources import add_config_arg
+from metanas.track.runs import Tracker, client_for
 
 COMPARED = ["metanas", "conv4"]
 

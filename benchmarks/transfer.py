@@ -34,9 +34,9 @@ import torch
 from metanas import api
 from metanas.data import load_family
 from metanas.data.suites import suite_families
-from metanas.errors import MetanasError
-from metanas.estimation import mean_ci95
-from metanas.tables import csv_text, markdown
+from metanas.core.errors import MetanasError
+from metanas.estimation.stats import mean_ci95
+from metanas.core.tables import csv_text, markdown
 
 
 def _load(ref: str, output_dir: str):

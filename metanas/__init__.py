@@ -5,7 +5,7 @@ The Python API (see :mod:`metanas.api`): ``load_config``, ``train``, ``load``, `
 Imported lazily, so ``metanas --help`` does not pay for torch and MLflow.
 """
 
-from metanas.errors import MetanasError
+from metanas.core.errors import MetanasError
 
 __version__ = "0.1.0"
 __all__ = ["MetanasError", "__version__", "load_config", "train", "load", "adapt", "evaluate", "select_adaptation"]
@@ -17,7 +17,7 @@ def __getattr__(name):
 
         return load_config
     if name == "train":
-        from metanas.training import train
+        from metanas.training.loop import train
 
         return train
     if name in ("load", "adapt", "evaluate", "select_adaptation"):

@@ -16,17 +16,17 @@ from typing import Any
 
 import torch
 
-from metanas.errors import MetanasError
-from metanas.estimation import Evaluation
-from metanas.inner_loop import InnerLoop, Params
-from metanas.warm_start import WarmStart
+from metanas.core.errors import MetanasError
+from metanas.estimation.loop import Evaluation
+from metanas.meta.inner import InnerLoop, Params
+from metanas.meta.warm_start import WarmStart
 
 
 def load(ref: str | None = None, output_dir: str = "runs") -> WarmStart:
     """A warm start from a checkpoint path, an MLflow run id, a registered model (``models:/NAME/VERSION``),
     or ``None`` (the newest checkpoint under ``output_dir``)."""
     if ref is not None and str(ref).startswith("models:/"):
-        from metanas.registry import fetch_warm_start
+        from metanas.track.model_registry import fetch_warm_start
 
         ref = fetch_warm_start(str(ref), output_dir)
     return WarmStart.load(ref, output_dir)
@@ -102,9 +102,9 @@ def evaluate(warm: WarmStart, family: str, tasks: int = 600, seed: int = 0, step
              encoder=None) -> tuple[Any, Evaluation]:
     """Adapt to ``tasks`` tasks of ``family``'s ``split`` (``test``, or ``validation`` to choose among warm starts
     without touching test classes), seeded by ``seed``: ``(TaskFamily, Evaluation)``; ``steps``, ``lr_alpha``: as
-    :func:`inner_loop`; ``encoder``: a :class:`metanas.set_encoder.SetEncoder` (:func:`fit_set_encoder`) that sets
+    :func:`inner_loop`; ``encoder``: a :class:`metanas.estimation.set_encoder.SetEncoder` (:func:`fit_set_encoder`) that sets
     each task's starting alpha from its support images."""
-    from metanas.estimation import evaluate as run
+    from metanas.estimation.loop import evaluate as run
 
     inner = inner_loop(warm, steps, adapt_arch, lr_alpha)  # bad settings fail before any data is read
     if split not in ("test", "validation"):
@@ -123,7 +123,7 @@ def evaluate(warm: WarmStart, family: str, tasks: int = 600, seed: int = 0, step
 def _own_tasksets(warm: WarmStart, data_root: str | None):
     """The train/validation/test task sets of ``warm``'s own meta-training (its config's family and leave_out), in
     its input format; ``data_root`` overrides where the data are (and is kept in ``warm``'s config)."""
-    from metanas.training import tasksets
+    from metanas.training.loop import tasksets
 
     if data_root:
         warm.config.data.root = data_root
@@ -135,7 +135,8 @@ def retest(warm: WarmStart, tasks: int | None = None) -> Evaluation:
     class, the tasks its ``run.seed`` draws, its evaluation inner loop (``tasks``: default ``meta.test_tasks``). The
     accuracy is the one meta-training printed, to the digit, so two runs with the same family, queries and seed
     pair task by task (``benchmarks/paired.py --as-trained``, ``benchmarks/baselines.py --warm``)."""
-    from metanas.estimation import TEST_SEED, evaluate as run
+    from metanas.estimation.loop import evaluate as run
+    from metanas.estimation.seeds import TEST_SEED
 
     cfg = warm.config
     return run(warm.model, warm.params, _own_tasksets(warm, None).test, cfg.meta.test_tasks if tasks is None else tasks,
@@ -148,9 +149,10 @@ def select_adaptation(warm: WarmStart, steps: list[int] = (), lr_alpha: list[flo
     """Choose how ``warm`` adapts, on ``tasks`` tasks of its own validation split (a mixture's held-out
     sources): every combination of ``steps`` and ``lr_alpha`` adapts the same tasks and the best is applied to
     ``warm`` (its ``inner.eval_steps``, ``inner.eval_lr_alpha``). ``(best, table)``; keep it in the checkpoint
-    with :func:`metanas.checkpoint.write_adaptation`. ``seed``: of the tasks (default ``run.seed`` + 3, neither
+    with :func:`metanas.meta.checkpoint.write_adaptation`. ``seed``: of the tasks (default ``run.seed`` + 3, neither
     the validation tasks logged during meta-training nor the test tasks)."""
-    from metanas.estimation import SELECT_SEED, select_adaptation as choose
+    from metanas.estimation.seeds import SELECT_SEED
+    from metanas.estimation.selection import select_adaptation as choose
 
     for name, values in (("steps", steps), ("lr_alpha", lr_alpha)):
         if any(v < 0 for v in values):
@@ -195,7 +197,9 @@ def adapt_domain(warm: WarmStart, family: str, tasks: int = 50, rounds: int = 1,
     it."""
     import copy
 
-    from metanas.estimation import DOMAIN_SEED, evaluate as run
+    from metanas.estimation.loop import evaluate as run
+
+    from metanas.estimation.seeds import DOMAIN_SEED
 
     if tasks < 1 or rounds < 1:
         raise MetanasError(f"tasks (--tasks) {tasks}, rounds (--rounds) {rounds}: both must be >= 1")
@@ -222,11 +226,11 @@ def fit_set_encoder(warm: WarmStart, tasks: int = 1000, seed: int | None = None,
                     progress: bool = False):
     """A set encoder that predicts, from a task's support images, the alpha its adaptation would reach (zero steps on
     alpha): trained on ``tasks`` tasks of ``warm``'s training split, each adapted with ``warm``'s adaptation (or
-    ``steps``, ``lr_alpha``, as :func:`inner_loop`) as the teacher. Returns a :class:`metanas.set_encoder.Fit`
+    ``steps``, ``lr_alpha``, as :func:`inner_loop`) as the teacher. Returns a :class:`metanas.estimation.set_encoder.Fit`
     (``.encoder`` for :func:`evaluate`, ``.r2``: how much of the held-out tasks' alpha moves it explains).
     ``seed``: of the tasks and the encoder's initial weights (default ``run.seed`` + ``ENCODER_SEED``)."""
-    from metanas.estimation import ENCODER_SEED
-    from metanas.set_encoder import fit
+    from metanas.estimation.seeds import ENCODER_SEED
+    from metanas.estimation.set_encoder import fit
 
     if tasks < 2:
         raise MetanasError(f"tasks (--tasks) {tasks}: a set encoder needs at least 2 (some to fit, some to score)")

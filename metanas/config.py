@@ -16,7 +16,7 @@ from typing import Any, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from metanas.errors import MetanasError
+from metanas.core.errors import MetanasError
 from metanas.space.base import require as _require
 
 ALGORITHMS = ("maml", "fomaml", "reptile")
@@ -169,7 +169,7 @@ def load_config(configs: str | os.PathLike | Sequence[str | os.PathLike] | None 
                 overrides: Sequence[str] = ()) -> Config:
     """The defaults, then each config file (a path or a built-in name; several merge in order, later keys winning,
     e.g. ``["omniglot", "baseline-conv4"]``), then the ``key=value`` overrides; validated."""
-    from metanas.resources import resolve_config
+    from metanas.core.resources import resolve_config
 
     cfg = OmegaConf.structured(Config)
     files = [] if configs is None else [configs] if isinstance(configs, (str, os.PathLike)) else list(configs)
@@ -197,7 +197,7 @@ def load_config(configs: str | os.PathLike | Sequence[str | os.PathLike] | None 
 
 
 def validate(cfg: Config) -> None:
-    from metanas.execution import POLICIES
+    from metanas.policy.execution import POLICIES
     from metanas.space import create_space
 
     for key in ("ways", "shots", "queries"):

@@ -1,6 +1,6 @@
 """Meta-train a warm start: ``python -m metanas.meta_train [--config F ...] [key=value ...]``.
 
-The command line (arguments, printed summary) over :func:`metanas.training.train`, which is also the Python
+The command line (arguments, printed summary) over :func:`metanas.training.loop.train`, which is also the Python
 API (``metanas.train(cfg)``). Only this entry point and the ``metanas train`` command import this module.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 
 from metanas.config import Config, load_config
-from metanas.errors import exit_on_error
-from metanas.resources import DATA_ROOT_HELP, add_config_arg
-from metanas.training import Result, train
+from metanas.core.errors import exit_on_error
+from metanas.core.resources import DATA_ROOT_HELP, add_config_arg
+from metanas.training.loop import Result, train
 
 
 def parse_args(argv=None) -> tuple[argparse.Namespace, Config]:

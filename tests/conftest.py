@@ -26,7 +26,7 @@ def client(runs_dir):
     from mlflow.tracking import MlflowClient
 
     from metanas.config import load_config
-    from metanas.tracking import tracking_uri
+    from metanas.track.runs import tracking_uri
 
     return MlflowClient(tracking_uri(load_config(None, [f"run.output_dir={runs_dir}"])))
 

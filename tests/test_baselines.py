@@ -5,8 +5,8 @@ import torch
 from conftest import ROOT, client, run_cli
 
 from metanas.config import load_config
-from metanas.training import train
-from metanas.warm_start import WarmStart
+from metanas.training.loop import train
+from metanas.meta.warm_start import WarmStart
 
 SMOKE = ROOT / "configs" / "smoke.yaml"
 

@@ -6,7 +6,7 @@ are all slow but the synthetic miniImageNet writer (a data-layer check)."""
 import pytest
 from conftest import run_cli
 
-from metanas.warm_start import WarmStart
+from metanas.meta.warm_start import WarmStart
 
 # Omniglot alone (--config omniglot: one source, no choice of adaptation), shrunk
 TINY = ["--config", "omniglot", "search.space=darts", "search.channels=4", "search.cells=2", "search.nodes=1", "inner.steps=1", "meta.meta_batch=2",

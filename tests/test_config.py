@@ -6,8 +6,8 @@ from conftest import ROOT
 from omegaconf import OmegaConf
 
 from metanas.config import Config, flatten, from_yaml, load_config, to_yaml
-from metanas.errors import MetanasError
-from metanas.resources import builtin_config, resolve_config
+from metanas.core.errors import MetanasError
+from metanas.core.resources import builtin_config, resolve_config
 
 
 def test_overrides_merge_over_yaml_over_defaults(tmp_path):

@@ -45,7 +45,7 @@ def test_wheel_installs_and_runs_from_any_directory(tmp_path):
 
     work = tmp_path / "elsewhere"  # a working directory with no tasks/ or configs/ of its own
     work.mkdir()
-    where = _run([bin_ / "python", "-c", "import metanas, metanas.resources as r; "
+    where = _run([bin_ / "python", "-c", "import metanas, metanas.core.resources as r; "
                   "print(metanas.__file__); print(r.builtin_tasks_dir()); print(r.builtin_config('smoke'))"],
                  work, env).stdout.split()
     for path in where:

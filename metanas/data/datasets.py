@@ -24,8 +24,8 @@ import torch
 from metanas.data import fewshot, fonts, glyphs
 from metanas.data.images import ClassDataset, decode_classes, image_files, resize, user_cache
 from metanas.data.omniglot import load_omniglot
-from metanas.errors import MetanasError
-from metanas.plugins import Registry
+from metanas.core.errors import MetanasError
+from metanas.core.registry import Registry
 
 TORCHVISION = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "kmnist": "KMNIST"}
 

@@ -26,8 +26,8 @@ import yaml
 from metanas.data import datasets, fewshot, fonts, glyphs
 from metanas.data.images import ImageFormat
 from metanas.data.shifts import COLOUR_SHIFTS, Shift, parse_shifts
-from metanas.errors import MetanasError
-from metanas.resources import builtin_tasks_dir
+from metanas.core.errors import MetanasError
+from metanas.core.resources import builtin_tasks_dir
 
 OMNIGLOT_SPLITS = ("lake", "vinyals")
 # standard: a benchmark's published split (metanas/data/splits); all: every class is a test class (evaluation

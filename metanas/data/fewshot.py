@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from metanas.data.images import ClassDataset, decode_classes, image_files, resize, user_cache
-from metanas.errors import MetanasError
-from metanas.resources import package_file
+from metanas.core.errors import MetanasError
+from metanas.core.resources import package_file
 
 SPLIT_FILES = ("train", "val", "test")
 MINI_PICKLES = tuple(f"mini-imagenet-cache-{s}.pkl" for s in SPLIT_FILES)

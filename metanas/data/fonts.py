@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from metanas.data.images import ClassDataset
-from metanas.errors import MetanasError
+from metanas.core.errors import MetanasError
 
 FONT_FILES = tuple(f"DejaVu{family}{style}.ttf" for family in ("Sans", "SansMono", "Serif")
                    for style in ("", "-Bold", "-Oblique" if family != "Serif" else "-Italic",

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from metanas.errors import MetanasError
-from metanas.files import atomic_write
+from metanas.core.errors import MetanasError
+from metanas.core.files import atomic_write
 
 # Bump when the decoding or the file layout changes: old cache files then fail validation and are rebuilt.
 # 2: images [N, C, H, W] (was [N, H, W]); colour data sets.

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from metanas.data.images import ClassDataset, decode_classes, user_cache
-from metanas.errors import MetanasError
+from metanas.core.errors import MetanasError
 
 HALVES = ("images_background", "images_evaluation")
 

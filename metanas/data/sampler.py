@@ -22,7 +22,7 @@ from metanas.data.families import ROTATIONS, TaskFamily
 from metanas.data.images import ClassDataset, ImageFormat
 from metanas.data.shifts import TaskShift
 from metanas.data.splits import class_splits, image_format, load_dataset
-from metanas.errors import MetanasError
+from metanas.core.errors import MetanasError
 
 
 class Task(NamedTuple):

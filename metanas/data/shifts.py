@@ -44,8 +44,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from metanas.data.images import LUMA
-from metanas.errors import MetanasError
-from metanas.plugins import Registry
+from metanas.core.errors import MetanasError
+from metanas.core.registry import Registry
 
 ShiftFn = Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]
 SHIFTS = Registry("shift")  # name -> ShiftFn

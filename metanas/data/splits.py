@@ -15,7 +15,7 @@ from metanas.data import datasets, fewshot
 from metanas.data.families import RENDERED_SPLITS, TaskFamily
 from metanas.data.images import ClassDataset, ImageFormat, channel_stats, to_channels
 from metanas.data.omniglot import resolve_data_root
-from metanas.errors import MetanasError
+from metanas.core.errors import MetanasError
 
 
 def _lake_split(data: ClassDataset) -> list[list[int]]:

@@ -16,7 +16,7 @@ and shifts of a trained source, e.g. clean Omniglot for a family trained on clea
 from __future__ import annotations
 
 from metanas.data.families import TaskFamily, list_families, load_family
-from metanas.errors import MetanasError
+from metanas.core.errors import MetanasError
 
 SUITES = ("shift", "domains")
 

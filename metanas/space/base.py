@@ -1,11 +1,11 @@
-"""The search-space interface and its registry (:class:`metanas.plugins.Registry`: ``register_space``, ``create_space``).
+"""The search-space interface and its registry (:class:`metanas.core.registry.Registry`: ``register_space``, ``create_space``).
 
 A search space owns everything that depends on what can be built: validating its ``search.*``
 settings, building the supernet (alphas named ``alpha_*``) and a discrete child, deriving a child's
 architecture from alpha, sampling one at random, the decision-vector encoding the discrete search
 strategies work on, (de)serialisation, a distance between two architectures, a one-line
 description, a drawing, and what an architecture costs. How the supernet is *run* (softmax mixture,
-sampled path) is the execution policy's business (:mod:`metanas.execution`), not the space's.
+sampled path) is the execution policy's business (:mod:`metanas.policy.execution`), not the space's.
 
 An architecture is whatever the space says it is (a DARTS ``Genotype``, a chain's tuple of layer
 choices); nothing outside the space looks inside one.
@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from metanas.errors import MetanasError
-from metanas.plugins import Registry
+from metanas.core.errors import MetanasError
+from metanas.core.registry import Registry
 
 
 def is_alpha(name: str) -> bool:

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from metanas.execution import create_policy
+from metanas.policy.execution import create_policy
 from metanas.space.base import SearchSpace, attach_learned_lrs, create_space
 
 

@@ -28,7 +28,7 @@ child is a slice. With ``entangled: false`` each dense op owns its kernel (width
 
 Execution: a dense weight per choice (mixture, or a per-task argmax) runs **one** 5x5 convolution
 with the weighted sum of the op kernels (convolution is linear in the kernel) and multiplies the
-channels by the weighted width staircase; a sampled :class:`~metanas.execution.Choice` runs only the
+channels by the weighted width staircase; a sampled :class:`~metanas.policy.execution.Choice` runs only the
 chosen op at the chosen width (sliced kernels: a 3x3 @ 32 path costs what a 3x3 @ 32 net costs).
 """
 
@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metanas.errors import MetanasError
-from metanas.execution import Choice, Executed, Mixture
+from metanas.core.errors import MetanasError
+from metanas.policy.execution import Choice, Executed, Mixture
 from metanas.space.base import SearchSpace, register_space, require
 from metanas.space.encoding import Encoding
 from metanas.space.ops import bn
@@ -202,7 +202,7 @@ def draw_chain(arch, ops: list[str], max_width: int, title: str | None = None):
     """A chain architecture as a row of layer boxes: op, width (and pooling), box height proportional to the width."""
     from matplotlib.patches import Rectangle
 
-    from metanas.figures import op_colors, subplots, tex
+    from metanas.core.figures import op_colors, subplots, tex
 
     fig, ax = subplots(figsize=(1.8 + 1.7 * len(arch), 2.6))
     colors = op_colors(ops)

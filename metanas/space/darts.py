@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metanas.errors import MetanasError
-from metanas.execution import Choice, Executed, Mixture
+from metanas.core.errors import MetanasError
+from metanas.policy.execution import Choice, Executed, Mixture
 from metanas.space.base import SearchSpace, register_space, require
 from metanas.space.encoding import Encoding
 from metanas.space.ops import DEFAULT_OPS, OPS, FactorizedReduce, ReLUConvBN, bn

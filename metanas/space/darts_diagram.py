@@ -8,7 +8,7 @@ from collections import Counter
 
 import numpy as np
 
-from metanas.figures import op_colors, subplots, tex
+from metanas.core.figures import op_colors, subplots, tex
 
 TITLES = (("normal", "normal cell"), ("reduce", "reduction cell"))
 # Node colours of the DARTS paper's graphviz figures: inputs green, intermediate nodes blue, output yellow.

@@ -1,0 +1,5 @@
+"""``python -m metanas.cli`` = ``metanas``."""
+
+from metanas.cli import main
+
+main()

@@ -1,0 +1,120 @@
+"""A warm start: a meta-learned ``(w, alpha)`` (or a fixed architecture's ``w``) with what it was trained for.
+
+:class:`WarmStart` is the typed view of a checkpoint that every caller uses (the API, the commands, export,
+the model registry): its config, search space, network, ways, family, run id, iteration and input format,
+loaded from a checkpoint path, a run id, or (through :func:`metanas.api.load`) a registered model
+(``models:/NAME/VERSION``). The file format itself is :mod:`metanas.meta.checkpoint`'s business.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from metanas.meta.checkpoint import read, resolve
+from metanas.config import Config, from_yaml
+from metanas.data.images import ImageFormat
+from metanas.core.errors import MetanasError
+from metanas.space import SearchSpace, alphas_of, build_model, create_space
+
+
+@dataclass
+class WarmStart:
+    """A meta-learned ``(w, alpha)`` (or a fixed architecture's ``w``) and what it was trained for."""
+
+    config: Config
+    space: SearchSpace
+    model: nn.Module
+    ways: int
+    family: str
+    run_id: str
+    iteration: int
+    image: ImageFormat  # what the network takes (channels, size, normalisation), from the meta-train split
+    arch: Any = None  # a child net's fixed architecture; None for a supernet
+    path: Path | None = None
+    # the adaptation chosen on validation tasks (metanas select-adaptation, inner.select_*): in the config's
+    # inner.eval_steps and inner.eval_lr_alpha, which every caller's inner loop reads
+    adaptation: dict | None = None
+    # where ``metanas adapt-domain`` moved alpha to a new domain ({"family", "split", "tasks", ...}); None: as meta-trained
+    domain: dict | None = None
+
+    @classmethod
+    def load(cls, ref: str | os.PathLike | None = None, output_dir: str = "runs") -> "WarmStart":
+        """From a checkpoint path, a run id, or the newest one under ``output_dir``."""
+        path = resolve(ref, output_dir)
+        state = read(path)
+        cfg = from_yaml(state["config"])
+        space = create_space(cfg.search)
+        arch = space.from_json(state["arch"]) if cfg.search.genotype and state.get("arch") else None
+        image = ImageFormat.from_dict(state["image"])
+        model, space, arch = build_model(cfg, state["ways"], arch, image.channels)
+        try:
+            model.load_state_dict(state["params"])
+        except RuntimeError as e:
+            raise MetanasError(f"{path}: its weights do not match the search space in its own config "
+                               f"({str(e).splitlines()[0][:160]}): the file is damaged or was edited") from None
+        warm = cls(cfg, space, model, state["ways"], state["family"], state["run_id"], state["iteration"], image,
+                   arch, path)
+        if state.get("adaptation"):
+            warm.use_adaptation(state["adaptation"])
+        warm.domain = state.get("domain")
+        return warm
+
+    def use_adaptation(self, adaptation: dict) -> None:
+        """Adapt with ``adaptation``'s steps and alpha step from now on (``{"steps", "lr_alpha", ...}``)."""
+        self.config.inner.eval_steps = int(adaptation["steps"])
+        self.config.inner.eval_lr_alpha = float(adaptation["lr_alpha"])
+        self.adaptation = dict(adaptation)
+
+    @property
+    def params(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach() for k, v in self.model.named_parameters()}
+
+    @property
+    def device(self) -> torch.device:
+        """Where the network's weights are (the tasks' tensors go there)."""
+        return next(self.model.parameters()).device
+
+    @property
+    def is_supernet(self) -> bool:
+        return self.arch is None
+
+    def derive(self, params: dict | None = None):
+        """The architecture ``params``' alphas select (default: the warm start's own); a child's fixed one."""
+        if not self.is_supernet:
+            return self.arch
+        return self.space.derive(alphas_of(self.params if params is None else params))
+
+    def child(self, arch, params: dict | None = None) -> nn.Module:
+        """The discrete child of ``arch`` holding the supernet weights it inherits (from ``params`` if given)."""
+        if not self.is_supernet:
+            raise MetanasError("a genotype can only be cut out of a supernet warm start; this checkpoint is already "
+                               f"a fixed architecture ({self.space.describe(self.arch)})")
+        net = self.space.child(arch, self.ways, self.image.channels)
+        net.load_state_dict(self.space.inherit(net, self.params if params is None else params, arch))
+        return net
+
+    def fixed(self, arch) -> "WarmStart":
+        """This warm start cut down to the child of ``arch`` (e.g. a genotype found by ``metanas search``)."""
+        return WarmStart(self.config, self.space, self.child(arch), self.ways, self.family, self.run_id,
+                         self.iteration, self.image, arch, self.path, self.adaptation)
+
+    def check_family(self, family) -> None:
+        """A family this warm start can adapt to: the same ways and channels (one clear line if not)."""
+        if family.ways != self.ways:
+            raise MetanasError(f"the warm start {self.path} was meta-trained for {self.ways}-way tasks but "
+                               f"{family.name} is {family.ways}-way: pick a {self.ways}-way family or meta-train "
+                               f"with task.family={family.name}")
+        if family.channels != self.image.channels:
+            raise MetanasError(f"the warm start {self.path} takes {self.image.channels}-channel images "
+                               f"({self.family}) but {family.name} has {family.channels}: pick a family with "
+                               f"channels: {self.image.channels} or meta-train with task.family={family.name}")
+
+    def to(self, device) -> "WarmStart":
+        self.model.to(device)
+        return self

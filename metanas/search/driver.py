@@ -1,0 +1,116 @@
+"""Discrete architecture search on a meta-learned supernet: the library behind ``metanas search``.
+
+The three parts of NAS meet here and stay apart: the search space (``metanas.space``: the warm start's
+``space.encoding()``), the search strategy (:mod:`metanas.search.strategies`: ask/tell on decision vectors) and
+the performance estimation (:class:`metanas.search.scorer.ChildNetScorer`: a child cut out of the supernet,
+adapted and scored on few-shot tasks). Candidates are scored on *validation* tasks only; the winner is then
+scored on fresh *test* tasks of disjoint classes, which the search never saw.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from metanas.core.errors import MetanasError
+from metanas.estimation.loop import Evaluation
+from metanas.search.scorer import ChildNetScorer
+from metanas.search.strategies import Trial, best, search, strategy_class
+
+
+@dataclass
+class SearchResult:
+    strategy: str
+    trials: list[Trial]
+    best: Trial
+    test: Evaluation  # the best genotype on the test tasks
+    seconds: float  # search wall clock (test scoring excluded)
+    extra: dict = field(default_factory=dict)
+
+
+def scorers(warm, sets, val_tasks: int, test_tasks: int, steps: int | None, seed: int, max_flops: float | None = None):
+    """Weight-sharing scorers of an architecture: on ``val_tasks`` of ``sets.validation`` (the search's) and on
+    ``test_tasks`` fresh tasks of ``sets.test`` (the winner's report)."""
+    from metanas import api
+
+    if sets.validation is None or sets.test is None:
+        raise MetanasError("this task family has no validation or no test split (search scores candidates on "
+                           "validation tasks and reports on test tasks): search a family with train/validation/test "
+                           "classes, e.g. omniglot-5way")
+    device = warm.device
+    build = lambda arch: warm.child(arch)
+    inner = api.inner_loop(warm, steps, adapt_arch=False)  # a child has no alpha
+    val = ChildNetScorer(build, sets.validation, val_tasks, inner, seed, device)
+    if max_flops is not None:
+        val = CostBudget(val, warm, sets.validation.ways, max_flops)
+    return val, ChildNetScorer(build, sets.test, test_tasks, inner, seed + 1, device)
+
+
+class CostBudget:
+    """A scorer that gives candidates above a FLOPs budget accuracy 0 without adapting them (no evaluation spent)."""
+
+    def __init__(self, scorer, warm, ways: int, max_flops: float):
+        self.scorer, self.warm, self.ways, self.max_flops = scorer, warm, ways, max_flops
+        self.tasks, self.image = scorer.tasks, warm.image
+        self.rejected = 0
+
+    @property
+    def spent(self) -> float:
+        return self.scorer.spent + 0.01 * self.rejected  # a rejection is nearly free, but not free: search ends
+
+    def accuracies(self, arch, start: int = 0, stop: int | None = None):
+        import torch
+
+        if self.warm.space.cost(arch, self.ways, self.image.size, self.image.channels) > self.max_flops:
+            self.rejected += 1
+            return torch.zeros((self.tasks if stop is None else stop) - start)
+        return self.scorer.accuracies(arch, start, stop)
+
+
+def run_strategies(names: list[str], warm, sets, budget: float, val_tasks: int, test_tasks: int,
+                   steps: int | None, seed: int, progress: bool = False, max_flops: float | None = None
+                   ) -> list[SearchResult]:
+    """Each strategy with the same budget, seed and validation tasks; each winner scored on the same test tasks."""
+    from tqdm import tqdm
+
+    encoding = warm.space.encoding()
+    derived = warm.derive()
+    classes = [strategy_class(name) for name in names]  # every name checked before any work
+    results = []
+    for name, cls in zip(names, classes):
+        scorer, tester = scorers(warm, sets, val_tasks, test_tasks, steps, seed, max_flops)
+        strategy = cls(encoding, seed, **({"genotype": derived} if name == "darts" else {}))
+        bar = tqdm(total=budget, desc=f"search {name}", disable=not progress, leave=False,
+                   bar_format="{l_bar}{bar}| {n:.1f}/{total} evaluations [{elapsed}<{remaining}{postfix}]")
+        top_score = [float("nan")]
+
+        def show(trial, bar=bar, top_score=top_score):
+            if trial.tasks == val_tasks and not trial.score <= top_score[0]:
+                top_score[0] = trial.score
+                bar.set_postfix(best=f"{100 * trial.score:.1f}%", refresh=False)
+            bar.update(trial.spent - bar.n)
+
+        t0 = time.perf_counter()
+        trials = search(strategy, scorer, budget, progress=show)
+        seconds = time.perf_counter() - t0
+        bar.close()
+        top = best(trials, val_tasks)
+        extra = {"probabilities": strategy.probabilities()} if hasattr(strategy, "probabilities") else {}
+        results.append(SearchResult(name, trials, top, tester.evaluate(top.genotype), seconds, extra))
+    return results
+
+
+def table(results: list[SearchResult], space, budget: float, val_tasks: int, test_tasks: int) -> tuple[str, str]:
+    """Markdown and CSV: strategy, evaluations, best validation score, test accuracy ± CI, wall clock."""
+    from metanas.core.tables import csv_text, markdown, pct
+
+    md = markdown(["strategy", "evaluations", "candidates", f"best validation ({val_tasks} tasks)",
+                   f"test accuracy ± 95% CI ({test_tasks} tasks)", "search s", "genotype"],
+                  [[r.strategy, f"{r.trials[-1].spent:.1f}", len(r.trials), f"{100 * r.best.score:.2f}%",
+                    pct(r.test.mean, r.test.ci95), f"{r.seconds:.0f}", space.describe(r.best.genotype)] for r in results])
+    csv = csv_text(["strategy", "evaluations", "candidates", "best_validation", "test_accuracy", "test_ci95",
+                    "search_seconds", "genotype"],
+                   [[r.strategy, r.trials[-1].spent, len(r.trials), r.best.score, r.test.mean, r.test.ci95, r.seconds,
+                     json.dumps(space.dump(r.best.genotype))] for r in results])
+    return md, csv
