@@ -11,40 +11,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from metanas.config import replace as replace_config
 from metanas.core.errors import MetanasError
 from metanas.estimation.loop import Evaluation
+from metanas.meta.adaptation import Adaptation
 from metanas.meta.inner import InnerLoop, Params
 from metanas.meta.warm_start import WarmStart
 
 
-def load(ref: str | None = None, output_dir: str = "runs") -> WarmStart:
+def load(ref: str | None = None, output_dir: str = "runs", *, device=None) -> WarmStart:
     """A warm start from a checkpoint path, an MLflow run id, a registered model (``models:/NAME/VERSION``),
-    or ``None`` (the newest checkpoint under ``output_dir``)."""
+    or ``None`` (the newest checkpoint under ``output_dir``); on ``device`` where given (else the CPU)."""
     if ref is not None and str(ref).startswith("models:/"):
         from metanas.track.model_registry import fetch_warm_start
 
         ref = fetch_warm_start(str(ref), output_dir)
-    return WarmStart.load(ref, output_dir)
-
-
-def inner_loop(warm: WarmStart, steps: int | None = None, adapt_arch: bool = True,
-               lr_alpha: float | None = None) -> InnerLoop:
-    """The warm start's evaluation-phase inner loop (``inner.eval_steps``, ``inner.eval_lr_alpha``); ``steps`` and
-    ``lr_alpha`` (alpha's step; 0 keeps the architecture fixed, as ``adapt_arch=False``) override them."""
-    for name, value in (("steps", steps), ("lr_alpha", lr_alpha)):
-        if value is not None and value < 0:
-            raise MetanasError(f"{name} (--{name.replace('_', '-')}) {value}: must be >= 0")
-    adapt_arch = adapt_arch and warm.is_supernet
-    inner = InnerLoop.from_config(warm.config, warm.ways, "evaluate", adapt_arch=adapt_arch)
-    if steps is not None:
-        inner = replace(inner, steps=steps)
-    # lr_alpha overrides the checkpoint's step even where that is 0; it never adapts a fixed architecture
-    return inner if lr_alpha is None or not adapt_arch else replace(inner, lr_alpha=lr_alpha)
+    warm = WarmStart.load(ref, output_dir)
+    return warm if device is None else warm.to(device)
 
 
 @dataclass
@@ -73,11 +62,12 @@ class Adapted:
         return self.warm.child(self.arch, self.params)
 
 
-def adapt(warm: WarmStart, support_x: torch.Tensor, support_y: torch.Tensor, steps: int | None = None,
-          adapt_arch: bool = True, lr_alpha: float | None = None) -> Adapted:
+def adapt(warm: WarmStart, support_x: torch.Tensor, support_y: torch.Tensor, *,
+          adaptation: Adaptation | None = None) -> Adapted:
     """Adapt ``(w, alpha)`` to one task's support set (``support_y``: labels 0..ways-1, class-major for
-    ``inner.variant=alternating``); ``steps``, ``lr_alpha``: as :func:`inner_loop`."""
-    inner = inner_loop(warm, steps, adapt_arch, lr_alpha)
+    ``inner.variant=alternating``), as ``adaptation`` says (default: the warm start's own; e.g.
+    ``warm.adaptation.replace(lr_alpha=0)`` keeps the architecture)."""
+    inner = warm.inner_loop(adaptation)
     device = warm.device
     params = inner.adapt(warm.model, warm.params, support_x.to(device), support_y.to(device))
     params = {k: v.detach() for k, v in params.items()}
@@ -96,17 +86,16 @@ def _tasksets(warm: WarmStart, family: str, data_root: str | None):
                              warm_format=warm.image, leave_out=leave_out)
 
 
-def evaluate(warm: WarmStart, family: str, tasks: int = 600, seed: int = 0, steps: int | None = None,
-             adapt_arch: bool = True, data_root: str | None = None, chunk: int = 10, curve: bool = True,
-             progress: bool = False, dist=None, lr_alpha: float | None = None, split: str = "test",
-             encoder=None) -> tuple[Any, Evaluation]:
+def evaluate(warm: WarmStart, family: str, tasks: int = 600, *, seed: int = 0, adaptation: Adaptation | None = None,
+             split: str = "test", encoder=None, data_root: str | None = None, chunk: int = 10, curve: bool = True,
+             progress: bool = False, dist=None) -> tuple[Any, Evaluation]:
     """Adapt to ``tasks`` tasks of ``family``'s ``split`` (``test``, or ``validation`` to choose among warm starts
-    without touching test classes), seeded by ``seed``: ``(TaskFamily, Evaluation)``; ``steps``, ``lr_alpha``: as
-    :func:`inner_loop`; ``encoder``: a :class:`metanas.estimation.set_encoder.SetEncoder` (:func:`fit_set_encoder`) that sets
-    each task's starting alpha from its support images."""
+    without touching test classes), seeded by ``seed``, as ``adaptation`` says (default: the warm start's own):
+    ``(TaskFamily, Evaluation)``; ``encoder``: a :class:`metanas.estimation.set_encoder.SetEncoder`
+    (:func:`fit_set_encoder`) that sets each task's starting alpha from its support images."""
     from metanas.estimation.loop import evaluate as run
 
-    inner = inner_loop(warm, steps, adapt_arch, lr_alpha)  # bad settings fail before any data is read
+    inner = warm.inner_loop(adaptation)
     if split not in ("test", "validation"):
         raise MetanasError(f"split {split!r}: use test or validation")
     fam, sets = _tasksets(warm, family, data_root)
@@ -114,9 +103,9 @@ def evaluate(warm: WarmStart, family: str, tasks: int = 600, seed: int = 0, step
         raise MetanasError(f"{family} has no {split} split (its classes are all test classes): use a family with "
                            "train/validation/test classes")
     device = warm.device
-    ev = run(warm.model, warm.params, getattr(sets, split), tasks, inner,
-             torch.Generator().manual_seed(seed), chunk=chunk, curve=curve, progress=progress, device=device, dist=dist,
-             start=None if encoder is None else encoder.start)
+    ev = run(warm.model, warm.params, getattr(sets, split), tasks=tasks, inner=inner,
+             generator=torch.Generator().manual_seed(seed), chunk=chunk, curve=curve, progress=progress, device=device,
+             dist=dist, start=None if encoder is None else encoder.start)
     return fam, ev
 
 
@@ -139,17 +128,18 @@ def retest(warm: WarmStart, tasks: int | None = None) -> Evaluation:
     from metanas.estimation.seeds import TEST_SEED
 
     cfg = warm.config
-    return run(warm.model, warm.params, _own_tasksets(warm, None).test, cfg.meta.test_tasks if tasks is None else tasks,
-               inner_loop(warm), torch.Generator().manual_seed(cfg.run.seed + TEST_SEED), device=warm.device)
+    return run(warm.model, warm.params, _own_tasksets(warm, None).test,
+               tasks=cfg.meta.test_tasks if tasks is None else tasks, inner=warm.inner_loop(),
+               generator=torch.Generator().manual_seed(cfg.run.seed + TEST_SEED), device=warm.device)
 
 
-def select_adaptation(warm: WarmStart, steps: list[int] = (), lr_alpha: list[float] = (), tasks: int = 200,
+def select_adaptation(warm: WarmStart, steps: list[int] = (), lr_alpha: list[float] = (), *, tasks: int = 200,
                       seed: int | None = None, data_root: str | None = None, progress: bool = False
                       ) -> tuple[dict, list[dict]]:
     """Choose how ``warm`` adapts, on ``tasks`` tasks of its own validation split (a mixture's held-out
-    sources): every combination of ``steps`` and ``lr_alpha`` adapts the same tasks and the best is applied to
-    ``warm`` (its ``inner.eval_steps``, ``inner.eval_lr_alpha``). ``(best, table)``; keep it in the checkpoint
-    with :func:`metanas.meta.checkpoint.write_adaptation`. ``seed``: of the tasks (default ``run.seed`` + 3, neither
+    sources): every combination of ``steps`` and ``lr_alpha`` adapts the same tasks. ``(best, table)``; adapt with
+    the best by ``warm.with_adaptation(Adaptation.from_dict(best))``, keep it in the checkpoint with
+    :func:`metanas.meta.checkpoint.write_adaptation`. ``seed``: of the tasks (default ``run.seed`` + 3, neither
     the validation tasks logged during meta-training nor the test tasks)."""
     from metanas.estimation.seeds import SELECT_SEED
     from metanas.estimation.selection import select_adaptation as choose
@@ -159,40 +149,38 @@ def select_adaptation(warm: WarmStart, steps: list[int] = (), lr_alpha: list[flo
             raise MetanasError(f"{name} (--{name.replace('_', '-')}) {list(values)}: every value must be >= 0")
     if tasks < 1:
         raise MetanasError(f"tasks (--tasks) {tasks}: must be >= 1")
-    inner = inner_loop(warm)
+    inner = warm.inner_loop()
     cfg = warm.config
     validation = _own_tasksets(warm, data_root).validation
     if validation is None:
         raise MetanasError(f"{cfg.task.family} has no validation split to choose the adaptation on: meta-train "
                            "on a family with validation classes or sources")
     device = warm.device
-    best, table = choose(warm.model, warm.params, validation, tasks, inner, list(steps), list(lr_alpha),
-                         cfg.run.seed + SELECT_SEED if seed is None else seed, device=device, progress=progress)
-    warm.use_adaptation(best)
-    return best, table
+    return choose(warm.model, warm.params, validation, tasks=tasks, inner=inner, steps=list(steps),
+                  lr_alphas=list(lr_alpha), seed=cfg.run.seed + SELECT_SEED if seed is None else seed, device=device,
+                  progress=progress)
 
 
-def _alpha_loop(warm: WarmStart, steps: int | None, lr_alpha: float | None, what: str) -> InnerLoop:
+def _alpha_loop(warm: WarmStart, adaptation: Adaptation | None, what: str) -> InnerLoop:
     """The inner loop of tasks whose adapted alphas a method learns from (:func:`adapt_domain`,
     :func:`fit_set_encoder`): refused, in one line, for a fixed architecture or an alpha step of 0."""
     if not warm.is_supernet:
         raise MetanasError(f"the warm start is a fixed architecture ({warm.space.describe(warm.arch)}): only a "
                            f"supernet's architecture {what}")
-    inner = inner_loop(warm, steps, lr_alpha=lr_alpha)
+    inner = warm.inner_loop(adaptation)
     if not inner.adapts_arch:
         raise MetanasError("the tasks would adapt with alpha step 0 and leave alpha where it is: give an alpha step "
                            "> 0 (--lr-alpha)")
     return inner
 
 
-def adapt_domain(warm: WarmStart, family: str, tasks: int = 50, rounds: int = 1, seed: int | None = None,
-                 steps: int | None = None, lr_alpha: float | None = None, data_root: str | None = None,
+def adapt_domain(warm: WarmStart, family: str, tasks: int = 50, *, rounds: int = 1, seed: int | None = None,
+                 adaptation: Adaptation | None = None, data_root: str | None = None,
                  progress: bool = False) -> tuple[WarmStart, dict]:
     """``warm``'s architecture moved to a new domain: ``tasks`` labelled tasks of ``family`` (its validation split
     where it has one, else other tasks of its test classes) are adapted as usual, w and alpha, and the mean of their
     adapted alphas becomes the alpha of a copy of ``warm`` (``rounds`` times, each round from the last; round ``r``'s
-    tasks have seed ``seed + r``, default ``run.seed + DOMAIN_SEED``; ``steps``, ``lr_alpha``: of their adaptation, as
-    :func:`inner_loop`). The weights stay the warm start's: every task still adapts them (and alpha, per task) from
+    tasks have seed ``seed + r``, default ``run.seed + DOMAIN_SEED``; ``adaptation``: theirs, default the warm start's). The weights stay the warm start's: every task still adapts them (and alpha, per task) from
     there, with the same adaptation (the copy's :attr:`WarmStart.adaptation`). Returns the copy and what calibrated
     it."""
     import copy
@@ -203,30 +191,32 @@ def adapt_domain(warm: WarmStart, family: str, tasks: int = 50, rounds: int = 1,
 
     if tasks < 1 or rounds < 1:
         raise MetanasError(f"tasks (--tasks) {tasks}, rounds (--rounds) {rounds}: both must be >= 1")
-    inner = _alpha_loop(warm, steps, lr_alpha, "adapts to a domain")
+    inner = _alpha_loop(warm, adaptation, "adapts to a domain")
     seed = warm.config.run.seed + DOMAIN_SEED if seed is None else seed
     _, sets = _tasksets(warm, family, data_root)
     # a family of test classes only (e.g. digits): other tasks of the same classes
     split = "validation" if sets.validation is not None else "test"
-    domain = copy.deepcopy(warm)
+    info = {"family": family, "split": split, "tasks": tasks, "rounds": rounds, "seed": seed}
+    # the domain's tasks adapt the same way as the calibration's
+    domain = dataclasses.replace(warm, model=copy.deepcopy(warm.model), domain=info,
+                                 adaptation=Adaptation(steps=inner.steps, lr_alpha=inner.lr_alpha))
     device = domain.device
     for r in range(rounds):
-        ev = run(domain.model, domain.params, getattr(sets, split), tasks, inner,
-                 torch.Generator().manual_seed(seed + r), progress=progress, device=device)
+        ev = run(domain.model, domain.params, getattr(sets, split), tasks=tasks, inner=inner,
+                 generator=torch.Generator().manual_seed(seed + r), progress=progress, device=device)
         with torch.no_grad():
             for name, p in domain.model.named_parameters():
                 if name in ev.alphas:
                     p.copy_(ev.alphas[name].mean(0))
-    domain.use_adaptation({"steps": inner.steps, "lr_alpha": inner.lr_alpha})  # the domain's tasks adapt the same way
-    return domain, {"family": family, "split": split, "tasks": tasks, "rounds": rounds, "seed": seed}
+    return domain, info
 
 
-def fit_set_encoder(warm: WarmStart, tasks: int = 1000, seed: int | None = None, steps: int | None = None,
-                    lr_alpha: float | None = None, epochs: int = 50, data_root: str | None = None,
+def fit_set_encoder(warm: WarmStart, tasks: int = 1000, *, seed: int | None = None,
+                    adaptation: Adaptation | None = None, epochs: int = 50, data_root: str | None = None,
                     progress: bool = False):
     """A set encoder that predicts, from a task's support images, the alpha its adaptation would reach (zero steps on
     alpha): trained on ``tasks`` tasks of ``warm``'s training split, each adapted with ``warm``'s adaptation (or
-    ``steps``, ``lr_alpha``, as :func:`inner_loop`) as the teacher. Returns a :class:`metanas.estimation.set_encoder.Fit`
+    ``adaptation``) as the teacher. Returns a :class:`metanas.estimation.set_encoder.Fit`
     (``.encoder`` for :func:`evaluate`, ``.r2``: how much of the held-out tasks' alpha moves it explains).
     ``seed``: of the tasks and the encoder's initial weights (default ``run.seed`` + ``ENCODER_SEED``)."""
     from metanas.estimation.seeds import ENCODER_SEED
@@ -234,9 +224,9 @@ def fit_set_encoder(warm: WarmStart, tasks: int = 1000, seed: int | None = None,
 
     if tasks < 2:
         raise MetanasError(f"tasks (--tasks) {tasks}: a set encoder needs at least 2 (some to fit, some to score)")
-    inner = _alpha_loop(warm, steps, lr_alpha, "has an alpha to predict")
+    inner = _alpha_loop(warm, adaptation, "has an alpha to predict")
     train = _own_tasksets(warm, data_root).train
-    return fit(warm.model, warm.params, train, inner, warm.image.channels, tasks=tasks, epochs=epochs,
+    return fit(warm.model, warm.params, train, inner=inner, channels=warm.image.channels, tasks=tasks, epochs=epochs,
                seed=warm.config.run.seed + ENCODER_SEED if seed is None else seed, device=warm.device, progress=progress)
 
 

@@ -1,5 +1,7 @@
 """Configuration: OmegaConf structured dataclasses, YAML files, dot-list overrides.
 
+A config is frozen once validated: nothing writes into it afterwards; :func:`replace` makes a new, validated one.
+
 ``load_config`` merges defaults <- YAML files (in the order given) <- ``key=value`` overrides and
 validates everything before any work starts: a misspelled key names the
 closest valid one, a bad value names the key and the allowed range.
@@ -24,7 +26,7 @@ BACKENDS = ("auto", "gloo", "nccl")
 INNER_VARIANTS = ("joint", "alternating")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TaskConfig:
     family: str = "omniglot-glyphs-fonts-5way"  # tasks/NAME.yaml or a path to a task-family YAML
     ways: Optional[int] = None  # None: the family's value
@@ -34,7 +36,7 @@ class TaskConfig:
     leave_out: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SpaceConfig:
     """``search.*``: the search space and how its supernet is executed (each space reads the keys it uses)."""
     space: str = "chain"  # a registered space: darts (DARTS cells) or chain (layers of op x width; conv4 is one)
@@ -59,7 +61,7 @@ class SpaceConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(frozen=True)
 class InnerConfig:
     steps: int = 3
     lr: float = 0.1  # SGD step on weights
@@ -85,7 +87,7 @@ class InnerConfig:
     select_tasks: int = 200
 
 
-@dataclass
+@dataclass(frozen=True)
 class MetaConfig:
     algorithm: str = "fomaml"
     iterations: int = 4800
@@ -105,13 +107,13 @@ class MetaConfig:
     checkpoint_every: int = 50
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
     root: Optional[str] = None  # folder holding the data sets (omniglot-py/, miniimagenet/, ...); None: $METANAS_DATA, then the user cache
     skip_corrupt: bool = False  # unreadable images: stop with an error naming the file (False) or skip with a warning
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -128,7 +130,7 @@ class RunConfig:
     dist_timeout: int = 300
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
     search: SpaceConfig = field(default_factory=SpaceConfig)
@@ -243,14 +245,20 @@ def validate(cfg: Config) -> None:
 
 def resolved(cfg: Config) -> Config:
     """A copy of ``cfg`` with the search space's defaults written out (``search.channels``, ``ops``, ...)."""
-    import copy
-
     from metanas.space import create_space
 
-    out = copy.deepcopy(cfg)
-    for key, value in create_space(cfg.search).settings().items():
-        setattr(out.search, key, value)
-    return out
+    return replace(cfg, {f"search.{key}": value for key, value in create_space(cfg.search).settings().items()})
+
+
+def replace(cfg: Config, overrides: dict[str, Any]) -> Config:
+    """A new config: ``cfg`` with ``overrides`` (dotted keys to values, e.g. ``{"run.device": "cpu"}``), checked
+    and validated like user input. Configs are frozen once validated: this is the one way to change a setting."""
+    other = OmegaConf.create()
+    for key, value in overrides.items():
+        OmegaConf.update(other, key, value, force_add=True)
+    obj: Config = OmegaConf.to_object(_merge(OmegaConf.structured(cfg), other, "overrides"))
+    validate(obj)
+    return obj
 
 
 def to_yaml(cfg: Config) -> str:

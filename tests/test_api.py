@@ -54,17 +54,16 @@ def test_adapt_gives_the_task_its_own_discrete_network(trained, task):
     child = adapted.child()
     with torch.no_grad():
         assert torch.allclose(child(qx), adapted.logits(qx), atol=1e-4)
-    fixed = metanas.adapt(warm, sx, sy, adapt_arch=False)
-    assert fixed.arch == warm.derive()  # weights only: the warm start's architecture
+    fixed = metanas.adapt(warm, sx, sy, adaptation=warm.adaptation.replace(lr_alpha=0.0))
+    assert fixed.arch == warm.derive()  # alpha step 0: weights only, the warm start's architecture
     assert all(torch.equal(fixed.params[k], warm.params[k]) for k in warm.params if k.startswith("alpha_"))
-    zero = metanas.adapt(warm, sx, sy, lr_alpha=0.0)  # alpha's step 0 is adapt_arch=False
-    assert all(torch.equal(zero.params[k], fixed.params[k]) for k in fixed.params)
-    warm.config.inner.eval_lr_alpha = 0.0  # a checkpoint that keeps alpha fixed: lr_alpha switches adaptation on
-    assert not torch.equal(metanas.adapt(warm, sx, sy, lr_alpha=2.0).params["alpha_op"], warm.params["alpha_op"])
-    warm.config.inner.eval_lr_alpha = None
+    kept = warm.with_adaptation(warm.adaptation.replace(lr_alpha=0.0))  # a warm start that keeps alpha fixed
+    assert all(torch.equal(metanas.adapt(kept, sx, sy).params[k], fixed.params[k]) for k in fixed.params)
+    moved = metanas.adapt(kept, sx, sy, adaptation=kept.adaptation.replace(lr_alpha=2.0))  # switched on again
+    assert not torch.equal(moved.params["alpha_op"], warm.params["alpha_op"])
     with pytest.raises(metanas.MetanasError, match=r"lr_alpha \(--lr-alpha\) -1.0: must be >= 0"):
-        metanas.adapt(warm, sx, sy, lr_alpha=-1.0)
-    more = metanas.adapt(warm, sx, sy, steps=4)
+        warm.adaptation.replace(lr_alpha=-1.0)
+    more = metanas.adapt(warm, sx, sy, adaptation=warm.adaptation.replace(steps=4))
     assert not torch.equal(more.params["classifier.weight"], adapted.params["classifier.weight"])
 
 

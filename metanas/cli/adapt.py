@@ -3,11 +3,11 @@ own architecture. The adaptation and reporting code here is ``metanas evaluate``
 
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 
 from metanas.cli.common import add_warm_start_args, load_warm_start
+from metanas.config import replace as replace_config
 from metanas.core.errors import MetanasError
 from metanas.core.resources import DATA_ROOT_HELP
 
@@ -40,11 +40,12 @@ def add_arguments(a, tasks: int) -> None:
 def cmd_adapt(args) -> None:
     if args.tasks < 1:
         raise MetanasError("--tasks must be >= 1")
-    from metanas import api
-
     warm, dist = load_warm_start(args)
     try:
-        api.inner_loop(warm, args.steps, lr_alpha=args.lr_alpha)  # bad settings: one line, before any run is logged
+        # the command line's adaptation, validated (one line, before any run is logged); alpha step 0 keeps the
+        # architecture
+        warm = warm.with_adaptation(warm.adaptation.replace(
+            steps=args.steps, lr_alpha=0.0 if args.no_arch_adapt else args.lr_alpha))
         if getattr(args, "suite", None):
             from metanas.cli.evaluate import suite
 
@@ -54,22 +55,21 @@ def cmd_adapt(args) -> None:
         dist.close()
 
 
-def evaluate_family(args, warm, dist, family: str, progress=True, curve=True, adapt_arch=None):
+def evaluate_family(args, warm, dist, family: str, *, progress=True, curve=True, adaptation=None):
+    """``family``'s tasks adapted as ``warm`` does (or as ``adaptation`` says): ``(TaskFamily, Evaluation)``."""
     from metanas import api
 
-    adapt_arch = not args.no_arch_adapt if adapt_arch is None else adapt_arch
-    return api.evaluate(warm, family, args.tasks, args.seed, args.steps, adapt_arch, warm.config.data.root,
-                        chunk=1 if args.command == "adapt" else 10, curve=curve,
-                        progress=progress and dist.is_main, dist=dist, lr_alpha=args.lr_alpha)
+    return api.evaluate(warm, family, args.tasks, seed=args.seed, adaptation=adaptation, chunk=1 if args.command ==
+                        "adapt" else 10, curve=curve, progress=progress and dist.is_main, dist=dist)
 
 
 def paired_run(args, warm, dist, family: str, ev, **kw):
     """The same tasks with the architecture fixed: (Evaluation, mean difference, CI half-width) or None."""
     from metanas.estimation.stats import paired_difference
 
-    if not getattr(args, "paired", False) or args.no_arch_adapt or not warm.is_supernet:
+    if not getattr(args, "paired", False) or not warm.adaptation.adapts_arch or not warm.is_supernet:
         return None
-    _, fixed = evaluate_family(args, warm, dist, family, adapt_arch=False, **kw)
+    _, fixed = evaluate_family(args, warm, dist, family, adaptation=warm.adaptation.replace(lr_alpha=0.0), **kw)
     return (fixed, *paired_difference(ev, fixed))
 
 
@@ -84,7 +84,7 @@ def _adapt_one(args, warm, dist) -> None:
     paired = paired_run(args, warm, dist, args.task, ev)
     if not dist.is_main:  # rank 0 prints and logs for all
         return
-    inner = api.inner_loop(warm, args.steps, not args.no_arch_adapt, args.lr_alpha)
+    inner = warm.inner_loop()
     archs = api.architectures(warm, ev)
     space = warm.space
     wins = space.choice_wins(archs)
@@ -109,9 +109,8 @@ def _adapt_one(args, warm, dist) -> None:
     if args.plot:
         print(f"plots: {_plot_adaptation(tracker, args.output_dir, family, warm, archs, ev)}")
     if tracker:  # the config of what ran: the adaptation settings as given on the command line
-        cfg = copy.deepcopy(warm.config)
-        cfg.inner.eval_steps, cfg.inner.eval_lr_alpha = inner.steps, inner.lr_alpha
-        tracker.log_config(cfg)
+        tracker.log_config(replace_config(warm.config, {"inner.eval_steps": inner.steps,
+                                                       "inner.eval_lr_alpha": inner.lr_alpha}))
         for step, acc in enumerate(ev.curve.mean(0).tolist()):
             tracker.log_metrics({f"{kind}/accuracy_at_step": acc}, step=step)
         metrics = {f"{kind}/accuracy": ev.mean, f"{kind}/ci95": ev.ci95,

@@ -37,14 +37,15 @@ def cmd_adapt_domain(args) -> None:
         if out.resolve() == Path(warm.path).resolve():
             raise MetanasError(f"--out {out} is the warm start's own checkpoint: give another path (adapt-domain "
                                "writes a new checkpoint and leaves the run's own as it is)")
-        domain, info = api.adapt_domain(warm, args.task, args.tasks, args.rounds, args.seed, args.steps,
-                                           args.lr_alpha, progress=True)
+        adaptation = warm.adaptation.replace(steps=args.steps, lr_alpha=args.lr_alpha)
+        domain, info = api.adapt_domain(warm, args.task, args.tasks, rounds=args.rounds, seed=args.seed,
+                                        adaptation=adaptation, progress=True)
     finally:
         dist.close()
-    write_domain(warm.path, out, domain.params, warm.space.to_json(domain.derive()), info, domain.adaptation)
+    write_domain(warm.path, out, domain.params, arch=warm.space.to_json(domain.derive()), domain=info,
+                 adaptation=domain.adaptation.as_dict())
     what = "validation classes" if info["split"] == "validation" else "test classes (other tasks; it has no validation split)"
     print(f"{args.task}: alpha = the mean adapted alpha of {args.tasks} tasks of its {what}, {args.rounds} round(s)")
     print(f"architecture: {warm.space.describe(warm.derive())} -> {warm.space.describe(domain.derive())}")
-    print(f"its tasks adapt as the calibration did: {domain.adaptation['steps']} steps, alpha step "
-          f"{domain.adaptation['lr_alpha']}")
+    print(f"its tasks adapt as the calibration did: {domain.adaptation}")
     print(f"checkpoint: {out}\nadapt to the domain's tasks from it: metanas evaluate --checkpoint {out} --task {args.task}")

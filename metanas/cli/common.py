@@ -26,10 +26,9 @@ def load_warm_start(args):
     from metanas.core.runtime import seed_everything
 
     warm = api.load(warm_start_ref(args), args.output_dir)
+    warm = warm.with_config({"run.output_dir": args.output_dir, "run.device": args.device, "run.tracking_uri": None,
+                             **({"data.root": args.data_root} if args.data_root else {})})
     cfg = warm.config
-    cfg.run.output_dir, cfg.run.device, cfg.run.tracking_uri = args.output_dir, args.device, None
-    if args.data_root:
-        cfg.data.root = args.data_root
     if getattr(args, "genotype", None):  # a fixed architecture (e.g. from metanas search): weights only
         warm = warm.fixed(warm.space.read(args.genotype))
     dist = distributed.init(cfg)

@@ -45,7 +45,7 @@ def suite(args, warm, dist) -> None:
             print(f"{name} ({role}): {ev.summary()}{gain}, architecture distance {distance:.3f}", flush=True)
     if not dist.is_main:
         return
-    steps = api.inner_loop(warm, args.steps).steps
+    steps = warm.adaptation.steps
     head = ["family", "role", f"accuracy ± 95% CI ({args.tasks} tasks)", "architecture fixed",
             "paired gain (points)", "steps", "architecture distance from warm start"]
     md = markdown(head, [[n, r, pct(e.mean, e.ci95), pct(p[0].mean, p[0].ci95) if p else "-",

@@ -34,7 +34,8 @@ def cmd_export(args) -> None:
     warm = api.load(warm_start_ref(args), args.output_dir)
     if args.genotype:
         warm = warm.fixed(warm.space.read(args.genotype))
-    exported = export_task(warm, args.task, args.out, steps=args.steps, finetune=args.finetune)
+    exported = export_task(warm, args.task, args.out, adaptation=warm.adaptation.replace(steps=args.steps),
+                           finetune=args.finetune)
     with torch.no_grad():
         predicted = exported.child(exported.support_x).argmax(-1)
     print(f"exported: {exported.out.resolve()}  ({', '.join(p.name for p in sorted(exported.out.iterdir()))})")
@@ -44,8 +45,7 @@ def cmd_export(args) -> None:
     if not args.no_track:
         from metanas.track.model_registry import log_task_model
 
-        cfg = warm.config
-        cfg.run.output_dir, cfg.run.tracking_uri = args.output_dir, None
+        cfg = warm.with_config({"run.output_dir": args.output_dir, "run.tracking_uri": None}).config
         tracker = child_tracker(cfg, "export", warm.run_id, f"export-{Path(args.task).name}")
         for f in sorted(exported.out.iterdir()):
             tracker.log_artifact(f, "export")

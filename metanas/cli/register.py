@@ -17,5 +17,5 @@ def cmd_register(args) -> None:
     from metanas.track.model_registry import register_warm_start
 
     mv = register_warm_start(resolve(warm_start_ref(args), args.output_dir), args.name, args.output_dir)
-    print(f"registered: models:/{mv.name}/{mv.version}  (warm start of run {mv.tags.get('metanas.meta.warm_start')}, "
+    print(f"registered: models:/{mv.name}/{mv.version}  (warm start of run {mv.tags.get('metanas.warm_start')}, "
           f"{mv.tags.get('metanas.family')})")

@@ -32,8 +32,8 @@ def cmd_select(args) -> None:
 
     warm, dist = load_warm_start(args)
     try:
-        before = api.inner_loop(warm)
-        best, table = api.select_adaptation(warm, args.steps, args.lr_alpha, args.tasks, args.seed, progress=True)
+        best, table = api.select_adaptation(warm, args.steps, args.lr_alpha, tasks=args.tasks, seed=args.seed,
+                                            progress=True)
     finally:
         dist.close()
     rows = [[r["steps"], r["lr_alpha"], pct(r["accuracy"], r["ci95"]),
@@ -41,7 +41,7 @@ def cmd_select(args) -> None:
              "**chosen**" if r is best else ""] for r in table]
     print(markdown(["steps", "alpha step", f"validation accuracy ({args.tasks} tasks)",
                     "architecture adaptation's gain (paired, points)", ""], rows))
-    print(f"chosen: {best['steps']} steps, alpha step {best['lr_alpha']} (was {before.steps}, {before.lr_alpha})")
+    print(f"chosen: {best['steps']} steps, alpha step {best['lr_alpha']} (was {warm.adaptation})")
     if not args.dry_run:
         write_adaptation(warm.path, best)
         print(f"kept in {warm.path}: adapt, evaluate, export and the API now adapt this way")

@@ -104,10 +104,10 @@ class Exported:
     warm: object  # the WarmStart it was adapted from
 
 
-def export_task(warm, support: str | os.PathLike, out: str | os.PathLike, steps: int | None = None,
+def export_task(warm, support: str | os.PathLike, out: str | os.PathLike, *, adaptation=None,
                 finetune: int = 0) -> Exported:
     """Adapt ``warm`` (a :class:`~metanas.meta.warm_start.WarmStart`; a fixed one for a given genotype) to the support
-    folder and save the discrete child in ``out``."""
+    folder as ``adaptation`` says (default: the warm start's own) and save the discrete child in ``out``."""
     from metanas import api
     from metanas.meta.inner import InnerLoop
 
@@ -119,7 +119,7 @@ def export_task(warm, support: str | os.PathLike, out: str | os.PathLike, steps:
     if warm.config.inner.variant == "alternating" and not bool((shots == shots[0]).all()):
         raise MetanasError(f"the warm start adapts with inner.variant=alternating, which splits every class's shots "
                            f"in half: give every class in {support} the same number of images (got {shots.tolist()})")
-    adapted = api.adapt(warm, x, y, steps)
+    adapted = api.adapt(warm, x, y, adaptation=adaptation)
     child = adapted.child()
     if finetune:
         # The child drops the ops it did not keep, so its output differs from the supernet's; a few SGD

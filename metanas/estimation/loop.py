@@ -39,11 +39,11 @@ class Evaluation:
         return f"{100 * self.mean:.2f} ± {100 * self.ci95:.2f}% ({self.accuracies.numel()} tasks)"
 
 
-def evaluate(model, params: Params, taskset, n_tasks: int, inner: InnerLoop, generator: torch.Generator,
+def evaluate(model, params: Params, taskset, *, tasks: int, inner: InnerLoop, generator: torch.Generator,
              chunk: int = 10, curve: bool = False, progress: bool = False, device="cpu", dist=None,
              skip: int = 0, start=None) -> Evaluation:
-    """Adapt ``params`` to ``n_tasks`` tasks drawn from ``taskset`` with ``generator`` (after drawing and
-    dropping ``skip`` tasks, so tasks ``[skip, skip + n_tasks)`` of the seeded sequence are adapted).
+    """Adapt ``params`` to ``tasks`` tasks drawn from ``taskset`` with ``generator`` (after drawing and
+    dropping ``skip`` tasks, so tasks ``[skip, skip + tasks)`` of the seeded sequence are adapted).
     ``start(params, support_x)``: where each task's adaptation starts (e.g. a set encoder's alpha), default ``params``.
 
     ``chunk`` tasks are adapted together under ``vmap`` (chunk=1 gives honest per-task latency). ``dist`` (a :class:`metanas.training.distributed.Dist`):
@@ -62,7 +62,7 @@ def evaluate(model, params: Params, taskset, n_tasks: int, inner: InnerLoop, gen
         return torch.stack([(inner.logits(model, {k: v[s] for k, v in path.items()}, qx).argmax(-1) == qy)
                             .float().mean() for s in range(points)])
 
-    mine = dist.shard(n_tasks) if dist is not None else range(n_tasks)
+    mine = dist.shard(tasks) if dist is not None else range(tasks)
     for _ in range(skip + mine.start):  # lower ranks' tasks: drawn and dropped, so the sequence is a 1-rank run's
         taskset.sample(generator)
     batched = vmap(one_task, in_dims=(None, 0, 0))

@@ -14,10 +14,10 @@ from metanas.meta.inner import InnerLoop, Params
 from metanas.space.base import is_alpha
 
 
-def select_adaptation(model, params: Params, taskset, n_tasks: int, inner: InnerLoop, steps: list[int],
+def select_adaptation(model, params: Params, taskset, *, tasks: int, inner: InnerLoop, steps: list[int],
                       lr_alphas: list[float], seed: int, device="cpu", dist=None,
                       progress: bool = False) -> tuple[dict, list[dict]]:
-    """The adaptation setting (steps, alpha's step) that scores best on ``n_tasks`` tasks of ``taskset``:
+    """The adaptation setting (steps, alpha's step) that scores best on ``tasks`` tasks of ``taskset``:
     ``(best, table)``, each a ``{"steps", "lr_alpha", "accuracy", "ci95", "arch_gain", "arch_gain_ci95"}`` dict,
     the table in the order tried; ``arch_gain``: the paired gain over alpha step 0 at the same steps (where 0
     is a candidate and this one is not).
@@ -33,8 +33,8 @@ def select_adaptation(model, params: Params, taskset, n_tasks: int, inner: Inner
     grid = [(s, a) for s in (steps or [inner.steps]) for a in (lr_alphas or [inner.lr_alpha])]
     table, scores = [], {}
     for s, a in tqdm(grid, desc="choosing the adaptation", leave=False, disable=not progress):
-        ev = evaluate(model, params, taskset, n_tasks, replace(inner, steps=s, lr_alpha=a),
-                      torch.Generator().manual_seed(seed), device=device, dist=dist)
+        ev = evaluate(model, params, taskset, tasks=tasks, inner=replace(inner, steps=s, lr_alpha=a),
+                      generator=torch.Generator().manual_seed(seed), device=device, dist=dist)
         scores[s, a] = ev.accuracies
         table.append({"steps": int(s), "lr_alpha": float(a), "accuracy": ev.mean, "ci95": ev.ci95})
     for row in table:  # with alpha step 0 among the candidates: what adapting the architecture gains, paired

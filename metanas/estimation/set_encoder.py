@@ -81,7 +81,7 @@ def _r2(pred: torch.Tensor, target: torch.Tensor) -> float:
     return 1 - ((pred - target) ** 2).sum().item() / ((target - target.mean(0)) ** 2).sum().clamp_min(1e-12).item()
 
 
-def fit(model, params: Params, taskset, inner: InnerLoop, channels: int, tasks: int = 1000, held_out: float = 0.2,
+def fit(model, params: Params, taskset, *, inner: InnerLoop, channels: int, tasks: int = 1000, held_out: float = 0.2,
         epochs: int = 50, lr: float = 1e-3, batch: int = 64, seed: int = 0, chunk: int = 10, device="cpu",
         progress: bool = False) -> Fit:
     """Adapt ``tasks`` tasks of ``taskset`` with ``inner`` (w and alpha, the teacher) and train a :class:`SetEncoder`

@@ -127,7 +127,7 @@ def write_adaptation(path: str | os.PathLike, adaptation: dict) -> Path:
     return atomic_write(path, lambda f: torch.save(state, f))
 
 
-def write_domain(path: str | os.PathLike, out: str | os.PathLike, params: dict, arch: dict, domain: dict,
+def write_domain(path: str | os.PathLike, out: str | os.PathLike, params: dict, *, arch: dict, domain: dict,
                  adaptation: dict) -> Path:
     """A copy of the checkpoint at ``path`` at ``out`` with the alphas of ``params`` (the rest of its weights are
     the same), its derived architecture ``arch`` (the space's JSON), ``domain`` (what calibrated the alphas) and the

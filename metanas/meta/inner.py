@@ -4,9 +4,9 @@ Purely functional (``torch.func``): parameters are a dict, every step returns
 a new dict, so the same code runs a single task, is ``vmap``-ed over a
 meta-batch, and is differentiated through for second-order MAML.
 
-:class:`InnerLoop` is the one home of the inner-loop settings: built from ``cfg.inner`` for a
-*phase* (meta-training uses ``inner.steps``; evaluation, adaptation, search and export use
-``inner.eval_steps``) and with an explicit switch for adapting the architecture.
+:class:`InnerLoop` is the one home of the inner-loop settings: built from ``cfg.inner`` for meta-training
+(``inner.steps``, ``inner.lr_alpha``), or for a new task from a :class:`~metanas.meta.adaptation.Adaptation` (its steps
+and alpha step; an alpha step of 0 keeps the architecture).
 
 Variants (``inner.variant``):
 
@@ -36,12 +36,12 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad
 
+from metanas.meta.adaptation import Adaptation
 from metanas.policy.execution import executing
 # the parameter names (alpha_*, and lr_alpha_* with inner.learn_lr_alpha) belong to the space layer
 from metanas.space.base import LEARNED_LR, attach_learned_lrs, is_alpha, is_learned_lr  # noqa: F401
 
 Params = dict[str, torch.Tensor]
-PHASES = ("meta-train", "evaluate")
 
 
 def loss_fn(model, params: Params, x, y) -> torch.Tensor:
@@ -85,16 +85,21 @@ class InnerLoop:
     final_temperature: float | None = None
 
     @classmethod
-    def from_config(cls, cfg, ways: int, phase: str, adapt_arch: bool = True) -> "InnerLoop":
-        """``phase``: ``meta-train`` (``inner.steps``, ``inner.lr_alpha``) or ``evaluate`` (``inner.eval_steps`` and
-        ``inner.eval_lr_alpha`` where set, else the meta-train ones)."""
-        if phase not in PHASES:
-            raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
+    def for_meta_training(cls, cfg, ways: int) -> "InnerLoop":
+        """The inner loop of meta-training: ``inner.steps`` steps, alpha's step ``inner.lr_alpha``."""
+        return cls._from(cfg, ways, cfg.inner.steps, cfg.inner.lr_alpha)
+
+    @classmethod
+    def for_adaptation(cls, cfg, ways: int, adaptation: Adaptation) -> "InnerLoop":
+        """The inner loop of a new task (evaluation, adaptation, search, export): ``adaptation``'s steps and alpha
+        step, the rest of ``cfg.inner`` (learning rate, variant, temperatures)."""
+        return cls._from(cfg, ways, adaptation.steps, adaptation.lr_alpha)
+
+    @classmethod
+    def _from(cls, cfg, ways: int, steps: int, lr_alpha: float) -> "InnerLoop":
         i = cfg.inner
-        evaluating = lambda value, default: value if phase == "evaluate" and value is not None else default
-        steps, lr_alpha = evaluating(i.eval_steps, i.steps), evaluating(i.eval_lr_alpha, i.lr_alpha)
-        return cls(steps=steps, lr=i.lr, lr_alpha=lr_alpha if adapt_arch else 0.0, ways=ways, variant=i.variant,
-                   temperature=i.temperature, final_temperature=i.final_temperature)
+        return cls(steps=steps, lr=i.lr, lr_alpha=lr_alpha, ways=ways, variant=i.variant, temperature=i.temperature,
+                   final_temperature=i.final_temperature)
 
     def weights_only(self) -> "InnerLoop":
         """The same loop with the architecture held fixed (the ``--no-arch-adapt`` ablation, a child net)."""

@@ -55,7 +55,7 @@ class MetaLearner:
         self.model, self.cfg, self.ways = model, cfg, ways
         self.reduce = reduce  # mean over ranks of gradients and metrics; None: one process
         self.cost = cost  # alphas -> expected cost relative to the space's reference (for meta.cost_weight)
-        self.inner = InnerLoop.from_config(cfg, ways, "meta-train")
+        self.inner = InnerLoop.for_meta_training(cfg, ways)
         self.generator = torch.Generator().manual_seed(cfg.run.seed + POLICY_SEED)
         named = dict(model.named_parameters())
         weights = [p for k, p in named.items() if not is_alpha(k)]

@@ -8,6 +8,7 @@ loaded from a checkpoint path, a run id, or (through :func:`metanas.api.load`) a
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,11 @@ import torch
 from torch import nn
 
 from metanas.meta.checkpoint import read, resolve
-from metanas.config import Config, from_yaml
+from metanas.config import Config, from_yaml, replace as replace_config
 from metanas.data.images import ImageFormat
 from metanas.core.errors import MetanasError
+from metanas.meta.adaptation import Adaptation
+from metanas.meta.inner import InnerLoop
 from metanas.space import SearchSpace, alphas_of, build_model, create_space
 
 
@@ -37,9 +40,9 @@ class WarmStart:
     image: ImageFormat  # what the network takes (channels, size, normalisation), from the meta-train split
     arch: Any = None  # a child net's fixed architecture; None for a supernet
     path: Path | None = None
-    # the adaptation chosen on validation tasks (metanas select-adaptation, inner.select_*): in the config's
-    # inner.eval_steps and inner.eval_lr_alpha, which every caller's inner loop reads
-    adaptation: dict | None = None
+    # how a new task adapts: the checkpoint's (chosen on validation tasks by inner.select_* or metanas
+    # select-adaptation, or set by adapt-domain), else the config's inner.eval_*; what every caller's inner loop reads
+    adaptation: Adaptation | None = None
     # where ``metanas adapt-domain`` moved alpha to a new domain ({"family", "split", "tasks", ...}); None: as meta-trained
     domain: dict | None = None
 
@@ -58,18 +61,30 @@ class WarmStart:
         except RuntimeError as e:
             raise MetanasError(f"{path}: its weights do not match the search space in its own config "
                                f"({str(e).splitlines()[0][:160]}): the file is damaged or was edited") from None
-        warm = cls(cfg, space, model, state["ways"], state["family"], state["run_id"], state["iteration"], image,
-                   arch, path)
-        if state.get("adaptation"):
-            warm.use_adaptation(state["adaptation"])
-        warm.domain = state.get("domain")
-        return warm
+        adaptation = Adaptation.from_dict(state["adaptation"]) if state.get("adaptation") else None
+        return cls(cfg, space, model, state["ways"], state["family"], state["run_id"], state["iteration"], image,
+                   arch, path, adaptation, state.get("domain"))
 
-    def use_adaptation(self, adaptation: dict) -> None:
-        """Adapt with ``adaptation``'s steps and alpha step from now on (``{"steps", "lr_alpha", ...}``)."""
-        self.config.inner.eval_steps = int(adaptation["steps"])
-        self.config.inner.eval_lr_alpha = float(adaptation["lr_alpha"])
-        self.adaptation = dict(adaptation)
+    def __post_init__(self):
+        if self.adaptation is None:
+            self.adaptation = Adaptation.from_config(self.config)
+
+    def with_adaptation(self, adaptation: Adaptation) -> "WarmStart":
+        """This warm start (the same network) adapting with ``adaptation``."""
+        return dataclasses.replace(self, adaptation=adaptation)
+
+    def with_config(self, overrides: dict) -> "WarmStart":
+        """This warm start (the same network) with ``overrides`` (dotted keys, e.g. ``{"run.device": "cpu"}``) in
+        a new, validated config (:func:`metanas.config.replace`)."""
+        return dataclasses.replace(self, config=replace_config(self.config, overrides))
+
+    def inner_loop(self, adaptation: Adaptation | None = None) -> InnerLoop:
+        """How a new task adapts: ``adaptation`` (default: :attr:`adaptation`); a fixed architecture has no alpha
+        to step, so its alpha step is 0."""
+        adaptation = self.adaptation if adaptation is None else adaptation
+        if not self.is_supernet:
+            adaptation = adaptation.replace(lr_alpha=0.0)
+        return InnerLoop.for_adaptation(self.config, self.ways, adaptation)
 
     @property
     def params(self) -> dict[str, torch.Tensor]:
@@ -101,8 +116,7 @@ class WarmStart:
 
     def fixed(self, arch) -> "WarmStart":
         """This warm start cut down to the child of ``arch`` (e.g. a genotype found by ``metanas search``)."""
-        return WarmStart(self.config, self.space, self.child(arch), self.ways, self.family, self.run_id,
-                         self.iteration, self.image, arch, self.path, self.adaptation)
+        return dataclasses.replace(self, model=self.child(arch), arch=arch, domain=None)
 
     def check_family(self, family) -> None:
         """A family this warm start can adapt to: the same ways and channels (one clear line if not)."""

@@ -40,11 +40,11 @@ def scorers(warm, sets, val_tasks: int, test_tasks: int, steps: int | None, seed
                            "classes, e.g. omniglot-5way")
     device = warm.device
     build = lambda arch: warm.child(arch)
-    inner = api.inner_loop(warm, steps, adapt_arch=False)  # a child has no alpha
-    val = ChildNetScorer(build, sets.validation, val_tasks, inner, seed, device)
+    inner = warm.inner_loop(warm.adaptation.replace(steps=steps, lr_alpha=0.0))  # a child has no alpha
+    val = ChildNetScorer(build, sets.validation, tasks=val_tasks, inner=inner, seed=seed, device=device)
     if max_flops is not None:
         val = CostBudget(val, warm, sets.validation.ways, max_flops)
-    return val, ChildNetScorer(build, sets.test, test_tasks, inner, seed + 1, device)
+    return val, ChildNetScorer(build, sets.test, tasks=test_tasks, inner=inner, seed=seed + 1, device=device)
 
 
 class CostBudget:

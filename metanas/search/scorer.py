@@ -18,7 +18,7 @@ class ChildNetScorer:
     adapted / ``tasks``, so one candidate scored on all tasks costs 1 whatever the strategy.
     """
 
-    def __init__(self, build_child, taskset, tasks: int, inner: InnerLoop, seed: int, device="cpu"):
+    def __init__(self, build_child, taskset, *, tasks: int, inner: InnerLoop, seed: int, device="cpu"):
         self.build_child, self.taskset = build_child, taskset
         self.tasks, self.inner, self.seed, self.device = tasks, inner, seed, device
         self.spent = 0.0
@@ -27,8 +27,9 @@ class ChildNetScorer:
         """``genotype``'s child adapted to tasks ``[start, stop)`` of the sequence."""
         stop = self.tasks if stop is None else stop
         child = self.build_child(genotype).to(self.device)
-        ev = evaluate(child, {k: v.detach() for k, v in child.named_parameters()}, self.taskset, stop - start,
-                      self.inner, torch.Generator().manual_seed(self.seed), device=self.device, skip=start)
+        ev = evaluate(child, {k: v.detach() for k, v in child.named_parameters()}, self.taskset, tasks=stop - start,
+                      inner=self.inner, generator=torch.Generator().manual_seed(self.seed), device=self.device,
+                      skip=start)
         self.spent += (stop - start) / self.tasks
         return ev
 

@@ -74,14 +74,14 @@ def register_warm_start(checkpoint: str | Path, name: str, output_dir: str):
 
     checkpoint = Path(checkpoint)
     warm = WarmStart.load(checkpoint)
+    warm = warm.with_config({"run.output_dir": output_dir, "run.tracking_uri": None})
     model, cfg = warm.model, warm.config
-    cfg.run.output_dir, cfg.run.tracking_uri = output_dir, None
     client = client_for(cfg)
     run_id = warm.run_id
     try:
         client.get_run(run_id)
     except Exception:  # a checkpoint from another store: a run of its own holds the model
-        tracker = Tracker(cfg, "register", run_name=f"register-{name}", tags={"metanas.meta.warm_start": run_id})
+        tracker = Tracker(cfg, "register", run_name=f"register-{name}", tags={"metanas.warm_start": run_id})
         tracker.end()
         run_id = tracker.run_id
     size = warm.image.size
@@ -93,7 +93,7 @@ def register_warm_start(checkpoint: str | Path, name: str, output_dir: str):
                         pip_requirements=_requirements(), registered_model_name=name,
                         tags={"metanas.kind": "warm_start", "metanas.family": warm.family})
     version = info.registered_model_version
-    for key, value in {"metanas.meta.warm_start": warm.run_id, "metanas.family": warm.family,
+    for key, value in {"metanas.warm_start": warm.run_id, "metanas.family": warm.family,
                        "metanas.ways": warm.ways, "metanas.iteration": warm.iteration}.items():
         client.set_model_version_tag(name, str(version), key, str(value))
     return client.get_model_version(name, str(version))

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +19,17 @@ from tqdm import tqdm
 
 from metanas.training import distributed
 from metanas.meta.checkpoint import TrainingState, checkpoint_path
-from metanas.config import Config
+from metanas.config import Config, flatten
 from metanas.data import check_trainable, get_tasksets, load_family
 from metanas.estimation.loop import Evaluation, evaluate
 from metanas.estimation.seeds import SELECT_SEED, TEST_SEED, VAL_SEED
 from metanas.estimation.selection import select_adaptation
+from metanas.meta.adaptation import Adaptation
 from metanas.meta.inner import LEARNED_LR, InnerLoop, is_learned_lr
 from metanas.meta.outer import MetaLearner
 from metanas.core.runtime import rng_state, seed_everything, set_rng_state
 from metanas.space import alphas_of, build_model
+from metanas.track.model_registry import WARM_START_FILE
 from metanas.track.runs import NullTracker, Tracker
 
 
@@ -114,7 +116,7 @@ def _train(cfg: Config, resume: str | None, dist: distributed.Dist) -> Result:
     run.report(test, seconds, train_seconds)
     final = run.architecture()
     return Result(run.run_id, test, final, space.describe(final), run.ckpt, seconds, train_seconds, done - start,
-                  run.eval_inner.steps, dist.rank, dist.world)
+                  run.adaptation.steps, dist.rank, dist.world)
 
 
 def tasksets(cfg: Config, warm_format=None):
@@ -162,8 +164,8 @@ class _Run:
         self.cfg, self.dist, self.family, self.sets = cfg, dist, family, sets
         self.model, self.space, self.arch, self.learner, self.sampler = model, space, arch, learner, sampler
         self.history: list[dict] = []  # alpha snapshots; in the checkpoint, so a resumed run plots its whole history
-        self.eval_inner = InnerLoop.from_config(cfg, learner.ways, "evaluate")
-        self.adaptation: dict | None = None  # chosen on validation tasks (inner.select_*)
+        self.adaptation = Adaptation.from_config(cfg)  # replaced by the one chosen on validation tasks (inner.select_*)
+        self.chosen: dict | None = None  # that choice's row of the table, kept in the checkpoint
 
     def restore(self, resume: str | None) -> int:
         """Resume state (rank 0 reads it and sends it to the others), tracker, parameters on every rank: the
@@ -197,7 +199,8 @@ class _Run:
             self.tracker = Tracker(self.cfg, "meta_train", tags={"metanas.family": self.family.name,
                                                                  "metanas.space": self.space.name})
             self.tracker.log_config(self.cfg)
-        self.tracker.set_tags({"metanas.meta.checkpoint": checkpoint_path(self.cfg.run.output_dir, self.tracker.run_id),
+            self.tracker.log_datasets(_task_datasets(self.cfg, self.family, self.sets))
+        self.tracker.set_tags({"metanas.checkpoint": checkpoint_path(self.cfg.run.output_dir, self.tracker.run_id),
                                "metanas.ranks": self.dist.world})
         return self.tracker.run_id
 
@@ -226,11 +229,12 @@ class _Run:
                           self.learner.optimizer.state_dict(), self.learner.skipped,
                           rng_state(sampler=self.sampler, policy=self.learner.generator),
                           self.space.dump(self.architecture()), self.sets.train.format.to_dict(),
-                          self.history, self.adaptation).save(self.ckpt, self.cfg)
+                          self.history, self.chosen).save(self.ckpt, self.cfg)
 
     def _evaluate(self, taskset, tasks: int, seed: int, **kw) -> Evaluation:
-        return evaluate(self.model, self.learner.params(), taskset, tasks, self.eval_inner,
-                        torch.Generator().manual_seed(self.cfg.run.seed + seed), device=self.dist.device,
+        inner = InnerLoop.for_adaptation(self.cfg, self.learner.ways, self.adaptation)
+        return evaluate(self.model, self.learner.params(), taskset, tasks=tasks, inner=inner,
+                        generator=torch.Generator().manual_seed(self.cfg.run.seed + seed), device=self.dist.device,
                         dist=self.dist, **kw)
 
     def validate(self, iteration: int) -> Evaluation:
@@ -261,12 +265,12 @@ class _Run:
         i = self.cfg.inner
         if not (i.select_steps or i.select_lr_alpha) or self.learner.nonfinite:
             return False
-        best, table = select_adaptation(self.model, self.learner.params(), self.sets.validation, i.select_tasks,
-                                        self.eval_inner, i.select_steps, i.select_lr_alpha,
-                                        self.cfg.run.seed + SELECT_SEED, device=self.dist.device, dist=self.dist,
-                                        progress=self.cfg.run.progress and self.dist.is_main)
-        self.eval_inner = replace(self.eval_inner, steps=best["steps"], lr_alpha=best["lr_alpha"])
-        self.adaptation = best
+        best, table = select_adaptation(
+            self.model, self.learner.params(), self.sets.validation, tasks=i.select_tasks,
+            inner=InnerLoop.for_adaptation(self.cfg, self.learner.ways, self.adaptation), steps=i.select_steps,
+            lr_alphas=i.select_lr_alpha, seed=self.cfg.run.seed + SELECT_SEED, device=self.dist.device,
+            dist=self.dist, progress=self.cfg.run.progress and self.dist.is_main)
+        self.adaptation, self.chosen = Adaptation.from_dict(best), best
         self.tracker.log_dict({"chosen": best, "candidates": table}, "adaptation_selection.json")
         self.tracker.set_tags({"metanas.adaptation": f"steps={best['steps']} lr_alpha={best['lr_alpha']}"})
         return True
@@ -276,12 +280,19 @@ class _Run:
                               progress=self.cfg.run.progress and self.dist.is_main)
 
     def report(self, test: Evaluation, seconds: float, train_seconds: float) -> None:
-        """Final metrics, architecture, plots and the checkpoint artifact, then close the MLflow run."""
+        """Final metrics, architecture, plots and the checkpoint artifact, then close the MLflow run. The warm start
+        is also the run's logged model (its checkpoint file, the test metrics): the checkpoint stays the original."""
         tracker = self.tracker
         for step, acc in enumerate(test.curve.mean(0).tolist()):
             tracker.log_metrics({"test/accuracy_at_step": acc}, step=step)
-        tracker.log_metrics({"test/accuracy": test.mean, "test/ci95": test.ci95, "wall_seconds": seconds,
-                             "train_seconds": train_seconds}, step=self.cfg.meta.iterations)
+        step = self.cfg.meta.iterations
+        model_id = tracker.log_model("warm_start", {WARM_START_FILE: self.ckpt}, step=step, model_type="warm start",
+                                     params=flatten(self.cfg), tags={"metanas.kind": "warm_start",
+                                                                     "metanas.family": self.family.name,
+                                                                     "metanas.space": self.space.name})
+        tracker.log_metrics({"test/accuracy": test.mean, "test/ci95": test.ci95}, step=step, model_id=model_id,
+                            context="test")
+        tracker.log_metrics({"wall_seconds": seconds, "train_seconds": train_seconds}, step=step)
         arch = self.architecture()
         tracker.log_dict(self.space.dump(arch), "genotype.json")
         if self.dist.is_main:
@@ -311,3 +322,21 @@ def _log_plots(tracker: Tracker, cfg: Config, space, params, arch, history: list
     for name, fig in figures.items():
         tracker.log_figure(fig, f"plots/{name}")
         plots.close(fig)
+
+
+def _task_datasets(cfg: Config, family, sets) -> list[dict]:
+    """The task family's splits as MLflow dataset inputs (the run page's Datasets): a description of what was
+    sampled (data set, split, ways, shots, classes, tasks), not the images."""
+    from metanas.data.images import user_cache
+
+    source = family.root or str(Path(cfg.data.root or os.environ.get("METANAS_DATA") or user_cache() / "data")
+                                .expanduser().resolve())
+    tasks = {"train": cfg.meta.iterations * cfg.meta.meta_batch, "validation": cfg.meta.eval_tasks,
+             "test": cfg.meta.test_tasks}
+    contexts = {"train": "training", "validation": "validation", "test": "test"}
+    return [{"name": f"{family.name}/{split}", "source": source, "context": contexts[split], "family": family.name,
+             "dataset": family.dataset, "split": f"{family.split}/{split}", "ways": ts.ways, "shots": ts.shots,
+             "queries": ts.queries, "classes": ts.num_classes, "tasks": tasks[split],
+             "image": f"{ts.format.channels}x{ts.format.size}x{ts.format.size}",
+             **({"sources": ts.name} if family.dataset == "mixture" else {})}
+            for split, ts in sets._asdict().items() if ts is not None]

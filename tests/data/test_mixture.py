@@ -145,5 +145,5 @@ def test_evaluating_a_mixture_leaves_out_what_the_run_left_out(tmp_path, monkeyp
         return sets
 
     monkeypatch.setattr(metanas.data, "get_tasksets", spy)
-    api.evaluate(warm, "omniglot-fonts-5way", 2, 0, curve=False)
+    api.evaluate(warm, "omniglot-fonts-5way", 2, seed=0, curve=False)
     assert [s.names for s in test_sets] == [["omniglot-5way-shift-train"]]

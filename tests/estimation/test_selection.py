@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import metanas
+from metanas.meta.adaptation import Adaptation
 from metanas.meta.checkpoint import read
 from metanas.estimation.stats import best_row
 
@@ -35,8 +36,8 @@ def test_meta_training_chooses_the_adaptation_on_validation_and_keeps_it(trained
     assert kept == logged["chosen"] == max(table, key=lambda r: r["accuracy"])
     assert result.eval_steps == kept["steps"]  # the final test adapted with the chosen setting
     warm = metanas.load(str(result.checkpoint))
-    inner = metanas.api.inner_loop(warm)
-    assert warm.adaptation == kept and (inner.steps, inner.lr_alpha) == (kept["steps"], kept["lr_alpha"])
+    inner = warm.inner_loop()
+    assert warm.adaptation == Adaptation.from_dict(kept) and (inner.steps, inner.lr_alpha) == (kept["steps"], kept["lr_alpha"])
     # the checkpoint is still the run's own: resuming the finished run with the same config is accepted
     again = metanas.train(cfg, resume=str(result.checkpoint))
     assert again.steps == 0 and read(again.checkpoint)["adaptation"] == kept
@@ -59,7 +60,7 @@ def test_every_candidate_adapts_the_same_tasks_and_the_best_is_chosen(trained):
     # architecture adaptation's paired gain: each alpha step against alpha step 0 at the same steps
     assert [r["arch_gain"] is None for r in table] == [True, False, True, False]
     assert table[3]["arch_gain"] == pytest.approx(table[3]["accuracy"] - table[2]["accuracy"], abs=1e-6)
-    assert metanas.api.inner_loop(warm).steps == best["steps"]  # applied to the warm start
+    assert warm.with_adaptation(Adaptation.from_dict(best)).inner_loop().steps == best["steps"]
     fixed = warm.fixed(warm.derive())  # no alphas: only the steps are tried
     assert [r["steps"] for r in metanas.select_adaptation(fixed, [0, 2], [0.0, 0.5], tasks=3)[1]] == [0, 2]
     with pytest.raises(metanas.MetanasError, match=r"lr_alpha \(--lr-alpha\) \[-1.0\]: every value must be >= 0"):
@@ -112,18 +113,18 @@ def test_adapt_domain_sets_alpha_to_the_mean_adapted_alpha_of_the_domains_tasks(
 
     result, _, _ = trained
     warm = metanas.load(str(result.checkpoint))
-    warm.use_adaptation({"steps": 2, "lr_alpha": 1.0})
+    warm = warm.with_adaptation(Adaptation(steps=2, lr_alpha=1.0))
     before = {k: v.clone() for k, v in alphas_of(warm.params).items()}
     family = "omniglot-5way-shift-invert"
     domain, info = metanas.api.adapt_domain(warm, family, tasks=4, rounds=2, seed=7)
     assert info == {"family": family, "split": "validation", "tasks": 4, "rounds": 2, "seed": 7}
-    assert domain.adaptation == {"steps": 2, "lr_alpha": 1.0}
+    assert domain.adaptation == Adaptation(steps=2, lr_alpha=1.0)
     # computed independently: round 1 from the warm start (tasks of seed 7), round 2 from round 1's alpha (seed 8)
-    first = metanas.evaluate(warm, family, 4, 7, curve=False, split="validation")[1].alphas
+    first = metanas.evaluate(warm, family, 4, seed=7, curve=False, split="validation")[1].alphas
     assert all(torch.equal(warm.params[k], before[k]) for k in before)  # the warm start itself is left as it was
     one, _ = metanas.api.adapt_domain(warm, family, tasks=4, rounds=1, seed=7)
     assert all(torch.allclose(one.params[k], first[k].mean(0), atol=1e-6) for k in before)
-    second = metanas.evaluate(one, family, 4, 8, curve=False, split="validation")[1].alphas
+    second = metanas.evaluate(one, family, 4, seed=8, curve=False, split="validation")[1].alphas
     assert all(torch.allclose(domain.params[k], second[k].mean(0), atol=1e-6) for k in before)
     assert not torch.allclose(domain.params["alpha_op"], before["alpha_op"])
     assert all(torch.equal(domain.params[k], warm.params[k]) for k in domain.params if k not in before)  # w kept
@@ -133,7 +134,7 @@ def test_adapt_domain_sets_alpha_to_the_mean_adapted_alpha_of_the_domains_tasks(
         metanas.api.adapt_domain(warm, family, tasks=0)
     with pytest.raises(metanas.MetanasError, match="only a supernet's architecture"):
         metanas.api.adapt_domain(warm.fixed(warm.derive()), family)
-    warm.use_adaptation({"steps": 2, "lr_alpha": 0.0})
+    warm = warm.with_adaptation(Adaptation(steps=2, lr_alpha=0.0))
     with pytest.raises(metanas.MetanasError, match="alpha step 0"):
         metanas.api.adapt_domain(warm, family)
 
@@ -174,21 +175,22 @@ def test_set_encoder_sets_each_tasks_starting_alpha_from_its_support_images(trai
 
     result, _, _ = trained
     warm = metanas.load(str(result.checkpoint))
-    warm.use_adaptation({"steps": 2, "lr_alpha": 1.0})
+    warm = warm.with_adaptation(Adaptation(steps=2, lr_alpha=1.0))
     alphas = alphas_of(warm.params)
     family = "omniglot-5way-shift-invert"
-    plain = metanas.evaluate(warm, family, 4, 3, curve=False)[1]
+    plain = metanas.evaluate(warm, family, 4, seed=3, curve=False)[1]
     # untrained, it predicts no move: the same evaluation to the bit
     zero = SetEncoder(warm.image.channels, {k: v.shape for k, v in alphas.items()})
-    same = metanas.evaluate(warm, family, 4, 3, curve=False, encoder=zero)[1]
+    same = metanas.evaluate(warm, family, 4, seed=3, curve=False, encoder=zero)[1]
     assert torch.equal(same.accuracies, plain.accuracies) and all(torch.equal(same.alphas[k], plain.alphas[k]) for k in alphas)
     # a known offset, alpha held fixed: every task's alpha is the warm start's plus the offset
     with torch.no_grad():
         zero.head[-1].bias.copy_(torch.linspace(-2, 2, zero.head[-1].bias.numel()))
+    fixed = warm.adaptation.replace(lr_alpha=0.0)
     offsets = zero(torch.zeros(5, warm.image.channels, warm.image.size, warm.image.size))
-    moved = metanas.evaluate(warm, family, 4, 3, curve=False, encoder=zero, adapt_arch=False)[1]
+    moved = metanas.evaluate(warm, family, 4, seed=3, curve=False, encoder=zero, adaptation=fixed)[1]
     assert all(torch.allclose(moved.alphas[k], (alphas[k] + offsets[k]).expand_as(moved.alphas[k])) for k in alphas)
-    assert not torch.equal(moved.accuracies, metanas.evaluate(warm, family, 4, 3, curve=False, adapt_arch=False)[1].accuracies)
+    assert not torch.equal(moved.accuracies, metanas.evaluate(warm, family, 4, seed=3, curve=False, adaptation=fixed)[1].accuracies)
     # its constant control: the same offsets for any images
     control = zero.constant(torch.full_like(zero.head[-1].bias, 0.5))
     images = torch.randn(2, 5, warm.image.channels, warm.image.size, warm.image.size)
@@ -198,7 +200,7 @@ def test_set_encoder_sets_each_tasks_starting_alpha_from_its_support_images(trai
 def test_set_encoder_learns_the_alpha_moves_of_the_training_tasks_seeded(trained):
     result, _, _ = trained
     warm = metanas.load(str(result.checkpoint))
-    warm.use_adaptation({"steps": 2, "lr_alpha": 1.0})
+    warm = warm.with_adaptation(Adaptation(steps=2, lr_alpha=1.0))
     fit = metanas.api.fit_set_encoder(warm, tasks=20, epochs=20, seed=5)
     assert (fit.tasks, fit.held_out) == (20, 4)
     assert fit.r2 > fit.zero_r2  # it predicts the held-out tasks' moves better than no move
@@ -211,4 +213,4 @@ def test_set_encoder_learns_the_alpha_moves_of_the_training_tasks_seeded(trained
     with pytest.raises(metanas.MetanasError, match="only a supernet"):
         metanas.api.fit_set_encoder(warm.fixed(warm.derive()))
     with pytest.raises(metanas.MetanasError, match="alpha step 0"):
-        metanas.api.fit_set_encoder(warm, lr_alpha=0)
+        metanas.api.fit_set_encoder(warm, adaptation=warm.adaptation.replace(lr_alpha=0))

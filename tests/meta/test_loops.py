@@ -1,12 +1,15 @@
 """Inner loop (DARTS on one task) and outer loop (MAML / FOMAML / Reptile) on torch.func, for every search
 space under every execution policy."""
 
+import dataclasses
 from dataclasses import replace
 
 import pytest
 import torch
 
-from metanas.config import load_config
+from metanas.config import load_config, replace as replace_config
+from metanas.core.errors import MetanasError
+from metanas.meta.adaptation import Adaptation
 from metanas.meta.inner import InnerLoop, loss_fn
 from metanas.meta.outer import MetaLearner, NonFiniteError
 from metanas.space import build_model, chain
@@ -57,7 +60,7 @@ def test_vmap_and_loop_meta_gradients_match(algorithm, space, policy):
     alphas = [k for k in g_vmap if k.startswith("alpha_")]
     assert alphas and all(g_vmap[k].abs().max() > 0 for k in alphas)  # the architecture gets a meta-gradient
     if policy == "mixture":  # chunked vmap (memory-saving) gives the same mean (gumbel: one sample per chunk)
-        learner.cfg.meta.task_chunk = 2
+        learner.cfg = replace_config(learner.cfg, {"meta.task_chunk": 2})
         assert max_diff(learner.meta_gradient(task)[0], g_vmap) < 1e-5
 
 
@@ -87,7 +90,7 @@ def test_second_order_meta_gradient_matches_finite_differences(monkeypatch, spac
     analytic = sum((grads[k] * v[k]).sum().item() for k in params)
     assert abs(fd - analytic) < 1e-4 * max(1.0, abs(fd)), (fd, analytic)
     # and the first-order gradient is measurably different: the test can tell them apart
-    learner.cfg.meta.algorithm = "fomaml"
+    learner.cfg = replace_config(learner.cfg, {"meta.algorithm": "fomaml"})
     fo, _, _ = learner.meta_gradient(task, vectorize=False)
     assert abs(sum((fo[k] * v[k]).sum().item() for k in params) - fd) > 1e-3
 
@@ -143,15 +146,29 @@ def test_non_finite_steps_are_skipped_then_stop_the_run():
 
 def test_inner_loop_settings_have_one_home():
     cfg = load_config(None, ["inner.steps=2", "inner.eval_steps=7", "inner.lr_alpha=0.3"])
-    train, ev = InnerLoop.from_config(cfg, 5, "meta-train"), InnerLoop.from_config(cfg, 5, "evaluate")
+    adaptation = Adaptation.from_config(cfg)
+    train, ev = InnerLoop.for_meta_training(cfg, 5), InnerLoop.for_adaptation(cfg, 5, adaptation)
     assert (train.steps, ev.steps, ev.lr_alpha, ev.ways) == (2, 7, 0.3, 5)
-    cfg.inner.eval_lr_alpha = 3.0  # adaptation's alpha step, apart from meta-training's
-    assert (InnerLoop.from_config(cfg, 5, "meta-train").lr_alpha, InnerLoop.from_config(cfg, 5, "evaluate").lr_alpha) \
-        == (0.3, 3.0)
-    assert InnerLoop.from_config(cfg, 5, "evaluate", adapt_arch=False).lr_alpha == 0.0
+    cfg = replace_config(cfg, {"inner.eval_lr_alpha": 3.0})  # adaptation's alpha step, apart from meta-training's
+    assert (InnerLoop.for_meta_training(cfg, 5).lr_alpha, Adaptation.from_config(cfg).lr_alpha) == (0.3, 3.0)
+    assert InnerLoop.for_adaptation(cfg, 5, adaptation.replace(lr_alpha=0)).lr_alpha == 0.0
     assert ev.weights_only().lr_alpha == 0.0 and ev.adapts_arch
-    with pytest.raises(ValueError, match="phase"):
-        InnerLoop.from_config(cfg, 5, "test")
+
+
+def test_an_adaptation_is_one_frozen_validated_value():
+    cfg = load_config(None, ["inner.eval_steps=4"])
+    a = Adaptation.from_config(cfg)
+    assert (a.steps, a.lr_alpha, a.adapts_arch) == (4, 0.5, True)
+    assert a.replace(lr_alpha=0) == Adaptation(4, 0.0) and not a.replace(lr_alpha=0).adapts_arch
+    assert a.replace() == a and Adaptation.from_dict({"steps": 4, "lr_alpha": 0.5, "accuracy": 0.9}) == a
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.steps = 3
+    with pytest.raises(MetanasError, match=r"lr_alpha \(--lr-alpha\) -1.0: must be >= 0"):
+        a.replace(lr_alpha=-1.0)
+    with pytest.raises(MetanasError, match=r"steps \(--steps\) 2.5: must be a whole number"):
+        a.replace(steps=2.5)
+    with pytest.raises(dataclasses.FrozenInstanceError):  # a validated config is never written into
+        cfg.inner.eval_steps = 3
 
 
 def test_temperature_is_annealed_over_the_inner_steps():

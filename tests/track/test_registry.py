@@ -22,7 +22,7 @@ def registered(smoke_run, runs_dir):
 @pytest.mark.slow
 def test_registered_version_points_back_to_its_run(registered, smoke_run, runs_dir):
     mv = client(runs_dir).get_model_version("omniglot-warm", "1")
-    assert mv.tags["metanas.meta.warm_start"] == smoke_run[0] and mv.tags["metanas.ways"] == "5"
+    assert mv.tags["metanas.warm_start"] == smoke_run[0] and mv.tags["metanas.ways"] == "5"
     assert mv.run_id == smoke_run[0]
     model = client(runs_dir).get_logged_model(mv.source.removeprefix("models:/"))
     assert model.source_run_id == smoke_run[0] and model.artifact_location.startswith(runs_dir.as_uri())
