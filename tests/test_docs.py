@@ -5,6 +5,7 @@ Scans every tracked text file (``git ls-files``), so a path pasted into a docstr
 benchmark note fails here, naming the file and the line.
 """
 
+import importlib.util
 import re
 import subprocess
 from pathlib import Path
@@ -13,7 +14,10 @@ import pytest
 from conftest import ROOT
 
 TEXT_SUFFIXES = {".md", ".py", ".yaml", ".yml", ".toml", ".cfg", ".txt"}
-README_MAX_LINES = 250
+README_MAX_WORDS = 1200
+README_TABLE_MAX_ROWS, README_TABLE_COLUMNS = 6, 4
+RESULTS_MAX_LINES = 500
+VERDICT_MIN_WORDS = 40
 
 # An absolute path of one machine: a path that starts at the root with work, tmp, root or home (not a relative
 # runs/tmp/ nor a URL path such as example.org/home/).
@@ -93,10 +97,89 @@ def test_the_word_pattern(line, bad):
     assert bool(LOG_WORD.search(line)) is bad, line
 
 
+def section(text: str, heading: str) -> list[str]:
+    """The lines under a ``## heading`` up to the next heading of level 1 or 2."""
+    lines, inside, fenced = [], False, False
+    for line in text.splitlines():
+        fenced ^= line.startswith("```")
+        if not fenced and re.match(r"#{1,2}\s", line):
+            inside = line.strip() == heading
+        elif inside:
+            lines.append(line)
+    return lines
+
+
+def cells(row: str) -> list[str]:
+    return [c.strip() for c in row.strip().strip("|").split("|")]
+
+
+def readme_problems(text: str) -> list[str]:
+    """What makes a README too long to read: its words, and the size of its results table."""
+    problems = []
+    if (words := len(text.split())) > README_MAX_WORDS:
+        problems.append(f"{words} words (at most {README_MAX_WORDS}): move detail to docs/")
+    table = [line for line in section(text, "## Results") if line.lstrip().startswith("|")]
+    if not table:
+        return problems + ["no results table under ## Results"]
+    head, rows = table[0], [r for r in table[2:] if r.strip()]
+    if len(cells(head)) != README_TABLE_COLUMNS:
+        problems.append(f"the results table has {len(cells(head))} columns (exactly {README_TABLE_COLUMNS}: "
+                        "setting | figure ± CI | paired against the best conv4 | command)")
+    if len(rows) > README_TABLE_MAX_ROWS:
+        problems.append(f"the results table has {len(rows)} rows (at most {README_TABLE_MAX_ROWS}): link the rest "
+                        "to docs/results.md")
+    return problems
+
+
+def results_problems(text: str) -> list[str]:
+    """What makes the results page hard to read: its length, and no verdict before its first section."""
+    problems = []
+    lines = text.splitlines()
+    if len(lines) > RESULTS_MAX_LINES:
+        problems.append(f"{len(lines)} lines (at most {RESULTS_MAX_LINES}): move superseded figures to history.md")
+    titled = bool(lines) and lines[0].startswith("# ")
+    first_section = next((i for i, line in enumerate(lines) if line.startswith("## ")), len(lines))
+    opening = "\n".join(lines[1:first_section]).strip().split("\n\n")[0] if titled else ""
+    if not opening.startswith("**Verdict.**") or len(opening.split()) < VERDICT_MIN_WORDS:
+        problems.append("the page must open, under its title and before its first ## section, with a paragraph "
+                        f"starting **Verdict.** of at least {VERDICT_MIN_WORDS} words")
+    return problems
+
+
 def test_readme_is_short():
-    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
-    assert len(lines) <= README_MAX_LINES, f"README.md has {len(lines)} lines (at most {README_MAX_LINES}): " \
-        "move detail to docs/"
+    problems = readme_problems((ROOT / "README.md").read_text(encoding="utf-8"))
+    assert not problems, "README.md: " + "; ".join(problems)
+
+
+def test_results_page_is_short_and_opens_with_its_verdict():
+    problems = results_problems((ROOT / "docs" / "results.md").read_text(encoding="utf-8"))
+    assert not problems, "docs/results.md: " + "; ".join(problems)
+
+
+VERDICT = "**Verdict.** " + "word " * VERDICT_MIN_WORDS
+TABLE = "| setting | figure | paired | command |\n|---|---|---|---|\n"
+
+
+@pytest.mark.parametrize("text, bad", [
+    ("# R\n\n" + "w " * 100 + "\n\n## Results\n\n" + TABLE + "| a | 1 | 2 | c |\n", False),
+    ("# R\n\n" + "w " * (README_MAX_WORDS + 1) + "\n\n## Results\n\n" + TABLE, True),
+    ("# R\n\n## Results\n\n" + TABLE + "| a | 1 | 2 | c |\n" * (README_TABLE_MAX_ROWS + 1), True),
+    ("# R\n\n## Results\n\n| a | b | c |\n|---|---|---|\n| 1 | 2 | 3 |\n", True),
+    ("# R\n\n## Results\n\nno table\n", True),
+])
+def test_the_readme_limits(text, bad):
+    assert bool(readme_problems(text)) is bad
+
+
+@pytest.mark.parametrize("text, bad", [
+    ("# Results\n\n" + VERDICT + "\n\nmore\n\n## A claim\n", False),
+    ("# Results\n\n" + VERDICT + "\n\n## A claim\n" + "line\n" * RESULTS_MAX_LINES, True),
+    ("# Results\n\n## A claim\n\n" + VERDICT + "\n", True),
+    ("# Results\n\n| a | b |\n|---|---|\n\n" + VERDICT + "\n\n## A claim\n", True),
+    ("# Results\n\n**Verdict.** too short.\n\n## A claim\n", True),
+])
+def test_the_results_limits(text, bad):
+    assert bool(results_problems(text)) is bad
 
 
 def slug(heading: str) -> str:
@@ -143,6 +226,28 @@ def test_links_between_pages_lead_somewhere():
     assert not broken, "\n".join(broken)
 
 
-def test_results_leave_the_distribution_section_to_its_figures():
-    text = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
-    assert "## Across task distributions" in text
+IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s:#]+\.png)\)")
+
+
+def test_pictures_exist_and_the_results_plots_are_drawn_by_docs_figures():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    missing = [f"{page.relative_to(ROOT)}: {m.group(1)}" for page in pages
+               for m in IMAGE.finditer(page.read_text(encoding="utf-8")) if not (page.parent / m.group(1)).exists()]
+    assert not missing, "pictures that do not exist: " + ", ".join(missing)
+    spec = importlib.util.spec_from_file_location("docs_figures", ROOT / "docs" / "figures.py")
+    figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(figures)
+    shown = set(IMAGE.findall((ROOT / "docs" / "results.md").read_text(encoding="utf-8")))
+    drawn = {f"img/{name}.png" for name in figures.PLOTS}
+    assert shown == drawn, f"results.md shows {sorted(shown)}, docs/figures.py draws {sorted(drawn)}"
+
+
+def test_the_results_plots_draw_from_their_data(tmp_path):
+    spec = importlib.util.spec_from_file_location("docs_figures", ROOT / "docs" / "figures.py")
+    figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(figures)
+    figures.IMG = tmp_path
+    figures.main([])
+    sizes = {p.name: p.stat().st_size for p in tmp_path.glob("*.png")}
+    assert set(sizes) == {f"{name}.png" for name in figures.PLOTS}
+    assert all(10_000 < size < 150_000 for size in sizes.values()), sizes
