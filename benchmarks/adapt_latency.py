@@ -17,6 +17,7 @@ from metanas.config import load_config
 from metanas.data import get_tasksets, load_family
 from metanas.estimation.loop import evaluate
 from metanas.estimation.seeds import TEST_SEED
+from metanas.meta.adaptation import Adaptation
 from metanas.meta.inner import InnerLoop
 from metanas.core.resources import add_config_arg
 from metanas.core.runtime import resolve_device
@@ -33,20 +34,21 @@ def main() -> None:
     args = p.parse_intermixed_args()
     if args.checkpoint:
         warm = WarmStart.load(args.checkpoint)
-        model, cfg = warm.model, warm.config
+        model, cfg, adaptation = warm.model, warm.config, warm.adaptation
     else:
         cfg = load_config(args.config, args.overrides)
         torch.manual_seed(cfg.run.seed)
-        model = build_model(cfg, cfg.task.ways or 5)[0]
+        model, adaptation = build_model(cfg, cfg.task.ways or 5)[0], Adaptation.from_config(cfg)
     device = resolve_device(cfg.run.device)
     model.to(device)
     sets = get_tasksets(load_family(cfg.task.family), cfg.data.root, cfg.task.ways, cfg.task.shots, cfg.task.queries)
-    inner = InnerLoop.from_config(cfg, sets.test.ways, "evaluate")
+    inner = InnerLoop.for_adaptation(cfg, sets.test.ways, adaptation)
     params = {k: v.detach() for k, v in model.named_parameters()}
 
     def run(curve):
-        return evaluate(model, params, sets.test, args.tasks, inner,
-                        torch.Generator().manual_seed(cfg.run.seed + TEST_SEED), chunk=1, curve=curve, device=device)
+        return evaluate(model, params, sets.test, tasks=args.tasks, inner=inner,
+                        generator=torch.Generator().manual_seed(cfg.run.seed + TEST_SEED), chunk=1, curve=curve,
+                        device=device)
 
     run(False)  # warm-up: allocator, kernels
     timed = run(False)

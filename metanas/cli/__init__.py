@@ -13,7 +13,7 @@ from metanas.core.errors import exit_on_error
 from metanas.core.registry import Registry
 
 COMMANDS = Registry("command module")
-for _name in ("train", "adapt", "evaluate", "select_adaptation", "adapt_domain", "search", "export", "predict",
+for _name in ("train", "adapt", "evaluate", "select_adaptation", "adapt_domain", "search", "compare", "export", "predict",
               "register", "runs", "tasks", "ui"):
     COMMANDS.register(f"metanas.cli.{_name}", name=_name)
 MODULES = tuple(COMMANDS.names())

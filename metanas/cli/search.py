@@ -36,6 +36,14 @@ def register(sub) -> None:
     h.add_argument("--data-root", help=DATA_ROOT_HELP)
     h.add_argument("--device", default="auto")
     h.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
+    r = h.add_argument_group("ranking the search estimator (--rank-children)")
+    r.add_argument("--rank-children", type=int, metavar="N", help="instead of searching: score N random children, the "
+                   "searched one (evolution, --budget evaluations) and the argmax one both by weight sharing "
+                   "(--val-tasks) and by meta-training each alone (--test-tasks); Kendall tau between the two")
+    r.add_argument("--child-iterations", type=int, default=300, help="stand-alone meta-iterations per child (300)")
+    r.add_argument("--child-override", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override for the stand-alone meta-training (repeatable)")
+    r.add_argument("--csv", help="with --rank-children: also write the rows as CSV here")
     h.set_defaults(fn=cmd_search)
 
 
@@ -52,9 +60,39 @@ def cmd_search(args) -> None:
         raise MetanasError(f"{warm.path} is not a supernet warm start (it is the fixed architecture "
                            f"{warm.space.describe(warm.arch)}): search needs a supernet")
     try:
-        _search(args, warm)
+        _rank(args, warm) if args.rank_children is not None else _search(args, warm)
     finally:
         dist.close()
+
+
+def _rank(args, warm) -> None:
+    """``--rank-children``: weight-sharing scores against stand-alone meta-training (:mod:`metanas.search.ranking`)."""
+    from metanas.search.ranking import rank_children
+
+    result = rank_children(warm, children=args.rank_children, iterations=args.child_iterations,
+                           val_tasks=args.val_tasks, test_tasks=args.test_tasks, search_budget=args.budget,
+                           seed=args.seed, output_dir=args.output_dir, overrides=args.child_override,
+                           report=lambda line: print(line, flush=True))
+    print(result.markdown(args.test_tasks))
+    c = result.correlations()
+    print(f"{len(result.children)} children: Kendall tau {c['tau']:+.3f} (p = {c['p_tau']:.3f}), Spearman rho "
+          f"{c['rho']:+.3f} (p = {c['p_rho']:.3f})")
+    for kind in ("searched", "argmax"):
+        mean, ci = result.over_random(kind)
+        i = next(j for j, child in enumerate(result.children) if child.kind == kind)
+        print(f"{kind} child minus the mean random child, paired over {args.test_tasks} tasks: "
+              f"{100 * mean:+.2f} ± {100 * ci:.2f} points (stand-alone rank {result.rank(i)} of {len(result.children)})")
+    if args.csv:
+        Path(args.csv).write_text(result.csv())
+    if not args.no_track:
+        from metanas.track.runs import child_tracker
+
+        tracker = child_tracker(warm.config, "search", warm.run_id, "search-rank-children")
+        tracker.log_text(result.csv(), "search/ranking.csv")
+        tracker.log_metrics({"ranking/kendall_tau": c["tau"], "ranking/spearman_rho": c["rho"],
+                             "ranking/searched_over_random": result.over_random("searched")[0]}, step=0)
+        tracker.end()
+        print(f"run id: {tracker.run_id}")
 
 
 def _search(args, warm) -> None:

@@ -32,8 +32,6 @@ class SearchResult:
 def scorers(warm, sets, val_tasks: int, test_tasks: int, steps: int | None, seed: int, max_flops: float | None = None):
     """Weight-sharing scorers of an architecture: on ``val_tasks`` of ``sets.validation`` (the search's) and on
     ``test_tasks`` fresh tasks of ``sets.test`` (the winner's report)."""
-    from metanas import api
-
     if sets.validation is None or sets.test is None:
         raise MetanasError("this task family has no validation or no test split (search scores candidates on "
                            "validation tasks and reports on test tasks): search a family with train/validation/test "

@@ -20,8 +20,9 @@ from tqdm import tqdm
 from metanas.training import distributed
 from metanas.meta.checkpoint import TrainingState, checkpoint_path
 from metanas.config import Config, flatten
-from metanas.data import check_trainable, get_tasksets, load_family
+from metanas.data import check_trainable, load_family
 from metanas.estimation.loop import Evaluation, evaluate
+from metanas.estimation.warm import tasksets
 from metanas.estimation.seeds import SELECT_SEED, TEST_SEED, VAL_SEED
 from metanas.estimation.selection import select_adaptation
 from metanas.meta.adaptation import Adaptation
@@ -117,13 +118,6 @@ def _train(cfg: Config, resume: str | None, dist: distributed.Dist) -> Result:
     final = run.architecture()
     return Result(run.run_id, test, final, space.describe(final), run.ckpt, seconds, train_seconds, done - start,
                   run.adaptation.steps, dist.rank, dist.world)
-
-
-def tasksets(cfg: Config, warm_format=None):
-    """The train/validation/test task sets of a run's config (``task.*``, ``data.*``): what meta-training samples,
-    validates and tests on (``baselines.py --warm`` re-tests a warm start on the same)."""
-    return get_tasksets(load_family(cfg.task.family), cfg.data.root, cfg.task.ways, cfg.task.shots, cfg.task.queries,
-                        cfg.data.skip_corrupt, warm_format=warm_format, leave_out=cfg.task.leave_out)
 
 
 def _load_tasks(cfg: Config, dist):

@@ -208,3 +208,26 @@ def test_cost_budget_scores_expensive_candidates_zero_without_adapting_them():
     assert budget.accuracies(conv4).sum() == 0 and inner.seen == []  # over budget: not adapted
     assert budget.accuracies(cheap).sum() == 4 and inner.seen == [cheap]
     assert 1 < budget.spent < 1.1  # a rejection is nearly free, not free: a search over rejections still ends
+
+
+@pytest.mark.slow
+def test_rank_children_scores_each_child_both_ways_and_pairs_the_searched_one(smoke_run, runs_dir, tmp_path):
+    """Random children (distinct), the searched and the argmax child: each with a weight-sharing score and a
+    stand-alone accuracy after exactly --child-iterations meta-iterations; Kendall tau over them; the searched child
+    paired with the random ones."""
+    import csv as csvlib
+
+    run_id, _ = smoke_run
+    csv = tmp_path / "ranking.csv"
+    out = run_cli("-m", "metanas.cli", "search", "--checkpoint", str(runs_dir / "checkpoints" / f"{run_id}.pt"),
+                  "--rank-children", "3", "--child-iterations", "2", "--val-tasks", "2", "--test-tasks", "4",
+                  "--budget", "1", "--output-dir", str(tmp_path), "--csv", str(csv), "--child-override",
+                  "meta.meta_batch=1", "--no-track")
+    assert out.returncode == 0, out.stderr
+    rows = list(csvlib.DictReader(csv.open()))
+    assert [r["child"] for r in rows] == ["random"] * 3 + ["searched", "argmax"]
+    assert len({r["architecture"] for r in rows[:3]}) == 3  # distinct random children
+    assert all(r["iterations"] == "2" and 0 <= float(r["weight_sharing"]) <= 1 and 0 <= float(r["stand_alone"]) <= 1
+               for r in rows)
+    assert "5 children: Kendall tau" in out.stdout
+    assert "searched child minus the mean random child, paired over 4 tasks" in out.stdout
