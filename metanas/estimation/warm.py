@@ -70,7 +70,7 @@ def retest(warm: WarmStart, tasks: int | None = None) -> Evaluation:
     """Test ``warm`` again as its meta-training tested it: its family's test set with ``task.queries`` queries per
     class, the tasks its ``run.seed`` draws, its evaluation inner loop (``tasks``: default ``meta.test_tasks``). The
     accuracy is the one meta-training printed, to the digit, so two runs with the same family, queries and seed
-    pair task by task (``benchmarks/paired.py --as-trained``, ``benchmarks/baselines.py --warm``)."""
+    pair task by task (``metanas compare --as-trained``)."""
     from metanas.estimation.loop import evaluate as run
     from metanas.estimation.seeds import TEST_SEED
 
