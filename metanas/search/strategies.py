@@ -182,6 +182,11 @@ class DartsArgmax(Strategy):
         return x
 
 
+# The NAS literature's learned strategies (metanas/search/literature.py), imported on first use.
+for _name, _cls in (("nasrl", "NasRL"), ("pnas", "PNAS"), ("bo", "BayesOptWL"), ("nao", "NAO")):
+    STRATEGIES.register(f"metanas.search.literature:{_cls}", name=_name)
+
+
 def strategy_class(name: str) -> type[Strategy]:
     return STRATEGIES.get(name)
 

@@ -1,0 +1,146 @@
+"""The NAS-literature strategies (nasrl, pnas, bo, nao): each one's core step, each on both spaces against a cheap
+scorer with a known optimum (better than random, deterministic for a seed), and on the real supernet."""
+
+import random
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+from metanas.config import load_config
+from metanas.core.errors import MetanasError
+from metanas.search.strategies import STRATEGIES, best, search
+from metanas.space import create_space
+
+NEW = ["nasrl", "pnas", "bo", "nao"]
+
+
+def space(kind):
+    if kind == "chain":
+        return create_space(load_config(None, ["search.space=chain"]).search)
+    return create_space(load_config(None, ["search.space=darts", "search.ops=[max_pool_3x3,skip_connect,conv_3x3]",
+                                           "search.nodes=2"]).search)
+
+
+ENCODINGS = {kind: space(kind).encoding() for kind in ("chain", "darts")}
+
+
+class Hamming:
+    """Per task: the fraction of decisions equal to a hidden target's, plus small per-architecture noise."""
+
+    def __init__(self, enc, seed, tasks=4, noise=0.02):
+        self.enc, self.target = enc, enc.sample(random.Random(1000 + seed))
+        self.tasks, self.noise, self.spent = tasks, noise, 0.0
+
+    def accuracies(self, genotype, start=0, stop=None):
+        stop = self.tasks if stop is None else stop
+        self.spent += (stop - start) / self.tasks
+        x = self.enc.encode(genotype)
+        g = torch.Generator().manual_seed(zlib.crc32(str(x).encode()))
+        return sum(a == b for a, b in zip(x, self.target)) / len(x) + self.noise * torch.randn(stop - start, generator=g)
+
+
+def run(name, kind, seed, budget=40, **kw):
+    enc = ENCODINGS[kind]
+    scorer = Hamming(enc, seed)
+    trials = search(STRATEGIES[name](enc, seed, **kw), scorer, budget)
+    return best(trials, scorer.tasks).score, trials
+
+
+@pytest.mark.parametrize("kind", ["chain", "darts"])
+@pytest.mark.parametrize("name", NEW)
+def test_each_strategy_beats_random_on_both_spaces_and_is_deterministic_for_a_seed(name, kind):
+    seeds = range(2)
+    ours = [run(name, kind, s) for s in seeds]
+    rand = [run("random", kind, s)[0] for s in seeds]
+    assert sum(o[0] for o in ours) > sum(rand) + 0.1, (ours, rand)
+    assert all(len(t) == 40 for _, t in ours)
+    again = run(name, kind, 0)[1]
+    assert [t.x for t in again] == [t.x for t in ours[0][1]]
+
+
+def test_nasrl_controller_conditions_each_decision_on_the_earlier_ones():
+    enc = ENCODINGS["chain"]
+    controller = STRATEGIES["nasrl"](enc, 0).controller
+    for d in (1, 5):
+        dists = [controller.distribution([v] * d) for v in range(2)]
+        assert not torch.allclose(dists[0], dists[1], atol=1e-4), dists  # same weights, other earlier decisions
+    torch.testing.assert_close(controller.distribution([0, 1]), controller.distribution([0, 1]))
+
+
+def test_pnas_surrogate_is_refitted_as_pairs_arrive_and_ranks_the_beam_expansions():
+    enc = ENCODINGS["darts"]
+    scorer = Hamming(enc, 0)
+    strategy = STRATEGIES["pnas"](enc, 0, beam=4)
+    fits = []
+    for _ in range(6):  # six stages of four candidates
+        for _ in range(4):
+            x = strategy.ask()
+            strategy.tell(x, float(scorer.accuracies(enc.decode(x)).mean()))
+        fits.append(strategy.surrogate.fits)
+    assert fits == [0, 1, 2, 3, 4, 5]  # one refit per stage, on every pair seen so far
+    predictions = strategy.surrogate.predict(strategy.xs)
+    rho = np.corrcoef(np.argsort(np.argsort(predictions.numpy())), np.argsort(np.argsort(strategy.ys)))[0, 1]
+    assert rho > 0.9, rho  # its predictions follow the scores it was fitted on
+    strategy.ask()  # the next stage: the expansions are scored in the surrogate's order
+    ranked = [p for _, p in strategy.ranking]
+    assert ranked == sorted(ranked, reverse=True) and len(ranked) > 4
+    assert strategy.surrogate.predict([x for x, _ in strategy.ranking]).tolist() == pytest.approx(ranked)
+
+
+@pytest.mark.parametrize("kind", ["chain", "darts"])
+def test_bo_gp_posterior_mean_interpolates_its_training_points(kind):
+    enc = ENCODINGS[kind]
+    strategy = STRATEGIES["bo"](enc, 0, noise=1e-8)
+    rng = random.Random(0)
+    for _ in range(15):
+        x = enc.sample(rng)
+        strategy.tell(x, rng.random())
+    mean, std = strategy.posterior(strategy.xs)
+    np.testing.assert_allclose(mean, strategy.ys, atol=1e-3)
+    assert std.max() < 1e-2
+    _, far = strategy.posterior([enc.sample(rng) for _ in range(5)])
+    assert far.min() > std.max()
+
+
+def test_bo_graphs_follow_the_space():
+    from metanas.search.graphs import arch_graph
+
+    adj, labels = arch_graph(ENCODINGS["chain"], [0] * 12)
+    assert len(labels) == 6 and labels[1] == "conv_3x3|16|max" and adj[0] == [1] and adj[5] == []
+    adj, labels = arch_graph(ENCODINGS["darts"], [0] * 12)  # 2 cells x (2 inputs + 2 nodes + output + 4 op nodes)
+    assert len(labels) == 18 and sum(map(len, adj.values())) == 2 * (4 * 2 + 2)
+
+
+def test_nao_decoder_inverts_its_encoder_on_the_training_architectures():
+    enc = ENCODINGS["darts"]
+    strategy = STRATEGIES["nao"](enc, 0)
+    rng = random.Random(0)
+    for _ in range(20):
+        strategy.tell(enc.sample(rng), rng.random())
+    strategy.train(300)
+    decoded = strategy.model.decode(strategy.model.encode(torch.tensor(strategy.xs)))
+    assert sum(d == x for d, x in zip(decoded, strategy.xs)) >= 19, (decoded, strategy.xs)
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_a_space_without_decisions_fails_in_one_line(name):
+    class Opaque:
+        decisions = []
+
+    with pytest.raises(MetanasError) as e:
+        STRATEGIES[name](Opaque(), 0)
+    assert "\n" not in str(e.value) and name in str(e.value)
+
+
+def test_the_new_strategies_run_on_the_real_supernet(smoke_run, runs_dir):
+    from metanas.data import get_tasksets, load_family
+    from metanas.meta.warm_start import WarmStart
+    from metanas.search.driver import run_strategies
+
+    warm = WarmStart.load(smoke_run[0], runs_dir)
+    sets = get_tasksets(load_family("omniglot-5way"))
+    results = run_strategies(NEW, warm, sets, budget=3, val_tasks=2, test_tasks=2, steps=1, seed=0)
+    assert [r.strategy for r in results] == NEW
+    assert all(len(r.trials) == 3 and r.trials[-1].spent == 3 and 0 <= r.test.mean <= 1 for r in results)
