@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from metanas.core.errors import MetanasError
+from metanas.core.errors import MetanasError, describe
 from metanas.space.base import require as _require
 
 ALGORITHMS = ("maml", "fomaml", "reptile")
@@ -154,6 +154,10 @@ def _check_keys(user: Any, schema: type, prefix: str, source: str) -> None:
             raise MetanasError(f"unknown config key '{path}' in {source}: {hint}")
         factory = valid[key].default_factory
         if factory is not MISSING and is_dataclass(factory):
+            if not isinstance(value, dict):  # OmegaConf's own error here names no key
+                example = f"{prefix}{key}.{fields(factory)[0].name}"
+                raise MetanasError(f"config key '{prefix}{key}' in {source} is {value!r}, not a section of keys: "
+                                   f"set the keys under it, e.g. {example}=... (in YAML: indented under '{key}:')")
             _check_keys(value, factory, f"{prefix}{key}.", source)
 
 
@@ -167,6 +171,24 @@ def _merge(base: DictConfig, other: DictConfig, source: str) -> DictConfig:
         raise MetanasError(f"bad value for config key '{key}' in {source}: {msg}") from None
 
 
+def _load_yaml(path: Path) -> DictConfig:
+    """A config file's mapping of sections; a YAML error, a list, a single value or no keys at all is a
+    MetanasError naming the file (OmegaConf would merge a list with a TypeError, and an empty file silently)."""
+    example = "a mapping of sections, e.g. 'meta:' with 'iterations: 20' indented under it"
+    try:
+        loaded = OmegaConf.load(path)
+    except Exception as e:  # yaml.YAMLError, UnicodeDecodeError, OmegaConf's "Invalid loaded object type: int"
+        if "Invalid loaded object type" in str(e):
+            raise MetanasError(f"config file {path} holds a single value, not {example}") from None
+        raise MetanasError(f"cannot parse config file {path} ({describe(e)}): fix the YAML; a config file is "
+                           f"{example}") from None
+    if not isinstance(loaded, DictConfig):
+        raise MetanasError(f"config file {path} holds a YAML list, not {example}")
+    if not loaded:
+        raise MetanasError(f"config file {path} is empty (no keys): write {example}, or leave out --config")
+    return loaded
+
+
 def load_config(configs: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
                 overrides: Sequence[str] = ()) -> Config:
     """The defaults, then each config file (a path or a built-in name; several merge in order, later keys winning,
@@ -177,13 +199,11 @@ def load_config(configs: str | os.PathLike | Sequence[str | os.PathLike] | None 
     files = [] if configs is None else [configs] if isinstance(configs, (str, os.PathLike)) else list(configs)
     for f in files:
         path = resolve_config(f)
+        if path.is_dir():
+            raise MetanasError(f"config file {path} is a folder: pass a YAML file, e.g. --config configs/smoke.yaml")
         if not path.is_file():
             raise MetanasError(f"config file {path} not found: pass an existing YAML, e.g. --config configs/smoke.yaml")
-        try:
-            loaded = OmegaConf.load(path)
-        except Exception as e:  # yaml.YAMLError and friends
-            raise MetanasError(f"cannot parse config file {path}: {str(e).splitlines()[0]}") from None
-        cfg = _merge(cfg, loaded, str(path))
+        cfg = _merge(cfg, _load_yaml(path), str(path))
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise MetanasError(f"override {bad[0]!r} is not key=value: write e.g. meta.iterations=20")

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import site
 import subprocess
 import sys
 import zipfile
@@ -15,6 +16,21 @@ def _run(cmd, cwd, env, timeout=600):
     out = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, f"{' '.join(map(str, cmd))}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     return out
+
+
+def see_packages_of_this_interpreter(python, cwd, env):
+    """Make the venv of ``python`` see the packages of the interpreter running the tests.
+
+    ``--system-site-packages`` gives the *base* interpreter's packages: right when the tests run in the system
+    interpreter, but when they run inside a virtual environment its own packages (torch, mlflow, ...) are not
+    the base's. Then a ``.pth`` file in the new venv adds this interpreter's site-packages after the venv's own:
+    the wheel's metanas comes first, and since a folder a ``.pth`` line adds has its own ``.pth`` files left
+    unread, the editable metanas installed there stays out."""
+    if sys.prefix == sys.base_prefix:
+        return
+    purelib = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd, env).stdout
+    folders = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    (Path(purelib.strip()) / "parent-interpreter.pth").write_text("".join(f"{p}\n" for p in folders))
 
 
 @pytest.mark.slow
@@ -38,6 +54,7 @@ def test_wheel_installs_and_runs_from_any_directory(tmp_path):
     # The venv sees this interpreter's torch, mlflow, ...; only metanas itself comes from the wheel.
     _run([sys.executable, "-m", "venv", "--system-site-packages", venv], tmp_path, env)
     bin_ = venv / "bin"
+    see_packages_of_this_interpreter(bin_ / "python", tmp_path, env)
     # --force-reinstall: an installed metanas of the same version (e.g. an editable one) outside the venv
     # would otherwise count as already satisfied.
     _run([bin_ / "python", "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--force-reinstall", wheel],

@@ -22,10 +22,10 @@ from typing import Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image, ImageFile, ImageOps
 from tqdm import tqdm
 
-from metanas.core.errors import MetanasError
+from metanas.core.errors import MetanasError, describe
 from metanas.core.files import atomic_write
 
 # Bump when the decoding or the file layout changes: old cache files then fail validation and are rebuilt.
@@ -157,13 +157,25 @@ def decode(im: Image.Image, size: int, channels: int = 1, invert: bool = False) 
 
 
 def read_image(path: str | os.PathLike, size: int, channels: int = 1, invert: bool = False) -> np.ndarray:
-    """:func:`decode` of an image file; an unreadable file is a MetanasError naming it."""
+    """:func:`decode` of an image file; an unreadable, corrupt or truncated file is a MetanasError naming it.
+
+    Strict whatever the process's PIL setting: ``ImageFile.LOAD_TRUNCATED_IMAGES`` (which any imported library
+    may have set) is off while the file is checked (``verify``: its structure and checksums) and decoded, so a
+    file cut short is an error, never an image whose missing rows are silently filled in."""
+    truncated_ok = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with Image.open(path) as im:
+            im.verify()
+        with Image.open(path) as im:
+            im.load()
             return decode(im, size, channels, invert)
     except Exception as e:
-        raise MetanasError(f"cannot decode {path}: {e}; delete or replace the file, or set data.skip_corrupt=true "
-                           "to skip unreadable images with a warning") from None
+        raise MetanasError(f"cannot decode {path}: {describe(e)} (the file is corrupt, cut short or not an image); "
+                           "delete or replace the file, or set data.skip_corrupt=true to skip unreadable images "
+                           "with a warning") from None
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = truncated_ok
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from metanas.config import Config, resolved, to_yaml
 from metanas.data.images import ImageFormat
-from metanas.core.errors import MetanasError
+from metanas.core.errors import MetanasError, describe
 from metanas.core.files import atomic_write
 
 FORMAT = "metanas-checkpoint"
@@ -34,19 +34,72 @@ READS = (2, 3)
 
 def read(path: Path) -> dict:
     """The checkpoint at ``path``, checked (format, version) and migrated to what this metanas reads."""
+    if path.is_dir():
+        raise MetanasError(f"checkpoint {path} is a folder: pass the .pt file of a meta-training run "
+                           "(RUN/checkpoints/RUN_ID.pt), or --run-id ID")
     if not path.is_file():
         raise MetanasError(f"checkpoint {path} not found: pass --checkpoint PATH or --run-id ID of a meta-training run")
+    if path.stat().st_size == 0:
+        raise MetanasError(f"checkpoint {path} is empty (0 bytes): "
+                           "use another checkpoint or re-run meta-training")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a damaged file (RuntimeError, KeyError, UnpicklingError...)
-        raise MetanasError(f"checkpoint {path} is truncated or not a torch file ({str(e).splitlines()[0][:120]}): "
+        raise MetanasError(f"checkpoint {path} is truncated or not a torch file ({_cause(path, e)}): "
                            "use another checkpoint or re-run meta-training") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise MetanasError(f"{path} is not a metanas checkpoint: pass a file written by python -m metanas.meta_train")
     if state.get("version") not in READS:
         raise MetanasError(f"checkpoint {path} has format version {state.get('version')}, this metanas reads "
                            f"{' and '.join(map(str, READS))}: re-run meta-training with this version")
+    _check_entries(path, state)
     return _migrate(state)
+
+
+def _cause(path: Path, e: Exception) -> str:
+    """Why torch could not read ``path``, in a few words: a checkpoint is a zip archive (torch.save's format); an
+    image, a text or random bytes is not, and torch's own message then speaks of weights_only or pickles."""
+    import zipfile
+
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if not zipfile.is_zipfile(path) and not head.startswith(b"\x80"):  # not a zip, nor a legacy torch pickle
+        kinds = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image"}
+        kind = next((k for magic, k in kinds.items() if head.startswith(magic)), None)
+        return f"it is {kind}" if kind else f"not a zip archive; it starts with {head!r}"
+    return describe(e, 120)
+
+
+# entry -> (types it may have, what it is): a file with the format's tag but not these was damaged or edited
+ENTRIES = {"config": (str, "the config's YAML"), "params": (dict, "the weights"), "ways": (int, "the ways"),
+           "family": (str, "the task family"), "run_id": (str, "the run id"), "iteration": (int, "the iteration"),
+           "image": (dict, "the input format"), "adaptation": ((dict, type(None)), "the adaptation"),
+           "arch": ((dict, list, str, type(None)), "the architecture")}
+
+
+def _check_entries(path: Path, state: dict) -> None:
+    """Every entry a reader uses is there with its type (``image`` only from version 3 on)."""
+    damaged = f"checkpoint {path} is damaged or was edited"
+    fix = "use another checkpoint or re-run meta-training"
+    for key, (types, what) in ENTRIES.items():
+        if key not in state:
+            if key in ("image", "adaptation", "arch") and (key != "image" or state["version"] == 2):
+                continue
+            raise MetanasError(f"{damaged}: it has no '{key}' entry ({what}): {fix}")
+        if not isinstance(state[key], types) or isinstance(state[key], bool):
+            raise MetanasError(f"{damaged}: its '{key}' entry ({what}) is a {type(state[key]).__name__}: {fix}")
+    try:
+        saved = OmegaConf.create(state["config"])
+    except Exception as e:
+        raise MetanasError(f"{damaged}: its config is not YAML ({describe(e)}): {fix}") from None
+    if not isinstance(saved, DictConfig):
+        raise MetanasError(f"{damaged}: its config is not a mapping of sections: {fix}")
+    image = state.get("image") or {}
+    if "image" in state and not (image.get("channels") in (1, 3) and isinstance(image.get("size"), int)):
+        raise MetanasError(f"{damaged}: its input format {image} has no channels (1 or 3) and size: {fix}")
+    adaptation = state.get("adaptation")
+    if adaptation and not all(isinstance(adaptation.get(k), (int, float)) for k in ("steps", "lr_alpha")):
+        raise MetanasError(f"{damaged}: its adaptation {adaptation} has no numeric steps and lr_alpha: {fix}")
 
 
 def _migrate(state: dict) -> dict:
@@ -138,4 +191,10 @@ def write_domain(path: str | os.PathLike, out: str | os.PathLike, params: dict, 
     state["params"] = {k: params[k].detach().cpu().clone() if is_alpha(k) else v
                        for k, v in state["params"].items()}
     state["arch"], state["domain"], state["adaptation"] = arch, dict(domain), dict(adaptation)
-    return atomic_write(out, lambda f: torch.save(state, f))
+    if Path(out).is_dir():
+        raise MetanasError(f"--out {out} is a folder: pass the new checkpoint's file path, e.g. {Path(out) / 'domain.pt'}")
+    try:
+        return atomic_write(out, lambda f: torch.save(state, f))
+    except OSError as e:  # a parent that is a file, no permission, a full disk
+        raise MetanasError(f"cannot write the checkpoint {out} ({describe(e)}): pass --out a path in a writable "
+                           "folder") from None

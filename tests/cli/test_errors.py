@@ -52,6 +52,54 @@ def test_bad_training_input(args, needles, runs_dir):
     assert_one_line_error(run_cli(*TRAIN, *args, f"run.output_dir={runs_dir}"), *needles)
 
 
+@pytest.mark.parametrize("text, needles", [
+    ("- meta\n- iterations\n", ["holds a YAML list", "not a mapping of sections"]),  # was a TypeError traceback
+    ("", ["is empty (no keys)", "leave out --config"]),  # was a silent run of the defaults
+    ("# nothing set yet\n", ["is empty (no keys)"]),
+    ("meta: {iterations: [3}\n", ["cannot parse config file", "line 1, column", "fix the YAML"]),
+    ("20\n", ["holds a single value"]),
+    ("meta: 20\n", ["config key 'meta'", "not a section of keys", "meta.algorithm="]),  # was key '?'
+])
+@pytest.mark.parametrize("entry", [TRAIN, ("-m", "metanas.cli", "train")])
+def test_config_file_that_is_not_a_mapping_of_sections(text, needles, entry, tmp_path, runs_dir):
+    bad = tmp_path / "mine.yaml"
+    bad.write_text(text)
+    out = run_cli(*entry, "--config", str(bad), "meta.iterations=1", f"run.output_dir={runs_dir}")
+    assert_one_line_error(out, str(bad), *needles)
+
+
+def test_a_folder_as_config_file(tmp_path, runs_dir):
+    out = run_cli(*TRAIN, "--config", str(tmp_path), f"run.output_dir={runs_dir}")
+    assert_one_line_error(out, str(tmp_path), "is a folder", "pass a YAML file")
+
+
+def png_bytes(seed=0, size=64):
+    """A real PNG (noise, so its compressed data spans the file)."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_empty_random_image_and_edited_checkpoints_without_a_run(tmp_path):
+    cases = {"empty.pt": (b"", ["is empty (0 bytes)"]),  # was an IndexError while the message was built
+             "noise.pt": (bytes(range(256)) * 20, ["not a torch file", "not a zip archive"]),
+             "picture.pt": (png_bytes(), ["not a torch file", "it is a PNG image"])}
+    for name, (data, needles) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        out = run_cli(*ADAPT, "--checkpoint", str(tmp_path / name), "--tasks", "1")
+        assert_one_line_error(out, str(tmp_path / name), *needles, "re-run meta-training")
+    assert_one_line_error(run_cli(*ADAPT, "--checkpoint", str(tmp_path), "--tasks", "1"), "is a folder")
+    edited = tmp_path / "edited.pt"  # the format's tag, but an entry every reader uses is gone: was a KeyError
+    torch.save({"format": "metanas-checkpoint", "version": 3, "config": "meta: {iterations: 1}\n", "run_id": "x",
+                "family": "omniglot-5way", "ways": 5, "iteration": 1, "image": {"channels": 1, "size": 28}}, edited)
+    assert_one_line_error(run_cli(*ADAPT, "--checkpoint", str(edited), "--tasks", "1"),
+                          str(edited), "damaged or was edited", "no 'params' entry")
+
+
 def test_malformed_task_yaml(tmp_path, runs_dir):
     bad = tmp_path / "broken.yaml"
     bad.write_text("dataset: omniglot\nways: [5\n")
@@ -102,6 +150,49 @@ def test_foreign_truncated_and_mismatched_checkpoints(smoke_run, runs_dir, tmp_p
     torch.save(state, mismatched)
     assert_one_line_error(run_cli(*ADAPT, "--checkpoint", str(mismatched)), "do not match the search space")
     assert_one_line_error(run_cli(*ADAPT, "--checkpoint", str(real), "--task", "omniglot-20way"), "5-way", "20-way")
+
+
+@pytest.mark.slow
+def test_edited_checkpoint_entries_and_adapt_domain_out_a_folder(smoke_run, runs_dir, tmp_path):
+    run_id, _ = smoke_run
+    real = runs_dir / "checkpoints" / f"{run_id}.pt"
+    state = torch.load(real, weights_only=True)
+    for key, value, needle in [("config", "meta: [1\n", "its config is not YAML"),  # each was a traceback
+                               ("image", {"channels": 2}, "its input format"),
+                               ("adaptation", {"steps": "x"}, "its adaptation"),
+                               ("ways", "five", "its 'ways' entry")]:
+        edited = tmp_path / f"{key}.pt"
+        torch.save({**state, key: value}, edited)
+        assert_one_line_error(run_cli(*ADAPT, "--checkpoint", str(edited), "--tasks", "1"),
+                              str(edited), "damaged or was edited", needle)
+    out = run_cli("-m", "metanas.cli", "adapt-domain", "--checkpoint", str(real), "--task", "omniglot-5way",
+                  "--tasks", "2", "--out", str(tmp_path))  # was an IsADirectoryError traceback
+    assert_one_line_error(out, str(tmp_path), "is a folder")
+
+
+@pytest.mark.slow
+def test_truncated_png_in_an_image_folder_family_is_named_before_any_work(smoke_run, runs_dir, tmp_path):
+    run_id, _ = smoke_run
+    for c in range(5):
+        (tmp_path / "data" / f"class{c}").mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "data" / f"class{c}" / f"{i}.png").write_bytes(png_bytes(10 * c + i))
+    bad = tmp_path / "data" / "class2" / "1.png"
+    bad.write_bytes(png_bytes(21)[:len(png_bytes(21)) // 2])  # a real PNG cut short in its image data
+    family = tmp_path / "mine.yaml"
+    family.write_text("dataset: imagefolder\nroot: data\nsplit: all\nways: 5\nshots: 1\nqueries: 2\n")
+    cmd = ("-m", "metanas.cli", "evaluate", "--no-track", "--checkpoint", str(runs_dir / "checkpoints" / f"{run_id}.pt"),
+           "--task", str(family), "--tasks", "2")
+    env = {"METANAS_CACHE": str(tmp_path / "cache")}
+    assert_one_line_error(run_cli(*cmd, env=env), str(bad), "cut short", "data.skip_corrupt=true")
+    # A library imported first may have told PIL to fill a cut-short image in (ImageFile.LOAD_TRUNCATED_IMAGES, a
+    # common line in training scripts): evaluate then adapted to the part that survived and exited 0.
+    lenient = tmp_path / "lenient"
+    lenient.mkdir()
+    (lenient / "sitecustomize.py").write_text("from PIL import ImageFile\nImageFile.LOAD_TRUNCATED_IMAGES = True\n")
+    out = run_cli(*cmd, env={**env, "PYTHONPATH": str(lenient)})
+    assert_one_line_error(out, str(bad), "cut short", "data.skip_corrupt=true")
+    assert not list((tmp_path / "cache").glob("*.pt"))  # nothing decoded was kept
 
 
 @pytest.mark.slow
