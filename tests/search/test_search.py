@@ -176,6 +176,7 @@ def test_search_compare_writes_a_table_and_plot_over_all_strategies(smoke_run, r
     assert out.returncode == 0, out.stderr
     rows = [line.split("|")[1].strip() for line in out.stdout.splitlines() if line.startswith("| ")][1:]
     assert rows == list(STRATEGIES)
+    assert len(rows) == 9 and {"nasrl", "pnas", "bo", "nao"} <= set(rows)  # the NAS literature's four included
     folder = Path(re.search(r"table and plots: (\S+)", out.stdout).group(1))
     assert (folder / "search_progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len((folder / "table.csv").read_text().splitlines()) == 1 + len(STRATEGIES)
