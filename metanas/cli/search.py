@@ -21,7 +21,9 @@ def register(sub) -> None:
                        "on the meta-learned supernet (random, evolution, reinforce, bohb, darts)")
     h.add_argument("--task", default="omniglot-5way", help="task family name (tasks/NAME.yaml) or YAML path")
     h.add_argument("--strategy", default="evolution",
-                   help="random | evolution | reinforce | bohb | darts (default evolution)")
+                   help="random | evolution | reinforce | bohb | darts | nasrl | pnas | bo | nao (default evolution)")
+    h.add_argument("--warm-from", metavar="RUN_ID[,RUN_ID]", help="warm-start the bo strategy's GP with the "
+                   "(architecture, score) pairs of earlier metanas search runs (on other task families, same space)")
     h.add_argument("--compare", action="store_true", help="run every strategy with the same budget and seed: "
                    "table (markdown + CSV) and best-so-far plot")
     h.add_argument("--budget", type=float, default=200, help="evaluations per strategy: one = one candidate adapted "
@@ -109,6 +111,15 @@ def _search(args, warm) -> None:
     # query size of meta-training (task.queries): scoring the query set is most of a child's cost
     sets = get_tasksets(family, cfg.data.root, queries=cfg.task.queries, skip_corrupt=cfg.data.skip_corrupt,
                         warm_format=warm.image)
+    if args.warm_from:  # bo starts from earlier searches' pairs (prior observations of its GP)
+        from mlflow.tracking import MlflowClient
+
+        from metanas.search.literature import search_pairs, warm_bo
+        from metanas.track.runs import tracking_uri
+
+        pairs = search_pairs(MlflowClient(tracking_uri(cfg)), args.warm_from.split(","), space)
+        STRATEGIES.register(warm_bo(pairs), name="bo")
+        print(f"bo warm-started with {len(pairs)} (architecture, score) pairs of {args.warm_from}")
     names = list(STRATEGIES) if args.compare else [args.strategy]
     if not args.compare and args.strategy != "darts":
         names.append("darts")  # the meta-learned alpha's argmax, the reference every search is compared with

@@ -243,3 +243,43 @@ class NAO(Memory):
         if not self.queue:
             self._round()
         return self.queue.pop(0)
+
+
+def search_pairs(client, run_ids: list[str], space) -> list[tuple[list[int], float]]:
+    """``(x, score)`` of every fully scored trial logged by earlier ``metanas search`` runs ``run_ids`` (their
+    ``search/STRATEGY.json`` artifacts), as decision vectors of ``space``: the prior observations of a warm-started
+    ``bo`` (``metanas search --warm-from``)."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    enc, pairs = space.encoding(), []
+    with tempfile.TemporaryDirectory() as tmp:
+        for run_id in run_ids:
+            try:
+                paths = [a.path for a in client.list_artifacts(run_id, "search")
+                         if a.path.endswith(".json") and not a.path.endswith("best_genotype.json")]
+            except Exception as e:  # MLflow's own error for an unknown run id
+                raise MetanasError(f"--warm-from {run_id}: no such MLflow run ({type(e).__name__})") from None
+            if not paths:
+                raise MetanasError(f"--warm-from {run_id}: the run has no search/STRATEGY.json (not a metanas search run)")
+            for path in paths:
+                trials = json.loads(Path(client.download_artifacts(run_id, path, tmp)).read_text())["trials"]
+                full = max(t["tasks"] for t in trials)
+                for t in trials:
+                    g = t["genotype"]
+                    if g.get("space", "darts") != space.name:
+                        raise MetanasError(f"--warm-from {run_id}: its architectures are of the {g.get('space')!r} "
+                                           f"space, not of {space.name!r}")
+                    if t["tasks"] == full:
+                        pairs.append((enc.encode(space.from_json(g)), float(t["score"])))
+    return pairs
+
+
+def warm_bo(prior: list[tuple[list[int], float]]):
+    """The ``bo`` strategy class with ``prior`` observations, for the registry (``metanas search --warm-from``)."""
+    import functools
+
+    cls = functools.partial(BayesOptWL, prior=prior)
+    cls.name = BayesOptWL.name
+    return cls

@@ -144,3 +144,42 @@ def test_the_new_strategies_run_on_the_real_supernet(smoke_run, runs_dir):
     results = run_strategies(NEW, warm, sets, budget=3, val_tasks=2, test_tasks=2, steps=1, seed=0)
     assert [r.strategy for r in results] == NEW
     assert all(len(r.trials) == 3 and r.trials[-1].spent == 3 and 0 <= r.test.mean <= 1 for r in results)
+
+
+class FakeClient:
+    """The two MlflowClient calls search_pairs makes, over one logged search/bo.json per run."""
+
+    def __init__(self, logs):
+        self.logs = logs
+
+    def list_artifacts(self, run_id, path):
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(path="search/best_genotype.json"), SimpleNamespace(path="search/bo.json")]
+
+    def download_artifacts(self, run_id, path, dst):
+        import json
+        from pathlib import Path
+
+        f = Path(dst) / run_id / path
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps(self.logs[run_id]))
+        return str(f)
+
+
+def test_warm_from_earlier_searches_changes_the_first_proposals_of_bo():
+    from metanas.search.literature import search_pairs, warm_bo
+
+    sp = space("darts")
+    enc = sp.encoding()
+    earlier = Hamming(enc, 7)  # another "task family": its own optimum
+    trials = search(STRATEGIES["bo"](enc, 3), earlier, 15)
+    logs = {"r1": {"trials": [{"genotype": sp.dump(t.genotype), "score": t.score, "tasks": t.tasks} for t in trials]}}
+    pairs = search_pairs(FakeClient(logs), ["r1"], sp)
+    assert pairs == [(t.x, t.score) for t in trials]
+    cold = search(STRATEGIES["bo"](enc, 0), Hamming(enc, 0), 5)
+    warm = search(warm_bo(pairs)(enc, 0), Hamming(enc, 0), 5)
+    assert [t.x for t in cold] != [t.x for t in warm]
+    assert all(tuple(t.x) not in {tuple(x) for x, _ in pairs} for t in warm)  # the prior's pairs are not rescored
+    with pytest.raises(MetanasError, match="chain"):
+        search_pairs(FakeClient(logs), ["r1"], space("chain"))
