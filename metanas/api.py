@@ -52,7 +52,7 @@ class Adapted:
     def child(self) -> torch.nn.Module:
         """The discrete child net of :attr:`arch` with the adapted weights (a fixed architecture: itself)."""
         if not self.warm.is_supernet:
-            net = self.warm.space.child(self.arch, self.warm.ways, self.warm.image.channels)
+            net = self.warm.space.child(self.arch, self.warm.ways, self.warm.image.channels).to(self.warm.device)
             net.load_state_dict(self.params)
             return net
         return self.warm.child(self.arch, self.params)

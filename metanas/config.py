@@ -257,7 +257,8 @@ def validate(cfg: Config) -> None:
     _require(m.memory_budget > 0, "meta.memory_budget", m.memory_budget, "GB, must be > 0")
     _require(m.lr > 0 and m.lr_alpha >= 0, "meta.lr/meta.lr_alpha", (m.lr, m.lr_alpha), "lr > 0, lr_alpha >= 0")
     d = cfg.run.device
-    _require(d in ("auto", "cpu", "cuda") or d.startswith("cuda:"), "run.device", d, "auto, cpu, cuda or cuda:N")
+    _require(d in ("auto", "cpu", "cuda", "mps") or (d.startswith("cuda:") and d[5:].isdigit()), "run.device", d,
+             "auto, cpu, cuda, cuda:N or mps")
     _require(cfg.run.threads >= 0, "run.threads", cfg.run.threads, "must be >= 0")
     _require(cfg.run.backend in BACKENDS, "run.backend", cfg.run.backend, f"one of {BACKENDS}")
     _require(cfg.run.dist_timeout >= 1, "run.dist_timeout", cfg.run.dist_timeout, "seconds, must be >= 1")
@@ -279,6 +280,13 @@ def replace(cfg: Config, overrides: dict[str, Any]) -> Config:
     obj: Config = OmegaConf.to_object(_merge(OmegaConf.structured(cfg), other, "overrides"))
     validate(obj)
     return obj
+
+
+def experiment(cfg: Config) -> str:
+    """The settings that define an experiment (``task``, ``search``, ``inner``, ``meta`` and the seed) as YAML, without
+    those of the machine it runs on (device, threads, paths, tracking): what every rank of a run, and a resumed run,
+    must share."""
+    return "".join(to_yaml(getattr(cfg, k)) for k in ("task", "search", "inner", "meta")) + f"seed: {cfg.run.seed}\n"
 
 
 def to_yaml(cfg: Config) -> str:

@@ -6,7 +6,6 @@ are all slow but the synthetic miniImageNet writer (a data-layer check)."""
 import pytest
 from conftest import run_cli
 
-from metanas.meta.warm_start import WarmStart
 
 # Omniglot alone (--config omniglot: one source, no choice of adaptation), shrunk
 TINY = ["--config", "omniglot", "search.space=darts", "search.channels=4", "search.cells=2", "search.nodes=1", "inner.steps=1", "meta.meta_batch=2",
@@ -39,7 +38,6 @@ def test_adapt_latency_benchmark():
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_scaling_benchmark_runs_one_and_two_torchrun_processes():
     out = run_cli("benchmarks/scaling.py", "--procs", "1", "2", "--meta-batch", "2", "--iterations", "2",
                   "--config", "configs/smoke.yaml")
@@ -64,12 +62,3 @@ def test_synthetic_miniimagenet_writes_the_pickle_layout_with_the_published_clas
     data = load("miniimagenet", [tmp_path], 84)
     assert data.images.shape == (300, 3, 84, 84)
     assert data.class_names == [n for names in split_classes("miniimagenet") for n in names]
-
-
-@pytest.mark.slow
-@pytest.mark.slow
-@pytest.mark.slow
-@pytest.mark.slow
-@pytest.mark.slow
-@pytest.mark.slow
-@pytest.mark.slow

@@ -10,11 +10,29 @@ import torch
 from metanas.core.errors import MetanasError
 
 
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+
+
 def resolve_device(name: str) -> torch.device:
+    """The device ``run.device`` (or ``--device``) names, checked against this machine: one line naming the cause and
+    the fix for a typo, a missing CUDA or MPS device, or a GPU index the machine does not have."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise MetanasError("run.device=mps but this machine has no MPS (Apple GPU) device: use run.device=cpu or auto")
+        return torch.device("mps")
+    index = name.removeprefix("cuda:") if name.startswith("cuda:") else None
+    if name != "cuda" and not (index and index.isdigit()):
+        raise MetanasError(f"run.device={name!r} is not a device: use {DEVICES}")
+    if not torch.cuda.is_available():
         raise MetanasError(f"run.device={name} but no CUDA device is available: use run.device=cpu or auto")
+    count = torch.cuda.device_count()
+    if index is not None and int(index) >= count:
+        raise MetanasError(f"run.device={name} but this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}: "
+                           "use one of those, or cuda (one GPU per rank under torchrun)")
     return torch.device(name)
 
 

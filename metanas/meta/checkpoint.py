@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from metanas.config import Config, resolved, to_yaml
+from metanas.config import Config, experiment, from_yaml, resolved, to_yaml
 from metanas.data.images import ImageFormat
 from metanas.core.errors import MetanasError, describe
 from metanas.core.files import atomic_write
@@ -141,6 +141,17 @@ def resolve(ref: str | os.PathLike | None, output_dir: str = "runs") -> Path:
     return checkpoint_path(output_dir, ref)
 
 
+def _on_cpu(value):
+    """``value`` with every tensor in it (dicts, lists, tuples) moved to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _on_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_on_cpu(v) for v in value)
+    return value
+
+
 @dataclass
 class TrainingState:
     """Everything an exact resume needs, besides the config (which must be the same)."""
@@ -160,13 +171,15 @@ class TrainingState:
     adaptation: dict | None = None
 
     def save(self, path: str | os.PathLike, cfg: Config) -> Path:
-        state = {"format": FORMAT, "version": VERSION, "config": to_yaml(resolved(cfg)), **self.__dict__}
+        """Written with every tensor on the CPU, so a machine without the training run's GPU reads it."""
+        state = {"format": FORMAT, "version": VERSION, "config": to_yaml(resolved(cfg)), **_on_cpu(self.__dict__)}
         return atomic_write(path, lambda f: torch.save(state, f))
 
     @classmethod
     def load(cls, path: str | os.PathLike, cfg: Config) -> "TrainingState":
         state = read(Path(path))
-        if state["config"] != to_yaml(resolved(cfg)):
+        # the experiment must be the same; the machine may differ (a run started on a GPU resumes on the CPU)
+        if experiment(from_yaml(state["config"])) != experiment(resolved(cfg)):
             raise MetanasError(f"--resume {path}: the checkpoint was written with a different config; resume with "
                                "the same --config and overrides as the original run")
         return cls(**{k: state[k] for k in cls.__dataclass_fields__ if k in state})

@@ -151,7 +151,7 @@ class MetaLearner:
         if self.cost is not None and self.cfg.meta.cost_weight and not alpha_frozen:
             for k, g in self._cost_gradient(params).items():
                 grads[k] = grads[k] + g
-        return grads, torch.cat(losses).mean().item(), torch.cat(accs).mean().item()
+        return grads, torch.cat(losses).mean(), torch.cat(accs).mean()  # tensors: read on the host only when logged
 
     def _cost_gradient(self, params) -> Params:
         """Gradient of ``meta.cost_weight x expected cost / reference cost`` w.r.t. each alpha."""
@@ -162,16 +162,21 @@ class MetaLearner:
         return dict(zip(alphas, grads))
 
     def step(self, task, iteration: int) -> dict:
-        """One meta-update; returns metrics. Non-finite gradients skip the step."""
+        """One meta-update; returns its metrics as tensors on the device (``loss``, ``accuracy``; the caller reads
+        them when it logs) and the skipped-step count. Non-finite gradients skip the step.
+
+        One host sync per step, the finiteness test: every gradient's and the loss's finiteness are stacked on the
+        device and read once (a test counts the syncs of a step)."""
         alpha_frozen = iteration < self.cfg.meta.warmup
         grads, loss, acc = self.meta_gradient(task, alpha_frozen)
         if self.reduce is not None:
             # Metrics travel with the gradients (one collective), and the finiteness test below runs on the
             # reduced values: a NaN on any rank is a NaN on all, so every rank skips the same steps.
-            out = self.reduce({**grads, "metric/loss": torch.tensor(loss), "metric/accuracy": torch.tensor(acc)})
-            loss, acc = out.pop("metric/loss").item(), out.pop("metric/accuracy").item()
+            out = self.reduce({**grads, "metric/loss": loss, "metric/accuracy": acc})
+            loss, acc = out.pop("metric/loss"), out.pop("metric/accuracy")
             grads = out
-        if not all(torch.isfinite(g).all() for g in grads.values()) or not torch.isfinite(torch.tensor(loss)):
+        finite = torch.stack([torch.isfinite(g).all() for g in grads.values()] + [torch.isfinite(loss)]).all()
+        if not finite:
             self.nonfinite += 1
             self.skipped += 1
             if self.nonfinite >= self.max_nonfinite:

@@ -106,11 +106,12 @@ class WarmStart:
         return self.space.derive(alphas_of(self.params if params is None else params))
 
     def child(self, arch, params: dict | None = None) -> nn.Module:
-        """The discrete child of ``arch`` holding the supernet weights it inherits (from ``params`` if given)."""
+        """The discrete child of ``arch`` holding the supernet weights it inherits (from ``params`` if given), on the
+        warm start's device."""
         if not self.is_supernet:
             raise MetanasError("a genotype can only be cut out of a supernet warm start; this checkpoint is already "
                                f"a fixed architecture ({self.space.describe(self.arch)})")
-        net = self.space.child(arch, self.ways, self.image.channels)
+        net = self.space.child(arch, self.ways, self.image.channels).to(self.device)
         net.load_state_dict(self.space.inherit(net, self.params if params is None else params, arch))
         return net
 

@@ -62,9 +62,9 @@ def _embed(op: str) -> torch.Tensor:
     return E
 
 
-def _to5(kernel: torch.Tensor, op: str) -> torch.Tensor:
-    """An op's own kernel ``[..., k, k]`` on the 5x5 grid (vmap-safe: a product with constants, no writes)."""
-    E = _embed(op).to(kernel)
+def _to5(kernel: torch.Tensor, E: torch.Tensor) -> torch.Tensor:
+    """An op's own kernel ``[..., k, k]`` on the 5x5 grid, ``E`` its :func:`_embed` (vmap-safe: a product with
+    constants, no writes)."""
     return torch.einsum("...ij,ia,jb->...ab", kernel, E, E) if kernel.shape[-1] != 5 else kernel
 
 
@@ -113,6 +113,10 @@ class ChainNet(Executed):
         # a constant, so a non-persistent buffer: it follows .to(device) and stays out of the state dict
         self.register_buffer("staircase", (torch.arange(W)[:, None] < torch.tensor(widths)[None, :]).float(),
                              persistent=False)
+        # each op's placement on the 5x5 grid: built once, moved with the network (a CPU tensor copied to the
+        # device on every forward would be a blocking host-to-device copy per layer and op)
+        for o in self.dense:
+            self.register_buffer(f"embed_{o}", _embed(o), persistent=False)
         if arch is None:
             self.alpha_op = nn.Parameter(1e-3 * torch.randn(layers, len(self.ops)))
             self.alpha_width = nn.Parameter(1e-3 * torch.randn(layers, len(widths)))
@@ -149,7 +153,7 @@ class ChainNet(Executed):
             if op == SEP:
                 continue
             own = self._kernel(layer, op)
-            kernel = kernel + p[o] * (_to5(_from5(own, op), op) if self.entangled else _to5(own, op))
+            kernel = kernel + p[o] * _to5(_from5(own, op) if self.entangled else own, getattr(self, f"embed_{op}"))
         y = F.conv2d(x, kernel, layer.bias, padding=2) if self.dense else layer.bias[:, None, None]
         if SEP in self.ops:
             cin = x.shape[1]

@@ -149,6 +149,22 @@ def under_torchrun() -> bool:
     return all(v in os.environ for v in TORCHRUN_VARS) and int(os.environ["WORLD_SIZE"]) > 1
 
 
+def rank_device(device: torch.device, local_rank: int, local_world: int, backend: str) -> torch.device:
+    """This rank's device: with ``cuda`` (no index) local rank ``r`` takes GPU ``r mod device_count``; NCCL needs a
+    GPU of its own per rank, so more local ranks than GPUs, or every rank on one named GPU, is refused in one line
+    (gloo may share a GPU)."""
+    if device.type != "cuda":
+        return device
+    count = torch.cuda.device_count()
+    if backend == "nccl" and device.index is not None and local_world > 1:
+        raise MetanasError(f"run.device={device} puts all {local_world} local ranks on one GPU, which NCCL refuses: "
+                           "use run.device=cuda (one GPU per rank) or run.backend=gloo")
+    if backend == "nccl" and local_world > count:
+        raise MetanasError(f"{local_world} ranks on this machine but {count} GPU(s): NCCL needs one GPU per rank, so "
+                           f"start at most {count} (torchrun --nproc-per-node {count}) or use run.backend=gloo")
+    return device if device.index is not None else torch.device("cuda", local_rank % count)
+
+
 def init(cfg: Config) -> Dist:
     """Join the process group torchrun set up (or return the one-rank Dist); also pick device and threads."""
     device = resolve_device(cfg.run.device)
@@ -159,14 +175,13 @@ def init(cfg: Config) -> Dist:
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ["LOCAL_RANK"])
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    if device.type == "cuda" and device.index is None:  # one GPU per local rank
-        device = torch.device("cuda", local_rank)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
     backend = cfg.run.backend if cfg.run.backend != "auto" else ("nccl" if device.type == "cuda" else "gloo")
     if backend == "nccl" and device.type != "cuda":
         raise MetanasError(f"run.backend=nccl needs a CUDA device but run.device resolved to {device}: "
                            "use run.backend=gloo (or auto) on CPU")
+    device = rank_device(device, local_rank, local_world, backend)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     # torchrun sets OMP_NUM_THREADS=1 for every worker; on a many-core machine that leaves cores idle, so
     # share them: W local ranks x (cores / W) threads, never more threads than cores (oversubscription
     # makes every rank wait for the slowest at each all-reduce).
@@ -184,10 +199,9 @@ def init(cfg: Config) -> Dist:
 def check_same_experiment(cfg: Config, dist: Dist) -> None:
     """Every rank must run the same experiment (data paths, output dir, threads may differ per machine),
     and the meta-batch must split evenly over the ranks."""
-    from metanas.config import to_yaml
+    from metanas.config import experiment
 
-    mine = "".join(to_yaml(getattr(cfg, k)) for k in ("task", "search", "inner", "meta")) + f"seed: {cfg.run.seed}"
-    configs = dist.all_gather(mine)
+    configs = dist.all_gather(experiment(cfg))
     if len(set(configs)) > 1:
         differ = [r for r, c in enumerate(configs) if c != configs[0]]
         raise MetanasError(f"ranks {differ} were started with another experiment config than rank 0: run the same "

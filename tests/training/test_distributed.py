@@ -192,3 +192,58 @@ def test_meta_batch_must_split_over_the_ranks(runs_dir):
                           f"run.output_dir={runs_dir}"), timeout=120)
     assert out.returncode != 0
     assert out.stderr.count("metanas: error: meta.meta_batch=3 does not split evenly over 2 ranks") == 2  # each rank
+
+
+class FakeCuda:
+    """``torch.cuda`` on a machine with ``count`` GPUs, for the device logic alone (no kernel runs)."""
+
+    def __init__(self, monkeypatch, count: int):
+        import torch.distributed as tdist
+
+        self.set = []
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+        monkeypatch.setattr(torch.cuda, "set_device", lambda d: self.set.append(str(d)))
+        self.groups = []
+        monkeypatch.setattr(tdist, "init_process_group", lambda backend, timeout: self.groups.append(backend))
+
+
+def _under_torchrun(monkeypatch, rank: int, local_world: int):
+    for k, v in {"RANK": rank, "WORLD_SIZE": local_world, "LOCAL_RANK": rank, "LOCAL_WORLD_SIZE": local_world,
+                 "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}.items():
+        monkeypatch.setenv(k, str(v))
+
+
+def test_ranks_map_to_gpus_modulo_the_device_count_and_nccl_refusals_are_one_line(monkeypatch):
+    from metanas.core.errors import MetanasError
+    from metanas.core.runtime import resolve_device
+    from metanas.training import distributed
+
+    cuda = FakeCuda(monkeypatch, count=2)
+    for rank in range(2):  # one GPU per rank under NCCL
+        _under_torchrun(monkeypatch, rank, 2)
+        dist = distributed.init(load_config(None, ["run.device=cuda", "run.threads=1"]))
+        assert (str(dist.device), cuda.set[-1], cuda.groups[-1]) == (f"cuda:{rank}",) * 2 + ("nccl",)
+    _under_torchrun(monkeypatch, 3, 4)  # gloo may share GPUs: rank 3 of 4 on 2 GPUs takes cuda:1
+    assert str(distributed.init(load_config(None, ["run.device=cuda", "run.backend=gloo", "run.threads=1"])).device) \
+        == "cuda:1"
+    with pytest.raises(MetanasError, match=r"4 ranks on this machine but 2 GPU\(s\): NCCL needs one GPU per rank"):
+        distributed.init(load_config(None, ["run.device=cuda", "run.threads=1"]))
+    _under_torchrun(monkeypatch, 1, 2)
+    with pytest.raises(MetanasError, match="puts all 2 local ranks on one GPU, which NCCL refuses"):
+        distributed.init(load_config(None, ["run.device=cuda:0", "run.threads=1"]))
+    # a GPU index the machine does not have, and a typo, are one line too (before any CUDA call)
+    with pytest.raises(MetanasError, match=r"run.device=cuda:2 but this machine has 2 CUDA device\(s\), cuda:0 to cuda:1"):
+        resolve_device("cuda:2")
+    with pytest.raises(MetanasError, match="'cdua' is not a device: use auto, cpu, cuda, cuda:N or mps"):
+        resolve_device("cdua")
+    with pytest.raises(MetanasError, match="run.device"):
+        load_config(None, ["run.device=cuda:x"])
+
+
+def test_the_cli_validates_the_device_before_any_work(smoke_run, runs_dir):
+    run_id, _ = smoke_run
+    for device, words in (("cdua", "run.device"), ("cuda:7", "run.device")):
+        out = run_cli("-m", "metanas.cli", "evaluate", "--run-id", run_id, "--tasks", "2", "--no-track",
+                      "--output-dir", str(runs_dir), "--device", device)
+        assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and words in out.stderr, out.stderr
