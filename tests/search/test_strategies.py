@@ -183,3 +183,19 @@ def test_warm_from_earlier_searches_changes_the_first_proposals_of_bo():
     assert all(tuple(t.x) not in {tuple(x) for x, _ in pairs} for t in warm)  # the prior's pairs are not rescored
     with pytest.raises(MetanasError, match="chain"):
         search_pairs(FakeClient(logs), ["r1"], space("chain"))
+
+
+@pytest.mark.slow
+def test_search_cli_warm_from_reads_an_earlier_search_run(smoke_run, runs_dir):
+    from conftest import run_cli
+
+    run_id = smoke_run[0]
+    common = ["--budget", "2", "--val-tasks", "2", "--test-tasks", "2", "--run-id", run_id, "--output-dir", str(runs_dir)]
+    first = run_cli("-m", "metanas.cli", "search", "--strategy", "bo", *common)
+    assert first.returncode == 0, first.stderr
+    earlier = first.stdout.splitlines()[-1].split()[-1]
+    out = run_cli("-m", "metanas.cli", "search", "--strategy", "bo", "--warm-from", earlier, *common, "--no-track")
+    assert out.returncode == 0, out.stderr
+    assert f"bo warm-started with 3 (architecture, score) pairs of {earlier}" in out.stdout  # bo's 2, darts' 1
+    bad = run_cli("-m", "metanas.cli", "search", "--strategy", "bo", "--warm-from", "nosuchrun", *common, "--no-track")
+    assert bad.returncode != 0 and "--warm-from nosuchrun" in bad.stderr and bad.stderr.count("\n") == 1
