@@ -123,6 +123,9 @@ class RunConfig:
     name: Optional[str] = None
     threads: int = 0  # torch intra-op threads; 0: torch's default (under torchrun: the cores split over local ranks)
     progress: bool = True
+    # Meta-training reads each step's loss and accuracy back from the device every log_every steps (one host sync
+    # for them all) and logs one point per step; validation, checkpoints and stops log what is pending first.
+    log_every: int = 10
     # Under torchrun (metanas/distributed.py): auto = nccl for CUDA devices, gloo on CPU.
     backend: str = "auto"
     # Seconds a collective waits for the other ranks before this rank gives up: a rank that died or hangs makes
@@ -260,6 +263,7 @@ def validate(cfg: Config) -> None:
     _require(d in ("auto", "cpu", "cuda", "mps") or (d.startswith("cuda:") and d[5:].isdigit()), "run.device", d,
              "auto, cpu, cuda, cuda:N or mps")
     _require(cfg.run.threads >= 0, "run.threads", cfg.run.threads, "must be >= 0")
+    _require(cfg.run.log_every >= 1, "run.log_every", cfg.run.log_every, "must be >= 1")
     _require(cfg.run.backend in BACKENDS, "run.backend", cfg.run.backend, f"one of {BACKENDS}")
     _require(cfg.run.dist_timeout >= 1, "run.dist_timeout", cfg.run.dist_timeout, "seconds, must be >= 1")
 

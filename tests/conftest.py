@@ -32,8 +32,10 @@ def client(runs_dir):
 
 
 def run_cli(*args, cwd=ROOT, env=None, timeout=300) -> subprocess.CompletedProcess:
-    """Run a metanas entry point in a real subprocess: ``run_cli("-m", "metanas.meta_train", ...)``."""
-    full_env = {**os.environ, **(env or {})}
+    """Run a metanas entry point in a real subprocess: ``run_cli("-m", "metanas.meta_train", ...)``. The subprocess
+    sees no GPU (``CUDA_VISIBLE_DEVICES=""``) unless ``env`` says otherwise: its ``run.device=auto`` is the CPU, where
+    the suite's exactness claims hold, also on a machine with a GPU (the ``cuda`` tests use the GPU on purpose)."""
+    full_env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", **(env or {})}
     return subprocess.run([sys.executable, *args], cwd=cwd, env=full_env, capture_output=True, text=True,
                           timeout=timeout)
 

@@ -213,6 +213,15 @@ class Tracker:
             self._call("log_batch", self.run_id, params=params[i:i + 100])
         self.log_text(to_yaml(cfg), "config.yaml")
 
+    def log_metric_steps(self, rows: list[tuple[int, dict]]) -> None:
+        """Many steps' metrics, ``[(step, {name: value})]``, in one write per 1000 values (MLflow's batch limit)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, step) for step, values in rows for k, v in values.items()]
+        for i in range(0, len(metrics), 1000):
+            self._call("log_batch", self.run_id, metrics=metrics[i:i + 1000])
+
     def log_metrics(self, metrics: dict, step: int, model_id: str | None = None, context: str | None = None) -> None:
         """``model_id``: the metrics are also the logged model's (its page and the Models table show them), measured
         on the run's dataset input of ``context`` (test: "test/accuracy on omniglot-5way/test")."""
@@ -308,7 +317,7 @@ class NullTracker:
     def _skip(self, *args, **kwargs) -> None:
         pass
 
-    log_config = log_metrics = log_datasets = log_model = set_tags = log_text = log_dict = log_artifact = _skip
+    log_config = log_metrics = log_metric_steps = log_datasets = log_model = set_tags = log_text = log_dict = log_artifact = _skip
     log_figure = end = _skip
 
 

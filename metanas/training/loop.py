@@ -77,6 +77,20 @@ def _train(cfg: Config, resume: str | None, dist: distributed.Dist) -> Result:
                disable=not (cfg.run.progress and dist.is_main), dynamic_ncols=True)
     nan_from = int(os.environ.get("METANAS_FAULT_NAN_FROM", -1))  # fault injection for tests (docs/operations.md, Errors)
     mine, val_acc, done = dist.shard(cfg.meta.meta_batch), float("nan"), start
+    pending: list[tuple[int, dict]] = []  # each step's metrics, tensors on the device until they are logged
+
+    def log_pending() -> None:
+        """Read the pending steps' loss and accuracy back in one device read (one host sync per run.log_every steps,
+        not two per step) and log them, one point per step."""
+        if not pending:
+            return
+        values = torch.stack([torch.stack([m["loss"], m["accuracy"]]).float() for _, m in pending]).tolist()
+        run.tracker.log_metric_steps([(it, {"train/loss": loss, "train/accuracy": acc,
+                                            "train/skipped_steps": m["skipped_steps"]})
+                                      for (it, m), (loss, acc) in zip(pending, values)])
+        bar.set_postfix(loss=f"{values[-1][0]:.3f}", acc=f"{values[-1][1]:.3f}", val=f"{val_acc:.3f}")
+        pending.clear()
+
     t_loop = time.perf_counter()
     try:
         for it in bar:
@@ -84,24 +98,27 @@ def _train(cfg: Config, resume: str | None, dist: distributed.Dist) -> Result:
             task = [t[mine.start:mine.stop].to(dist.device) for t in sets.train.sample_batch(cfg.meta.meta_batch, sampler)]
             if 0 <= nan_from <= it:
                 task[0] = task[0] * float("nan")
-            m = learner.step(task, it)
-            run.tracker.log_metrics({f"train/{k}": v for k, v in m.items()}, step=it)
+            pending.append((it, learner.step(task, it)))
             done = it + 1
+            if done % cfg.run.log_every == 0 or done % cfg.meta.eval_every == 0 or done == cfg.meta.iterations:
+                log_pending()
             if done % cfg.meta.eval_every == 0 or done == cfg.meta.iterations:
                 val_acc = run.validate(done).mean
             # never during a streak of skipped (non-finite) steps: the last checkpoint stays the last good one
             if (done % cfg.meta.checkpoint_every == 0 or done == cfg.meta.iterations) and not learner.nonfinite:
                 run.checkpoint(done)
-            bar.set_postfix(loss=f"{m['loss']:.3f}", acc=f"{m['accuracy']:.3f}", val=f"{val_acc:.3f}")
             over_budget = bool(cfg.meta.time_budget) and time.perf_counter() - t_start > cfg.meta.time_budget
             if dist.any_rank(over_budget) and done < cfg.meta.iterations:  # every rank stops at the same step
+                log_pending()
                 run.stop_for_budget(done)
                 break
             if dist.any_rank(bool(stop)):  # all ranks stop after the same step, or the others would wait in vain
+                log_pending()
                 run.stop_for_signal(done, stop)
     except KeyboardInterrupt:
         raise
     except BaseException:
+        log_pending()  # the steps before the failure (e.g. a streak of non-finite ones) are in the run
         run.tracker.end("FAILED")
         raise
     finally:
