@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from metanas.cli.common import add_warm_start_args, warm_start_ref
+from metanas.core.errors import MetanasError
 
 
 def register(sub) -> None:
@@ -31,6 +32,9 @@ def cmd_export(args) -> None:
     from metanas.track.plots import close
     from metanas.track.runs import child_tracker
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise MetanasError(f"--out {args.out} is a file: export writes a folder (model.pt2, genotype.json, "
+                           "classes.json); give a new folder or an existing one")
     warm = api.load(warm_start_ref(args), args.output_dir)
     if args.genotype:
         warm = warm.fixed(warm.space.read(args.genotype))

@@ -67,6 +67,11 @@ def experiment_links(output_dir: str, host: str, port: int) -> list[str]:
 
 
 def cmd_ui(args) -> None:
+    from metanas.core.errors import MetanasError
+
+    if not (Path(args.output_dir) / "mlflow.db").is_file():
+        raise MetanasError(f"--output-dir {args.output_dir} holds no MLflow store (mlflow.db): give the runs folder of "
+                           "a meta-training run (run.output_dir, default runs)")
     cmd = ui_command(args.output_dir, args.host, args.port)
     print(" ".join(cmd), flush=True)
     mark_older_experiments(args.output_dir)

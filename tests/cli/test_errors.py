@@ -203,3 +203,12 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     (ckpt,) = (tmp_path / "checkpoints").glob("*.pt")
     state = torch.load(ckpt, weights_only=True)
     assert state["iteration"] == 4 and all(torch.isfinite(v).all() for v in state["params"].values())
+
+
+def test_a_file_where_export_and_ui_expect_a_folder_is_one_line(tmp_path):
+    afile = tmp_path / "taken"
+    afile.write_text("not a folder")
+    out = run_cli("-m", "metanas.cli", "export", "--task", str(tmp_path), "--out", str(afile), "--checkpoint", "x.pt")
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "is a file: export writes a folder" in out.stderr
+    ui = run_cli("-m", "metanas.cli", "ui", "--output-dir", str(afile))
+    assert ui.returncode == 2 and ui.stderr.strip().count("\n") == 0 and "holds no MLflow store" in ui.stderr
