@@ -43,7 +43,7 @@ def test_spaces_policies_strategies_and_commands_are_registries():
 
     assert {"darts", "chain"} <= set(SPACES) and list_spaces() == sorted(SPACES.names())
     assert POLICIES.names() == ["mixture", "gumbel"] and isinstance(create_policy("mixture"), Mixture)
-    assert STRATEGIES.names() == ["random", "evolution", "reinforce", "bohb", "darts"]
+    assert STRATEGIES.names() == ["random", "evolution", "reinforce", "bohb", "darts", "nasrl", "pnas", "bo", "nao"]
     assert strategy_class("random") is RandomSearch
     assert MODULES == ("train", "adapt", "evaluate", "select_adaptation", "adapt_domain", "search", "export", "predict",
                        "register", "runs", "tasks", "ui") == tuple(COMMANDS)

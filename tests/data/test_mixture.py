@@ -126,7 +126,7 @@ def test_leave_one_domain_out_through_the_cli(tmp_path):
 
 def test_evaluating_a_mixture_leaves_out_what_the_run_left_out(tmp_path, monkeypatch):
     """A leave-one-domain-out warm start evaluated on its own mixture family draws no task of the left-out source."""
-    import metanas.data
+    import metanas.estimation.warm
     from metanas import api
     from metanas.config import load_config
     from metanas.training.loop import train
@@ -137,13 +137,13 @@ def test_evaluating_a_mixture_leaves_out_what_the_run_left_out(tmp_path, monkeyp
                              f"run.output_dir={tmp_path}", "run.progress=false"])
     warm = api.load(str(train(cfg).checkpoint))
     test_sets = []
-    real = metanas.data.get_tasksets
+    real = metanas.estimation.warm.get_tasksets
 
     def spy(*args, **kwargs):
         sets = real(*args, **kwargs)
         test_sets.append(sets.test)
         return sets
 
-    monkeypatch.setattr(metanas.data, "get_tasksets", spy)
+    monkeypatch.setattr(metanas.estimation.warm, "get_tasksets", spy)
     api.evaluate(warm, "omniglot-fonts-5way", 2, seed=0, curve=False)
     assert [s.names for s in test_sets] == [["omniglot-5way-shift-train"]]
