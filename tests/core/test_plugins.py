@@ -45,8 +45,8 @@ def test_spaces_policies_strategies_and_commands_are_registries():
     assert POLICIES.names() == ["mixture", "gumbel"] and isinstance(create_policy("mixture"), Mixture)
     assert STRATEGIES.names() == ["random", "evolution", "reinforce", "bohb", "darts", "nasrl", "pnas", "bo", "nao"]
     assert strategy_class("random") is RandomSearch
-    assert MODULES == ("train", "adapt", "evaluate", "select_adaptation", "adapt_domain", "search", "export", "predict",
-                       "register", "runs", "tasks", "ui") == tuple(COMMANDS)
+    assert MODULES == ("train", "adapt", "evaluate", "select_adaptation", "adapt_domain", "search", "compare",
+                       "export", "predict", "register", "runs", "tasks", "ui") == tuple(COMMANDS)
     assert COMMANDS.get("search").__name__ == "metanas.cli.search"
     with pytest.raises(MetanasError, match="search.policy.*did you mean gumbel"):
         create_policy("gumble")
