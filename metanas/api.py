@@ -16,6 +16,10 @@ from typing import Any
 
 import torch
 
+# a warm start on many tasks of a family (performance estimation) is metanas.estimation.warm's; the API exposes it
+from metanas.estimation.warm import (  # noqa: F401
+    adapt_domain, architectures, evaluate, fit_set_encoder, retest, select_adaptation,
+)
 from metanas.meta.adaptation import Adaptation
 from metanas.meta.inner import InnerLoop, Params
 from metanas.meta.warm_start import WarmStart
@@ -69,8 +73,3 @@ def adapt(warm: WarmStart, support_x: torch.Tensor, support_y: torch.Tensor, *,
     params = {k: v.detach() for k, v in params.items()}
     return Adapted(warm, params, inner, warm.derive(params))
 
-
-# A warm start on many tasks of a family (performance estimation): defined in metanas.estimation.warm
-from metanas.estimation.warm import (  # noqa: E402,F401
-    adapt_domain, architectures, evaluate, fit_set_encoder, retest, select_adaptation,
-)

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 import torch
 
 from metanas.core.errors import MetanasError
-from metanas.core.tables import csv_text, markdown
 from metanas.estimation.stats import mean_ci95, rank_agreement
 
 
@@ -88,12 +87,6 @@ class Comparison:
             out.append([r.family, r.role, *cells, *[_points(paired(r.accuracies[first], r.accuracies[m])) for m in others],
                         f"{_points(paired(r.accuracies[first], r.accuracies[best]))} ({best})" if best else "-", *extra])
         return head, out
-
-    def markdown(self) -> str:
-        return markdown(*self.table())
-
-    def csv(self) -> str:
-        return csv_text(*self.table())
 
     def figure(self):
         """The paired differences with their 95% CIs, one group of bars per family: the first method against each
