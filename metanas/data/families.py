@@ -10,13 +10,18 @@ A *mixture* family (``dataset: mixture``) meta-trains over several families at o
 ``sources`` lists families with weights, every task is drawn from one source (chosen with probability
 proportional to its weight), never mixed; ``validation_sources`` lists families the mixture never trains on
 whose validation split joins the validation tasks, so that validation measures transfer to a new domain and
-not only to new classes. The mixture's ways/shots/queries apply to every source.
+not only to new classes. The mixture's ways/shots/queries (and episodes) apply to every source.
+
+``episodes:`` says how a family's tasks are drawn: ``fixed`` (the default) is N-way K-shot with ``ways``,
+``shots`` and ``queries``; ``meta-dataset`` (or a mapping of :class:`EpisodeRules` overrides) draws variable
+episodes by Meta-Dataset's rules (metanas.data.episodes).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -39,6 +44,95 @@ RENDERED_SPLITS = {"fonts": fonts.split_classes, "glyphs": glyphs.split_classes}
 STANDARD_SPLITS = (*fewshot.BENCHMARKS, *RENDERED_SPLITS)  # data sets with a published/fixed split (split: standard)
 SPLIT_NAMES = ("train", "validation", "test")
 ROTATIONS = 4  # quarter turns: 0, 90, 180, 270 degrees
+EPISODE_SAMPLERS = ("fixed", "meta-dataset")
+HIERARCHIES = ("auto", "none", "alphabet")  # auto: Omniglot's alphabets when the ways are drawn, as Meta-Dataset
+
+
+@dataclass(frozen=True)
+class EpisodeRules:
+    """Meta-Dataset's episode rules (Triantafillou et al., ICLR 2020): the fields of the reference's
+    ``EpisodeDescriptionConfig`` (google-research/meta-dataset, ``meta_dataset/data/config.py``) with the defaults
+    of ``learn/gin/setups/data_config_common.gin``. ``ways``, ``shots`` and ``queries`` are the reference's
+    ``num_ways``, ``num_support`` and ``num_query``: None draws them by the rules; set, they fix them (the
+    fixed-way-and-shot setup); ``shots`` may also be a range ``(lo, hi)`` drawn per episode, the same for every
+    class. ``hierarchy``: ``alphabet`` draws an Omniglot alphabet first (the reference's bi-level ontology),
+    ``none`` draws classes uniformly, ``auto`` is ``alphabet`` for Omniglot with drawn ways and ``none`` else."""
+
+    ways: Optional[int] = None
+    shots: Optional[int | tuple[int, int]] = None
+    queries: Optional[int] = None
+    min_ways: int = 5
+    max_ways: int = 50  # max_ways_upper_bound
+    max_queries: int = 10  # max_num_query
+    max_support: int = 500  # max_support_set_size
+    max_support_per_class: int = 100  # max_support_size_contrib_per_class
+    min_log_weight: float = math.log(0.5)
+    max_log_weight: float = math.log(2)
+    hierarchy: str = "auto"
+    ignore_hierarchy_probability: float = 0.0
+
+    def __post_init__(self):
+        where = "episodes"
+        if self.hierarchy is None:
+            object.__setattr__(self, "hierarchy", "none")
+        if isinstance(self.shots, list):
+            object.__setattr__(self, "shots", tuple(self.shots))
+        for key in ("ways", "queries", "min_ways", "max_ways", "max_queries", "max_support", "max_support_per_class"):
+            value = getattr(self, key)
+            if not (value is None and key in ("ways", "queries")) and (type(value) is not int or value < 1):
+                raise MetanasError(f"{where}.{key} must be an integer >= 1{' or null (drawn)' if key in ('ways', 'queries') else ''}, "
+                                   f"got {value!r}")
+        shots = self.shots
+        if not (shots is None or (type(shots) is int and shots >= 1) or (isinstance(shots, tuple) and len(shots) == 2
+                and all(type(v) is int for v in shots) and 1 <= shots[0] <= shots[1])):
+            raise MetanasError(f"{where}.shots must be null (drawn), an integer >= 1 or a range [lo, hi] with "
+                               f"1 <= lo <= hi, got {shots!r}")
+        if self.min_ways > self.max_ways:
+            raise MetanasError(f"{where}: min_ways {self.min_ways} is above max_ways {self.max_ways}; lower min_ways")
+        if self.ways is None and self.max_support < self.max_ways:
+            raise MetanasError(f"{where}: max_support {self.max_support} is below max_ways {self.max_ways}: an episode "
+                               "needs at least one shot per class; raise max_support or lower max_ways")
+        for key in ("min_log_weight", "max_log_weight", "ignore_hierarchy_probability"):
+            if type(getattr(self, key)) not in (int, float):
+                raise MetanasError(f"{where}.{key} must be a number, got {getattr(self, key)!r}")
+        if self.min_log_weight > self.max_log_weight:
+            raise MetanasError(f"{where}: min_log_weight is above max_log_weight; swap them")
+        if not 0 <= self.ignore_hierarchy_probability <= 1:
+            raise MetanasError(f"{where}.ignore_hierarchy_probability must be in [0, 1], got "
+                               f"{self.ignore_hierarchy_probability!r}")
+        if self.hierarchy not in HIERARCHIES:
+            raise MetanasError(f"{where}.hierarchy: unknown {self.hierarchy!r}; use one of {', '.join(HIERARCHIES)}")
+        if self.hierarchy == "alphabet" and self.ways is not None:
+            # the reference: "use_bilevel_hierarchy" is incompatible with "num_ways"
+            raise MetanasError(f"{where}: hierarchy alphabet draws the ways within an alphabet, so it cannot go with "
+                               "fixed ways; drop episodes.ways or set hierarchy: none")
+
+    @property
+    def most_ways(self) -> int:
+        """The most ways an episode can have: the size of a classifier head that fits every episode."""
+        return self.ways or self.max_ways
+
+
+def parse_episodes(spec, where: str) -> EpisodeRules | None:
+    """``episodes:`` of a task YAML: ``fixed`` (None), ``meta-dataset`` (the reference's defaults), or a mapping
+    ``{sampler: meta-dataset, KEY: VALUE, ...}`` of :class:`EpisodeRules` overrides."""
+    if spec is None or spec == "fixed":
+        return None
+    if isinstance(spec, EpisodeRules):
+        return spec
+    if spec == "meta-dataset":
+        return EpisodeRules()
+    keys = [f.name for f in dataclasses.fields(EpisodeRules)]
+    if not isinstance(spec, dict) or spec.get("sampler", "meta-dataset") != "meta-dataset":
+        raise MetanasError(f"{where}: episodes must be one of {', '.join(EPISODE_SAMPLERS)} or a mapping "
+                           f"{{sampler: meta-dataset, ...}} with keys among {', '.join(keys)}; got {spec!r}")
+    unknown = sorted(set(spec) - set(keys) - {"sampler"}, key=str)
+    if unknown:
+        raise MetanasError(f"{where}: unknown episodes key {unknown[0]!r}; valid keys: sampler, {', '.join(keys)}")
+    try:
+        return EpisodeRules(**{k: v for k, v in spec.items() if k != "sampler"})
+    except MetanasError as e:
+        raise MetanasError(f"{where}: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -65,9 +159,18 @@ class TaskFamily:
     # dataset: mixture: ((family, weight), ...) meta-trained on, and families that only join validation
     sources: tuple = ()
     validation_sources: tuple = ()
+    # fixed: N-way K-shot as above; meta-dataset (or EpisodeRules): variable episodes, and then ways/shots/queries
+    # are read from the rules: the most ways (a head's size), the fixed or fewest shots, the fixed or most queries
+    episodes: object = "fixed"
 
     def __post_init__(self):
         # Validated here so that YAML files and get_tasksets overrides (dataclasses.replace) share one check.
+        rules = parse_episodes(self.episodes, f"task {self.name}")
+        object.__setattr__(self, "episodes", rules or "fixed")
+        if rules is not None:
+            shots = rules.shots[0] if isinstance(rules.shots, tuple) else rules.shots or 1
+            for key, value in (("ways", rules.most_ways), ("shots", shots), ("queries", rules.queries or rules.max_queries)):
+                object.__setattr__(self, key, value)
         if self.dataset == "mixture" or self.sources or self.validation_sources:
             self._resolve_sources()
         bench = fewshot.BENCHMARKS.get(self.dataset)
@@ -192,7 +295,8 @@ class TaskFamily:
         kept = [(n, w) for n, w in self.sources if n not in leave_out]
         if not kept:
             raise MetanasError(f"task.leave_out leaves {self.name} no source to meta-train on; keep at least one")
-        like = lambda n: dataclasses.replace(self._families[n], ways=self.ways, shots=self.shots, queries=self.queries)
+        like = lambda n: dataclasses.replace(self._families[n], ways=self.ways, shots=self.shots, queries=self.queries,
+                                             episodes=self.episodes)
         return [(like(n), w) for n, w in kept], [like(n) for n in self.validation_sources if n not in leave_out]
 
     def _parse_classes(self):
@@ -311,6 +415,10 @@ def load_family(name_or_path: str) -> TaskFamily:
     unknown = sorted(set(spec) - set(keys), key=str)
     if unknown:
         raise MetanasError(f"{path}: unknown key {unknown[0]!r}; valid keys: {', '.join(keys)}")
+    given = sorted(k for k in ("ways", "shots", "queries") if k in spec)
+    if given and spec.get("episodes", "fixed") != "fixed":
+        raise MetanasError(f"{path}: {given[0]}: goes with episodes: fixed; with Meta-Dataset episodes set "
+                           f"episodes: {{sampler: meta-dataset, {given[0]}: N}} (null: drawn by the rules)")
     if isinstance(spec.get("root"), str):  # relative to the YAML file, so a family and its data travel together
         spec["root"] = str((path.parent / Path(spec["root"]).expanduser()).resolve())
     try:

@@ -9,6 +9,9 @@ e = q * C + c means class c rotated by q quarter turns (C = classes in the under
 
 A mixture family's tasks come from :class:`MixtureTaskDataset`: the source is drawn first, from the same
 generator, then the whole task from that source alone.
+
+A family with ``episodes: meta-dataset`` gets :class:`metanas.data.episodes.EpisodeDataset` splits instead:
+variable Meta-Dataset episodes, drawn from the same generator.
 """
 
 from __future__ import annotations
@@ -107,7 +110,12 @@ class _Batches:
     """``sample_batch``: n tasks stacked, with a leading task dimension."""
 
     def sample_batch(self, n: int, generator: torch.Generator) -> Task:
-        return Task(*(torch.stack(field) for field in zip(*(self.sample(generator) for _ in range(n)))))
+        tasks = [self.sample(generator) for _ in range(n)]
+        shapes = {tuple(tuple(f.shape) for f in t) for t in tasks}
+        if len(shapes) > 1:
+            raise MetanasError(f"{self.name} draws episodes of different sizes, which do not stack into one batch; "
+                               "sample them one by one and batch them with metanas.data.episodes.bucket_tasks")
+        return Task(*(torch.stack(field) for field in zip(*tasks)))
 
 
 class TaskDataset(_Batches):
@@ -208,6 +216,8 @@ def get_tasksets(family: TaskFamily, data_root: str | None = None,
     family look like its training data); else the family's own (:func:`image_format`).
     """
     overrides = {k: v for k, v in (("ways", ways), ("shots", shots), ("queries", queries)) if v is not None}
+    if family.episodes != "fixed":  # Meta-Dataset episodes: an override fixes what the rules would draw
+        overrides = {"episodes": dataclasses.replace(family.episodes, **overrides)} if overrides else {}
     family = dataclasses.replace(family, **overrides)  # re-runs TaskFamily's validation on the overrides
     if family.dataset == "mixture":
         return _mixture_sets(family, data_root, skip_corrupt, warm_format, leave_out)
@@ -226,11 +236,27 @@ def get_tasksets(family: TaskFamily, data_root: str | None = None,
             sets.append(None)
             continue
         ds = data.subset(class_ids)
+        name = f"task {family.name} ({split_name} split)"
+        if family.episodes != "fixed":
+            sets.append(_episode_set(family, ds, shift, name, fmt))
+            continue
         k = family.shots + family.queries
         transforms = [NWays(ds, family.ways), KShots(ds, k), LoadData(ds), RemapLabels(ds), ConsecutiveLabels(ds)]
         sets.append(TaskDataset(ds, transforms, family.shots, family.queries, family.rotations, shift=shift,
-                                name=f"task {family.name} ({split_name} split)", image_format=fmt))
+                                name=name, image_format=fmt))
     return TaskSets(*sets)
+
+
+def _episode_set(family: TaskFamily, ds: ClassDataset, shift, name: str, fmt: ImageFormat):
+    """A split's Meta-Dataset episodes (metanas.data.episodes imports this module, hence the late import)."""
+    from metanas.data.episodes import EpisodeDataset, MetaDatasetEpisodes, family_hierarchy
+
+    try:
+        episodes = MetaDatasetEpisodes(ds, family.episodes, hierarchy=family_hierarchy(family.episodes, family.dataset, ds),
+                                       rotations=family.rotations)
+    except MetanasError as e:
+        raise MetanasError(f"{name}: {e}") from None
+    return EpisodeDataset(ds, episodes, family.rotations, shift=shift, name=name, image_format=fmt)
 
 
 def _mixture_sets(family: TaskFamily, data_root, skip_corrupt, warm_format, leave_out) -> TaskSets:
