@@ -10,7 +10,8 @@
 digits and the torchvision sets are small enough to decode per process (digits in milliseconds).
 
 :data:`READERS` names every image source a family's ``dataset:`` may name (these, Omniglot, the fonts, the glyphs
-and the few-shot benchmarks of :mod:`metanas.data.fewshot`).
+the few-shot benchmarks of :mod:`metanas.data.fewshot`, and Meta-Dataset's and BSCD-FSL's sources of
+:mod:`metanas.data.crossdomain`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metanas.data import fewshot, fonts, glyphs
+from metanas.data import crossdomain, fewshot, fonts, glyphs
 from metanas.data.images import ClassDataset, decode_classes, image_files, resize, user_cache
 from metanas.data.omniglot import load_omniglot
 from metanas.core.errors import MetanasError
@@ -112,5 +113,8 @@ READERS.register(lambda name, roots, size, channels, skip: load_imagefolder(root
                  name="imagefolder")  # root: is required
 for _name in TORCHVISION:
     READERS.register(lambda name, roots, size, channels, skip: load_torchvision(name, size, roots), name=_name)
-for _name in fewshot.BENCHMARKS:
+for _name in fewshot.READERS:
     READERS.register(lambda name, roots, size, channels, skip: fewshot.load(name, roots, size, skip), name=_name)
+for _name in crossdomain.READERS:
+    READERS.register(lambda name, roots, size, channels, skip: crossdomain.load(name, roots, size, channels, skip),
+                     name=_name)

@@ -11,7 +11,9 @@ per-channel mean and std of the meta-train split; the warm start stores both, an
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import tempfile
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -156,8 +158,10 @@ def decode(im: Image.Image, size: int, channels: int = 1, invert: bool = False) 
     return a[None] if a.ndim == 2 else np.ascontiguousarray(a.transpose(2, 0, 1))
 
 
-def read_image(path: str | os.PathLike, size: int, channels: int = 1, invert: bool = False) -> np.ndarray:
-    """:func:`decode` of an image file; an unreadable, corrupt or truncated file is a MetanasError naming it.
+def read_image(path: str | os.PathLike, size: int, channels: int = 1, invert: bool = False,
+               box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """:func:`decode` of an image file (of its ``box``, ``(left, top, right, bottom)`` pixels, when given: a crop
+    from an annotation); an unreadable, corrupt or truncated file is a MetanasError naming it.
 
     Strict whatever the process's PIL setting: ``ImageFile.LOAD_TRUNCATED_IMAGES`` (which any imported library
     may have set) is off while the file is checked (``verify``: its structure and checksums) and decoded, so a
@@ -169,7 +173,7 @@ def read_image(path: str | os.PathLike, size: int, channels: int = 1, invert: bo
             im.verify()
         with Image.open(path) as im:
             im.load()
-            return decode(im, size, channels, invert)
+            return decode(im if box is None else im.crop(box), size, channels, invert)
     except Exception as e:
         raise MetanasError(f"cannot decode {path}: {describe(e)} (the file is corrupt, cut short or not an image); "
                            "delete or replace the file, or set data.skip_corrupt=true to skip unreadable images "
@@ -249,10 +253,11 @@ def write_cache(path: Path, key: str, images: torch.Tensor, labels: torch.Tensor
         raise MetanasError(f"cannot write the data cache in {path.parent}: {e}; set METANAS_CACHE to a writable folder")
 
 
-def _decode_job(job: tuple[Path, int, int, bool, bool]) -> np.ndarray | None:
-    path, size, channels, invert, skip_corrupt = job
+def _decode_job(job: tuple) -> np.ndarray | None:
+    item, size, channels, invert, skip_corrupt = job
+    path, box = item if isinstance(item, tuple) else (item, None)  # a file, or (file, crop box)
     try:
-        return read_image(path, size, channels, invert)
+        return read_image(path, size, channels, invert, box)
     except MetanasError:
         if skip_corrupt:
             return None
@@ -288,3 +293,129 @@ def decode_classes(kind: str, root: Path, classes: list[tuple[str, list[Path]]],
     write_cache(cache, key, images, labels, names)
     return ClassDataset(images, labels, names)
 
+
+
+# The memory-mapped cache of the large sources (Meta-Dataset's and BSCD-FSL's, metanas.data.crossdomain): ILSVRC at
+# 84 px is 1.2M x 21 KB = 27 GB, more than a machine's RAM, so neither the build nor the reading may hold the set.
+# The build writes the .npy with plain file writes, chunk by chunk (pages written through a memory map would count
+# in the process's RSS until evicted); the reader maps it copy-on-write, so only the pages of the sampled images
+# are ever read in. The .json beside it is written last: without it (an interrupted build) the cache is stale.
+MEMMAP_VERSION = 1
+CHUNK = 1024  # images decoded, then written, at a time: bounds the memory the build holds
+
+
+def memmap_paths(kind: str, root: Path, size: int, channels: int) -> tuple[Path, Path, Path]:
+    """The cache's images (.npy), labels (.labels.npy) and description (.json)."""
+    base = cache_file(kind, root, size, channels).with_suffix("")
+    return base.with_suffix(".npy"), base.with_suffix(".labels.npy"), base.with_suffix(".json")
+
+
+def read_memmap(kind: str, root: Path, key: str, size: int, channels: int) -> ClassDataset | None:
+    """The cached set of ``kind`` at ``root``, memory-mapped, or None when missing, unreadable or stale."""
+    images_path, labels_path, meta_path = memmap_paths(kind, root, size, channels)
+    try:
+        meta = json.loads(meta_path.read_text())
+        images = np.load(images_path, mmap_mode="c")  # copy-on-write: writable for torch, never written back
+        labels = np.load(labels_path)
+        names = meta["class_names"]
+        valid = (meta["version"] == MEMMAP_VERSION and meta["source"] == key and images.dtype == np.uint8
+                 and images.shape == (meta["count"], channels, size, size) and labels.shape == (meta["count"],)
+                 and len(labels) > 0 and int(labels.max()) == len(names) - 1)
+    except Exception:  # missing, truncated, garbage, an older layout: all mean "rebuild"
+        return None
+    return ClassDataset(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), names) if valid else None
+
+
+def _header(f, count: int, shape: tuple[int, ...]) -> None:
+    np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": (count, *shape)})
+
+
+def write_memmap(kind: str, root: Path, key: str, names: list[str], total: int, size: int, channels: int, chunks,
+                 label: str = "") -> ClassDataset:
+    """Build the cache from ``chunks`` (uint8 images ``[n, C, size, size]`` with their int labels ``[n]``, in order,
+    at most ``total`` images in all), with a progress bar, and return it memory-mapped. Fewer images than
+    ``total`` (unreadable ones skipped) are kept for this process but not marked valid, so the next run retries."""
+    images_path, labels_path, meta_path = memmap_paths(kind, root, size, channels)
+    shape = (channels, size, size)
+    try:
+        images_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=images_path.parent, prefix=f".{images_path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise MetanasError(f"cannot write the data cache in {images_path.parent}: {e}; set METANAS_CACHE to a "
+                           "writable folder") from None
+    labels = np.empty(total, dtype=np.int32)
+    count = 0
+    try:
+        with os.fdopen(fd, "wb") as f, tqdm(total=total, desc=f"decoding {label or kind} at {size}px", unit="img") as bar:
+            _header(f, total, shape)
+            start = f.tell()
+            for x, y in chunks:
+                if count + len(x) > total:
+                    raise MetanasError(f"{label or kind}: more images than the {total} listed; the files changed "
+                                       "while the cache was built: run again")
+                f.write(np.ascontiguousarray(x, dtype=np.uint8).tobytes())
+                labels[count:count + len(x)] = y
+                count += len(x)
+                bar.update(len(x))
+            if count < total:  # skipped images: the header says what is there (its padded length stays the same)
+                f.truncate(start + count * int(np.prod(shape)))
+                f.seek(0)
+                _header(f, count, shape)
+                if f.tell() != start:
+                    raise MetanasError(f"{label or kind}: cannot shrink the cache header; set "
+                                       "data.skip_corrupt=false and fix the files")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, images_path)
+        atomic_write(labels_path, lambda f: np.save(f, labels[:count]))
+        if count == total:
+            meta = {"version": MEMMAP_VERSION, "source": key, "count": count, "class_names": names}
+            atomic_write(meta_path, lambda f: f.write(json.dumps(meta).encode()))
+        elif meta_path.exists():
+            meta_path.unlink()
+    except OSError as e:
+        raise MetanasError(f"cannot write the data cache in {images_path.parent}: {e}; set METANAS_CACHE to a "
+                           "writable folder with room for the decoded set") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    data = np.load(images_path, mmap_mode="c")
+    return ClassDataset(torch.from_numpy(data), torch.from_numpy(labels[:count].astype(np.int64)), names)
+
+
+def decode_memmap(kind: str, root: Path, classes: list[tuple[str, list]], size: int, channels: int = 1,
+                  invert: bool = False, skip_corrupt: bool = False, label: str = "") -> ClassDataset:
+    """:func:`decode_classes` for sets larger than memory: every item of ``classes`` (``[(class name, items)]``, an
+    item a file or ``(file, crop box)``) decoded once (2 processes, :data:`CHUNK` images at a time) into the
+    memory-mapped cache, then read from it."""
+    root = Path(root).resolve()
+    items = [item for _, files in classes for item in files]
+    names = [name for name, _ in classes]
+    paths = sorted({item[0] if isinstance(item, tuple) else item for item in items})
+    # the crops too: a changed annotation file changes the boxes, so they are part of what the cache was built from
+    key = f"{source_key(root, paths)}|{hashlib.sha1(repr(items).encode()).hexdigest()}"
+    cached = read_memmap(kind, root, key, size, channels)
+    if cached is not None:
+        return cached
+    labels = np.concatenate([np.full(len(files), c, dtype=np.int64) for c, (_, files) in enumerate(classes)])
+    skipped: list[str] = []
+
+    def chunks():
+        with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+            try:
+                for i in range(0, len(items), CHUNK):
+                    jobs = [(item, size, channels, invert, skip_corrupt) for item in items[i:i + CHUNK]]
+                    decoded = list(pool.map(_decode_job, jobs, chunksize=64))
+                    ok = [im is not None for im in decoded]
+                    skipped.extend(str(job[0]) for job, good in zip(jobs, ok) if not good)
+                    if any(ok):
+                        yield np.stack([im for im in decoded if im is not None]), labels[i:i + CHUNK][ok]
+            except BaseException:
+                pool.shutdown(cancel_futures=True)  # a bad file or Ctrl-C: do not decode the rest first
+                raise
+
+    data = write_memmap(kind, root, key, names, len(items), size, channels, chunks(), label)
+    if skipped:
+        warnings.warn(f"skipped {len(skipped)} unreadable image(s) (data.skip_corrupt=true), e.g. {skipped[0]}",
+                      stacklevel=2)
+    return data
