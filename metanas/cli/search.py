@@ -22,10 +22,16 @@ def register(sub) -> None:
     h.add_argument("--task", default="omniglot-5way", help="task family name (tasks/NAME.yaml) or YAML path")
     h.add_argument("--strategy", default="evolution",
                    help="random | evolution | reinforce | bohb | darts | nasrl | pnas | bo | nao (default evolution)")
-    h.add_argument("--warm-from", metavar="RUN_ID[,RUN_ID]", help="warm-start the bo strategy's GP with the "
-                   "(architecture, score) pairs of earlier metanas search runs (on other task families, same space)")
+    h.add_argument("--warm-from", metavar="RUN_ID[,RUN_ID]", help="start the learned strategies (bo, pnas, nao) "
+                   "from the (architecture, score) pairs of earlier metanas search runs (on other task families, "
+                   "same space): bo's GP prior mean, pnas's and nao's pre-trained surrogates")
     h.add_argument("--compare", action="store_true", help="run every strategy with the same budget and seed: "
-                   "table (markdown + CSV) and best-so-far plot")
+                   "table (markdown + CSV), best-so-far plot, Kendall tau of each learned surrogate")
+    h.add_argument("--held-out", type=int, metavar="N", help="children drawn apart from the search and scored on "
+                   "the supernet, to rank each learned surrogate's predictions against (Kendall tau; default 20 "
+                   "with --compare, 0 otherwise)")
+    h.add_argument("--children", metavar="CSV", help="a metanas search --rank-children --csv file: each learned "
+                   "surrogate's predictions for its children ranked against their stand-alone accuracy (Kendall tau)")
     h.add_argument("--budget", type=float, default=200, help="evaluations per strategy: one = one candidate adapted "
                    "and scored on all --val-tasks validation tasks (default 200)")
     h.add_argument("--max-mflops", type=float, help="cost budget: candidates above this many MFLOPs per image are "
@@ -38,6 +44,11 @@ def register(sub) -> None:
     h.add_argument("--data-root", help=DATA_ROOT_HELP)
     h.add_argument("--device", default="auto")
     h.add_argument("--no-track", action="store_true", help="do not log an MLflow run")
+    d = h.add_argument_group("a search over several worker processes (Optuna's shared storage)")
+    d.add_argument("--storage", metavar="URL", help="an Optuna RDB storage (sqlite:///FILE, postgresql://...) that "
+                   "several metanas search workers share: each runs --strategy, told every worker's results, and "
+                   "scores candidates no worker has claimed; all log into one MLflow run")
+    d.add_argument("--study", metavar="NAME", help="the study's name in --storage (workers of one search give the same)")
     r = h.add_argument_group("ranking the search estimator (--rank-children)")
     r.add_argument("--rank-children", type=int, metavar="N", help="instead of searching: score N random children, the "
                    "searched one (evolution, --budget evaluations) and the argmax one both by weight sharing "
@@ -54,6 +65,12 @@ def cmd_search(args) -> None:
 
     if args.budget <= 0 or args.val_tasks < 1 or args.test_tasks < 2:
         raise MetanasError("--budget must be > 0, --val-tasks >= 1 and --test-tasks >= 2")
+    if (args.storage is None) != (args.study is None):
+        raise MetanasError("--storage and --study go together: the workers of one search share a study of a storage")
+    if args.storage and (args.compare or args.rank_children is not None):
+        raise MetanasError("--storage runs one strategy over several workers: not with --compare or --rank-children")
+    if args.held_out is not None and args.held_out < 0:
+        raise MetanasError(f"--held-out must be >= 0 (got {args.held_out})")
     if not args.compare:
         strategy_class(args.strategy)  # a typo fails before the checkpoint and the data are loaded
     args.genotype = None
@@ -62,7 +79,12 @@ def cmd_search(args) -> None:
         raise MetanasError(f"{warm.path} is not a supernet warm start (it is the fixed architecture "
                            f"{warm.space.describe(warm.arch)}): search needs a supernet")
     try:
-        _rank(args, warm) if args.rank_children is not None else _search(args, warm)
+        if args.rank_children is not None:
+            _rank(args, warm)
+        elif args.storage:
+            _distributed(args, warm)
+        else:
+            _search(args, warm)
     finally:
         dist.close()
 
@@ -97,11 +119,39 @@ def _rank(args, warm) -> None:
         print(f"run id: {tracker.run_id}")
 
 
+def _prior(args, cfg, space):
+    """The prior of ``--warm-from``'s runs (:mod:`metanas.search.prior`), or ``None``."""
+    if not args.warm_from:
+        return None
+    from metanas.search.prior import load_prior
+    from metanas.track.runs import client_for
+
+    return load_prior(client_for(cfg), args.warm_from.split(","), space)
+
+
+def _tau_table(taus: dict, n_held: int, children_csv: str | None) -> tuple[str, str]:
+    """Markdown and CSV: per learned surrogate, Kendall tau against the supernet score of held-out children and
+    against the stand-alone accuracy of ``--children``'s."""
+    from metanas.core.tables import csv_text, markdown
+
+    names = sorted({n for by in taus.values() for n in by}, key=lambda n: ["pnas", "bo", "nao"].index(n)
+                   if n in ("pnas", "bo", "nao") else 9)
+    if not names:
+        return "", ""
+    fmt = lambda kind, n: (f"{taus[kind][n]['tau']:+.3f} (p {taus[kind][n]['p']:.3f}, {taus[kind][n]['n']})"
+                           if n in taus.get(kind, {}) else "–")
+    md = markdown(["surrogate", f"Kendall tau vs supernet score ({n_held} held-out children)",
+                   f"Kendall tau vs stand-alone ({children_csv or 'no --children'})"],
+                  [[n, fmt("supernet", n), fmt("stand_alone", n)] for n in names])
+    rows = [[n, kind, t["tau"], t["p"], t["n"]] for kind, by in taus.items() for n, t in by.items()]
+    return md, csv_text(["strategy", "against", "kendall_tau", "p", "children"], rows)
+
+
 def _search(args, warm) -> None:
     from metanas.core.figures import save as save_figure
     from metanas.search.plots import plot_search_progress
     from metanas.data import get_tasksets, load_family
-    from metanas.search.driver import run_strategies, table
+    from metanas.search.driver import held_out_children, read_children, run_strategies, surrogate_taus, table
     from metanas.search.strategies import STRATEGIES, best_so_far
     from metanas.track.runs import child_tracker
 
@@ -111,23 +161,30 @@ def _search(args, warm) -> None:
     # query size of meta-training (task.queries): scoring the query set is most of a child's cost
     sets = get_tasksets(family, cfg.data.root, queries=cfg.task.queries, skip_corrupt=cfg.data.skip_corrupt,
                         warm_format=warm.image)
-    if args.warm_from:  # bo starts from earlier searches' pairs (prior observations of its GP)
-        from mlflow.tracking import MlflowClient
-
-        from metanas.search.literature import search_pairs, warm_bo
-        from metanas.track.runs import tracking_uri
-
-        pairs = search_pairs(MlflowClient(tracking_uri(cfg)), args.warm_from.split(","), space)
-        STRATEGIES.register(warm_bo(pairs), name="bo")
-        print(f"bo warm-started with {len(pairs)} (architecture, score) pairs of {args.warm_from}")
     names = list(STRATEGIES) if args.compare else [args.strategy]
     if not args.compare and args.strategy != "darts":
         names.append("darts")  # the meta-learned alpha's argmax, the reference every search is compared with
+    children = read_children(args.children, space) if args.children else None
+    prior = _prior(args, cfg, space)
     max_flops = None if args.max_mflops is None else 1e6 * args.max_mflops
     results = run_strategies(names, warm, sets, args.budget, args.val_tasks, args.test_tasks, args.steps,
-                             args.seed, progress=True, max_flops=max_flops)
+                             args.seed, progress=True, max_flops=max_flops, prior=prior)
+    if prior is not None:
+        used = [r.strategy for r in results if r.warm]
+        print(f"warm start: {len(prior)} architectures of {args.warm_from} given to "
+              f"{', '.join(used) if used else 'no strategy (only bo, pnas and nao learn a surrogate)'}")
     md, csv_text = table(results, space, args.budget, args.val_tasks, args.test_tasks)
     print(md)
+    n_held = args.held_out if args.held_out is not None else (20 if args.compare else 0)
+    taus = {}
+    if n_held:
+        taus["supernet"] = surrogate_taus(results, held_out_children(warm, sets, n_held, args.val_tasks, args.steps,
+                                                                     args.seed))
+    if children:
+        taus["stand_alone"] = surrogate_taus(results, children)
+    tau_md, tau_csv = _tau_table(taus, n_held, args.children)
+    if tau_md:
+        print(tau_md)
     main, derived = results[0], next(r for r in results if r.strategy == "darts")
     if not args.compare:
         print(f"best genotype ({main.strategy}, {len(main.trials)} candidates, {main.trials[-1].spent:.1f} "
@@ -154,6 +211,9 @@ def _search(args, warm) -> None:
     best_file.write_text(json.dumps(space.dump(main.best.genotype), indent=1) + "\n")
     (folder / "table.md").write_text(md + "\n")
     (folder / "table.csv").write_text(csv_text)
+    if tau_md:
+        (folder / "surrogates.md").write_text(tau_md + "\n")
+        (folder / "surrogates.csv").write_text(tau_csv)
     print(f"best genotype file: {best_file.resolve()}  (metanas adapt --genotype FILE)")
     print(f"table and plots: {folder.resolve()}")
     if tracker:
@@ -171,7 +231,75 @@ def _search(args, warm) -> None:
                               "trials": [{"genotype": space.dump(t.genotype), "score": t.score, "tasks": t.tasks,
                                           "spent": t.spent, "seconds": t.seconds} for t in r.trials], **r.extra},
                              f"search/{r.strategy}.json")
-        for f in (best_file, folder / "table.md", folder / "table.csv"):
-            tracker.log_artifact(f, "search")
+        for kind, by_strategy in taus.items():
+            for name, t in by_strategy.items():
+                tracker.log_metrics({f"search/{name}/tau_{kind}": t["tau"], f"search/{name}/tau_{kind}_p": t["p"]},
+                                    step=0)
+        for f in (best_file, folder / "table.md", folder / "table.csv", folder / "surrogates.csv"):
+            if f.exists():
+                tracker.log_artifact(f, "search")
+        tracker.end()
+        print(f"run id: {tracker.run_id}")
+
+
+def _distributed(args, warm) -> None:
+    """``--storage URL --study NAME``: one worker of a search shared by several processes
+    (:mod:`metanas.search.distributed`)."""
+    import os
+
+    from metanas.data import get_tasksets, load_family
+    from metanas.search.distributed import SharedStudy, work
+    from metanas.search.driver import scorers
+    from metanas.search.strategies import best, best_so_far, strategy_class
+    from metanas.track.runs import Tracker, child_tracker
+
+    cfg, space = warm.config, warm.space
+    if args.budget != int(args.budget):
+        raise MetanasError(f"--budget with --storage counts candidates: a whole number (got {args.budget:g})")
+    family = load_family(args.task)
+    warm.check_family(family)
+    sets = get_tasksets(family, cfg.data.root, queries=cfg.task.queries, skip_corrupt=cfg.data.skip_corrupt,
+                        warm_format=warm.image)
+    encoding = space.encoding()
+    study = SharedStudy(args.storage, args.study, encoding, space)
+    # the tasks are the study's (--seed: every worker scores on the same ones); proposals are the worker's own
+    seed = args.seed if study.created else args.seed + 1 + os.getpid() % 100_000
+    strategy = strategy_class(args.strategy)(encoding, seed, **({"prior": _prior(args, cfg, space)}
+                                                                if args.warm_from else {}))
+    scorer, tester = scorers(warm, sets, args.val_tasks, args.test_tasks, args.steps, args.seed)
+    tracker = None
+    if not args.no_track:
+        if study.created:
+            tracker = child_tracker(cfg, "search", warm.run_id, f"search-{args.strategy}-{family.name}-{args.study}",
+                                    **{"metanas.family": family.name, "metanas.strategies": args.strategy,
+                                       "metanas.study": args.study})
+            study.set_run(tracker.run_id)
+        else:
+            tracker = Tracker(cfg, "search", run_id=study.run_id())
+    log = (lambda number, score: tracker.log_metrics({f"search/{args.strategy}/score": score}, step=number)) \
+        if tracker else None
+    n = work(strategy, scorer, study, int(args.budget), log=log)
+    print(f"worker {study.worker}: scored {n} candidates of study {args.study}")
+    if not study.created:
+        return
+    study.wait_for_others()
+    trials = study.results(args.val_tasks)
+    top = best(trials, args.val_tasks)
+    test = tester.evaluate(top.genotype)
+    workers = {t.user_attrs.get("metanas.worker") for t in study.trials((study.states.COMPLETE,))}
+    print(f"study {args.study}: {len(trials)} candidates scored by {len(workers)} workers; best "
+          f"{100 * top.score:.2f}% validation ({args.val_tasks} tasks): {space.describe(top.genotype)}")
+    print(f"test accuracy: {test.summary()}")
+    if tracker:
+        for i, b in enumerate(best_so_far(trials, args.val_tasks)):
+            tracker.log_metrics({f"search/{args.strategy}/best": b}, step=i)
+        tracker.log_metrics({f"search/{args.strategy}/test_accuracy": test.mean,
+                             f"search/{args.strategy}/test_ci95": test.ci95,
+                             f"search/{args.strategy}/workers": len(workers)}, step=0)
+        tracker.log_dict({"strategy": args.strategy, "study": args.study, "best": space.dump(top.genotype),
+                          "best_validation": top.score, "test_accuracy": test.accuracies.tolist(),
+                          "trials": [{"genotype": space.dump(t.genotype), "score": t.score, "tasks": t.tasks,
+                                      "spent": t.spent, "seconds": t.seconds} for t in trials]},
+                         f"search/{args.strategy}.json")
         tracker.end()
         print(f"run id: {tracker.run_id}")

@@ -27,6 +27,13 @@ class SearchResult:
     test: Evaluation  # the best genotype on the test tasks
     seconds: float  # search wall clock (test scoring excluded)
     extra: dict = field(default_factory=dict)
+    searcher: object = None  # the strategy object after the search (its learned surrogate, if any)
+    warm: bool = False  # started from a prior (earlier searches on other task families)
+
+    def predict_scores(self, xs: list[list[int]]):
+        """The strategy's learned surrogate at ``xs`` (``None`` for a strategy without one)."""
+        fn = getattr(self.searcher, "predict_scores", None)
+        return None if fn is None else fn(xs)
 
 
 def scorers(warm, sets, val_tasks: int, test_tasks: int, steps: int | None, seed: int, max_flops: float | None = None):
@@ -67,18 +74,27 @@ class CostBudget:
 
 
 def run_strategies(names: list[str], warm, sets, budget: float, val_tasks: int, test_tasks: int,
-                   steps: int | None, seed: int, progress: bool = False, max_flops: float | None = None
-                   ) -> list[SearchResult]:
-    """Each strategy with the same budget, seed and validation tasks; each winner scored on the same test tasks."""
+                   steps: int | None, seed: int, progress: bool = False, max_flops: float | None = None,
+                   prior=None) -> list[SearchResult]:
+    """Each strategy with the same budget, seed and validation tasks; each winner scored on the same test tasks.
+
+    ``prior``: what earlier searches on other task families found (a :class:`metanas.search.prior.Prior`, e.g.
+    :func:`metanas.search.prior.load_prior`); the strategies that learn a surrogate (``uses_prior``: pnas, bo,
+    nao) start from it, the others ignore it."""
     from tqdm import tqdm
+
+    from metanas.search.prior import as_prior
 
     encoding = warm.space.encoding()
     derived = warm.derive()
+    prior = as_prior(prior)
     classes = [strategy_class(name) for name in names]  # every name checked before any work
     results = []
     for name, cls in zip(names, classes):
         scorer, tester = scorers(warm, sets, val_tasks, test_tasks, steps, seed, max_flops)
-        strategy = cls(encoding, seed, **({"genotype": derived} if name == "darts" else {}))
+        kwargs = {"genotype": derived} if name == "darts" else {}
+        uses = prior is not None and getattr(cls, "uses_prior", False)
+        strategy = cls(encoding, seed, **kwargs, **({"prior": prior} if uses else {}))
         bar = tqdm(total=budget, desc=f"search {name}", disable=not progress, leave=False,
                    bar_format="{l_bar}{bar}| {n:.1f}/{total} evaluations [{elapsed}<{remaining}{postfix}]")
         top_score = [float("nan")]
@@ -95,8 +111,58 @@ def run_strategies(names: list[str], warm, sets, budget: float, val_tasks: int, 
         bar.close()
         top = best(trials, val_tasks)
         extra = {"probabilities": strategy.probabilities()} if hasattr(strategy, "probabilities") else {}
-        results.append(SearchResult(name, trials, top, tester.evaluate(top.genotype), seconds, extra))
+        results.append(SearchResult(name, trials, top, tester.evaluate(top.genotype), seconds, extra, strategy, uses))
     return results
+
+
+def held_out_children(warm, sets, n: int, val_tasks: int, steps: int | None, seed: int) -> list[tuple[list[int], float]]:
+    """``n`` distinct uniformly drawn children (their own generator: not the strategies' proposals) with their
+    supernet score on the search's validation tasks, ``(x, score)``: what a learned surrogate is checked against."""
+    import random
+
+    encoding, rng = warm.space.encoding(), random.Random(10_000 + seed)
+    xs: dict[tuple[int, ...], list[int]] = {}
+    for _ in range(100 * n):
+        if len(xs) >= min(n, encoding.size):
+            break
+        x = encoding.sample(rng)
+        xs.setdefault(tuple(x), x)
+    scorer, _ = scorers(warm, sets, val_tasks, 2, steps, seed)
+    return [(x, float(scorer.accuracies(encoding.decode(x)).mean())) for x in xs.values()]
+
+
+def surrogate_taus(results: list[SearchResult], children: list[tuple[list[int], float]]) -> dict[str, dict]:
+    """Per strategy with a learned surrogate: Kendall's tau (scipy) between its predictions and ``children``'s
+    scores, over the children it was not told (held out from it): ``{name: {"tau", "p", "n"}}``."""
+    from scipy.stats import kendalltau
+
+    out = {}
+    for r in results:
+        seen = {tuple(t.x) for t in r.trials}
+        held = [(x, s) for x, s in children if tuple(x) not in seen]
+        if getattr(r.searcher, "predict_scores", None) is None or len(held) < 3:
+            continue
+        predicted = r.predict_scores([x for x, _ in held])
+        tau, p = kendalltau(predicted, [s for _, s in held])
+        out[r.strategy] = {"tau": float(tau), "p": float(p), "n": len(held)}
+    return out
+
+
+def read_children(path, space) -> list[tuple[list[int], float]]:
+    """``(x, stand-alone accuracy)`` of the children in a ``metanas search --rank-children --csv`` file."""
+    import csv
+
+    enc = space.encoding()
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"architecture", "stand_alone"} <= set(rows[0]):
+        raise MetanasError(f"{path}: not a metanas search --rank-children --csv file (architecture and stand_alone "
+                           "columns)")
+    try:
+        return [(enc.encode(space.from_json(json.loads(r["architecture"]))), float(r["stand_alone"])) for r in rows]
+    except (ValueError, KeyError, TypeError) as e:
+        raise MetanasError(f"{path}: a child is not an architecture of the {space.name!r} space "
+                           f"({type(e).__name__}: {e})") from None
 
 
 def table(results: list[SearchResult], space, budget: float, val_tasks: int, test_tasks: int) -> tuple[str, str]:

@@ -71,17 +71,21 @@ class GaussianProcess:
     def __init__(self, noise: float = 1e-4):
         self.noise = noise
 
-    def fit(self, K: np.ndarray, y: np.ndarray) -> "GaussianProcess":
-        """``K``: kernel between the training points; ``y``: their scores."""
+    def fit(self, K: np.ndarray, y: np.ndarray, prior_mean: np.ndarray | None = None) -> "GaussianProcess":
+        """``K``: kernel between the training points; ``y``: their scores; ``prior_mean``: the GP's mean function at
+        them, in standardised units (zero without)."""
         y = np.asarray(y, dtype=float)
         self.mu, self.sigma = y.mean(), y.std() or 1.0
+        r = (y - self.mu) / self.sigma - (0.0 if prior_mean is None else prior_mean)
         self.L = np.linalg.cholesky(K + (self.noise + 1e-9) * np.eye(len(y)))
-        self.alpha = np.linalg.solve(self.L.T, np.linalg.solve(self.L, (y - self.mu) / self.sigma))
+        self.alpha = np.linalg.solve(self.L.T, np.linalg.solve(self.L, r))
         return self
 
-    def predict(self, Ks: np.ndarray, kss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``Ks``: kernel between test and training points ``[test, train]``; ``kss``: test self-kernels."""
-        mean = Ks @ self.alpha
+    def predict(self, Ks: np.ndarray, kss: np.ndarray, prior_mean: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """``Ks``: kernel between test and training points ``[test, train]``; ``kss``: test self-kernels;
+        ``prior_mean``: the mean function at the test points (as in :meth:`fit`)."""
+        mean = Ks @ self.alpha + (0.0 if prior_mean is None else prior_mean)
         v = np.linalg.solve(self.L, Ks.T)
         var = np.clip(kss - (v * v).sum(0), 1e-12, None)
         return self.mu + self.sigma * mean, self.sigma * np.sqrt(var)

@@ -141,21 +141,24 @@ def test_the_new_strategies_run_on_the_real_supernet(smoke_run, runs_dir):
 
     warm = WarmStart.load(smoke_run[0], runs_dir)
     sets = get_tasksets(load_family("omniglot-5way"))
-    results = run_strategies(NEW, warm, sets, budget=3, val_tasks=2, test_tasks=2, steps=1, seed=0)
+    prior = [(warm.space.encoding().encode(warm.derive()), 0.5), (warm.space.encoding().encode(warm.derive()), 0.7)]
+    results = run_strategies(NEW, warm, sets, budget=3, val_tasks=2, test_tasks=2, steps=1, seed=0, prior=prior)
     assert [r.strategy for r in results] == NEW
+    assert [r.warm for r in results] == [False, True, True, True]  # the strategies with a learned surrogate
     assert all(len(r.trials) == 3 and r.trials[-1].spent == 3 and 0 <= r.test.mean <= 1 for r in results)
 
 
 class FakeClient:
-    """The two MlflowClient calls search_pairs makes, over one logged search/bo.json per run."""
+    """The two MlflowClient calls logged_searches makes, over logged search/STRATEGY.json files per run."""
 
     def __init__(self, logs):
-        self.logs = logs
+        self.logs = logs  # {run id: {strategy: {"trials": [...]}}}
 
     def list_artifacts(self, run_id, path):
         from types import SimpleNamespace
 
-        return [SimpleNamespace(path="search/best_genotype.json"), SimpleNamespace(path="search/bo.json")]
+        return [SimpleNamespace(path="search/best_genotype.json")] + \
+            [SimpleNamespace(path=f"search/{name}.json") for name in self.logs[run_id]]
 
     def download_artifacts(self, run_id, path, dst):
         import json
@@ -163,26 +166,69 @@ class FakeClient:
 
         f = Path(dst) / run_id / path
         f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_text(json.dumps(self.logs[run_id]))
+        f.write_text(json.dumps(self.logs[run_id][Path(path).stem]))
         return str(f)
 
 
-def test_warm_from_earlier_searches_changes_the_first_proposals_of_bo():
-    from metanas.search.literature import search_pairs, warm_bo
+def other_family(enc, seed, budget=40):
+    """A search on "another task family" with the same best architecture as Hamming(enc, seed) but another level
+    of accuracy (a harder family): its pairs, a prior for a search on Hamming(enc, seed)."""
+    earlier = Hamming(enc, seed)
+    trials = search(STRATEGIES["random"](enc, 99), earlier, budget)
+    return [(t.x, 0.3 + 0.5 * t.score) for t in trials]
+
+
+@pytest.mark.parametrize("name", ["pnas", "bo", "nao"])
+@pytest.mark.parametrize("kind", ["chain", "darts"])
+def test_a_cross_task_prior_changes_and_improves_the_first_proposals(name, kind):
+    """The prior of a related family (same best architecture, other accuracies) puts the first proposals nearer
+    the optimum than a cold start's; a strategy that ignores its prior fails both assertions."""
+    from metanas.search.prior import Prior
+
+    enc = ENCODINGS[kind]
+    first = lambda strategy: search(strategy, Hamming(enc, 0), 5)
+    cold, warm, gain = [], [], []
+    for seed in range(3):
+        prior = Prior.from_searches([other_family(enc, 0)])
+        c, w = first(STRATEGIES[name](enc, seed)), first(STRATEGIES[name](enc, seed, prior=prior))
+        cold.append([t.x for t in c])
+        warm.append([t.x for t in w])
+        gain.append(np.mean([t.score for t in w]) - np.mean([t.score for t in c]))
+    assert cold != warm
+    assert np.mean(gain) > 0.05, gain
+
+
+def test_bo_posterior_mean_interpolates_its_training_points_on_top_of_a_prior():
+    from metanas.search.prior import Prior
+
+    enc = ENCODINGS["darts"]
+    strategy = STRATEGIES["bo"](enc, 0, noise=1e-8, prior=Prior.from_searches([other_family(enc, 3)]))
+    rng = random.Random(0)
+    for _ in range(10):
+        strategy.tell(enc.sample(rng), rng.random())
+    mean, _ = strategy.posterior(strategy.xs)
+    np.testing.assert_allclose(mean, strategy.ys, atol=1e-3)
+
+
+def test_the_prior_of_logged_searches_is_standardised_per_search_and_checks_the_space():
+    from metanas.search.prior import load_prior, logged_searches
 
     sp = space("darts")
     enc = sp.encoding()
-    earlier = Hamming(enc, 7)  # another "task family": its own optimum
-    trials = search(STRATEGIES["bo"](enc, 3), earlier, 15)
-    logs = {"r1": {"trials": [{"genotype": sp.dump(t.genotype), "score": t.score, "tasks": t.tasks} for t in trials]}}
-    pairs = search_pairs(FakeClient(logs), ["r1"], sp)
-    assert pairs == [(t.x, t.score) for t in trials]
-    cold = search(STRATEGIES["bo"](enc, 0), Hamming(enc, 0), 5)
-    warm = search(warm_bo(pairs)(enc, 0), Hamming(enc, 0), 5)
-    assert [t.x for t in cold] != [t.x for t in warm]
-    assert all(tuple(t.x) not in {tuple(x) for x, _ in pairs} for t in warm)  # the prior's pairs are not rescored
+    logs = {}
+    for run, (seed, scale) in {"r1": (3, 1.0), "r2": (4, 0.1)}.items():  # two families, far apart in accuracy
+        trials = search(STRATEGIES["random"](enc, seed), Hamming(enc, seed), 8)
+        logs[run] = {"random": {"trials": [{"genotype": sp.dump(t.genotype), "score": scale * t.score,
+                                            "tasks": t.tasks} for t in trials]}}
+    searches = logged_searches(FakeClient(logs), ["r1", "r2"], sp)
+    assert [len(p) for p in searches] == [8, 8]
+    assert [x for x, _ in searches[0]] == [t.x for t in search(STRATEGIES["random"](enc, 3), Hamming(enc, 3), 8)]
+    prior = load_prior(FakeClient(logs), ["r1", "r2"], sp)
+    assert len(prior) == 16
+    for part in (prior.ys[:8], prior.ys[8:]):  # each search: mean 0, sd 1, whatever its family's accuracy
+        assert abs(np.mean(part)) < 1e-9 and abs(np.std(part) - 1) < 1e-9
     with pytest.raises(MetanasError, match="chain"):
-        search_pairs(FakeClient(logs), ["r1"], space("chain"))
+        logged_searches(FakeClient(logs), ["r1"], space("chain"))
 
 
 @pytest.mark.slow
@@ -196,6 +242,6 @@ def test_search_cli_warm_from_reads_an_earlier_search_run(smoke_run, runs_dir):
     earlier = first.stdout.splitlines()[-1].split()[-1]
     out = run_cli("-m", "metanas.cli", "search", "--strategy", "bo", "--warm-from", earlier, *common, "--no-track")
     assert out.returncode == 0, out.stderr
-    assert f"bo warm-started with 3 (architecture, score) pairs of {earlier}" in out.stdout  # bo's 2, darts' 1
+    assert f"warm start: 3 architectures of {earlier} given to bo" in out.stdout  # bo's 2, darts' 1
     bad = run_cli("-m", "metanas.cli", "search", "--strategy", "bo", "--warm-from", "nosuchrun", *common, "--no-track")
     assert bad.returncode != 0 and "--warm-from nosuchrun" in bad.stderr and bad.stderr.count("\n") == 1
