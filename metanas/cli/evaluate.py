@@ -12,11 +12,32 @@ def register(sub) -> None:
     a = sub.add_parser("evaluate", help="adapt to many test tasks: accuracy ± 95%% CI, per-step curve, op wins")
     add_arguments(a, tasks=600)
     a.add_argument("--suite", choices=SUITES, help="a table over many families: shift (the shifted, held-out "
-                   "and other data sets' families of the warm start's domain) or domains (a mixture's "
-                   "sources one by one, trained or left out, then the held-out families)")
+                   "and other data sets' families of the warm start's domain), domains (a mixture's "
+                   "sources one by one, trained or left out, then the held-out families), meta-dataset (its ten "
+                   "sources) or bscd (BSCD-FSL's four, 5-way 5/20/50-shot); see docs/data.md")
+    a.add_argument("--protocol", choices=("fixed", "variable"), default="fixed", help="the cross-domain suites' "
+                   "episodes: fixed (5-way 1/5-shot for meta-dataset, 5-way 5/20/50-shot for bscd; 15 queries) or "
+                   "variable (Meta-Dataset's variable-way, variable-shot episodes; meta-dataset only)")
     a.add_argument("--paired", action="store_true", help="also adapt the same tasks with the architecture "
                    "fixed and report the paired per-task difference (architecture adaptation's gain) ± 95%% CI")
     a.set_defaults(fn=cmd_adapt)
+
+
+def check_variable(warm, families: list[str]) -> None:
+    """Meta-Dataset's variable episodes need its sampler (metanas.data.episodes) and a warm start whose classifier
+    head takes the episodes' most ways: refused in one line before any task is drawn, not row by row."""
+    from metanas.data.families import load_family
+
+    try:
+        import metanas.data.episodes  # noqa: F401
+    except ImportError as e:
+        raise MetanasError(f"--protocol variable needs Meta-Dataset's episode sampler (metanas.data.episodes), "
+                           f"which this installation lacks ({e}); use --protocol fixed") from None
+    family = load_family(families[0])
+    if family.episodes == "fixed" or family.ways > warm.ways:
+        raise MetanasError(f"--protocol variable: {family.name}'s episodes have up to {family.ways} ways but the "
+                           f"warm start's head has {warm.ways}; meta-train one with a {family.ways}-way head (e.g. "
+                           f"task.family={family.name}) or use --protocol fixed")
 
 
 def suite(args, warm, dist) -> None:
@@ -28,7 +49,10 @@ def suite(args, warm, dist) -> None:
 
     home = warm.derive()
     rows = []
-    for name, role in suite_families(args.suite, warm.family, warm.config.task.leave_out):
+    families = suite_families(args.suite, warm.family, warm.config.task.leave_out, protocol=args.protocol)
+    if args.protocol == "variable":
+        check_variable(warm, [name for name, _ in families])
+    for name, role in families:
         try:
             family, ev = evaluate_family(args, warm, dist, name, progress=False, curve=False)
             paired = paired_run(args, warm, dist, name, ev, progress=False, curve=False)

@@ -11,14 +11,27 @@
 Every family gets a *role*: ``trained`` (a source meta-training sampled), ``in distribution`` (the classes
 and shifts of a trained source, e.g. clean Omniglot for a family trained on clean|rotated|noisy Omniglot),
 ``validation`` (only validated on), ``left out`` (a source this run left out) or ``held out`` (never seen).
+
+The cross-domain benchmarks (:mod:`metanas.data.crossdomain`) are suites of their own, one row per source and
+setting, each role followed by the source's role in its paper:
+
+- ``meta-dataset``: Meta-Dataset's ten sources. Protocol ``fixed`` (the fixed-way-and-shot setup): 5-way 1-shot
+  and 5-way 5-shot, 15 queries per class; protocol ``variable``: Meta-Dataset's variable-way, variable-shot
+  episodes (``episodes: meta-dataset``, :mod:`metanas.data.episodes`), which need a warm start whose head takes
+  the episodes' most ways.
+- ``bscd``: BSCD-FSL's four test-only sources at 5-way 5, 20 and 50 shots, 15 queries per class (600 tasks: the
+  paper's episodes, and ``metanas evaluate``'s default).
 """
 
 from __future__ import annotations
 
+from metanas.data import crossdomain
 from metanas.data.families import TaskFamily, list_families, load_family
 from metanas.core.errors import MetanasError
 
-SUITES = ("shift", "domains")
+SUITES = ("shift", "domains", *crossdomain.SUITES)
+PROTOCOLS = {"meta-dataset": ("fixed", "variable"), "bscd": ("fixed",)}
+SHOTS = {"meta-dataset": (1, 5), "bscd": (5, 20, 50)}  # the fixed protocols' shots, 5-way, 15 queries
 
 
 def _same_tasks(f: TaskFamily):
@@ -28,6 +41,8 @@ def _same_tasks(f: TaskFamily):
 def _shift_names(own: TaskFamily, families: dict[str, TaskFamily], exclude: set) -> list[str]:
     seen, names = {_same_tasks(own)} | exclude, []
     for n, f in families.items():
+        if f.dataset in crossdomain.SOURCES and own.dataset not in crossdomain.SOURCES:
+            continue  # the cross-domain benchmarks are suites of their own (``meta-dataset``, ``bscd``)
         if f.dataset != "mixture" and f.channels == own.channels and _same_tasks(f) not in seen \
                 and (f.shifts or f.held_out or f.split == "all" or f.dataset != own.dataset):
             seen.add(_same_tasks(f))  # e.g. cub-5way-1shot and the cross-domain miniimagenet-cub-5way-1shot
@@ -57,10 +72,29 @@ def _in_distribution(f: TaskFamily, home: TaskFamily) -> bool:
         and role(f, home) == "in distribution"
 
 
-def suite_families(suite: str, home: str, leave_out=()) -> list[tuple[str, str]]:
-    """``(family name, role)`` of ``suite`` for a warm start meta-trained on family ``home``."""
+def benchmark_families(suite: str, protocol: str = "fixed") -> list[str]:
+    """The task families of a cross-domain suite under ``protocol``, source by source in the paper's order."""
+    if protocol not in PROTOCOLS[suite]:
+        raise MetanasError(f"suite {suite} has no protocol {protocol!r}: use one of {', '.join(PROTOCOLS[suite])}")
+    if protocol == "variable":
+        return [f"{s.name}-variable" for s in crossdomain.sources(suite)]
+    return [f"{s.name}-5way-{k}shot" for s in crossdomain.sources(suite) for k in SHOTS[suite]]
+
+
+def suite_families(suite: str, home: str, leave_out=(), protocol: str = "fixed") -> list[tuple[str, str]]:
+    """``(family name, role)`` of ``suite`` for a warm start meta-trained on family ``home`` (``protocol``: of the
+    cross-domain suites)."""
     if suite not in SUITES:
         raise MetanasError(f"unknown suite {suite!r}: use one of {', '.join(SUITES)}")
+    if suite in crossdomain.SUITES:
+        own = load_family(home)
+        names = benchmark_families(suite, protocol)
+        return [(n, f"{'trained' if n == home else role(f, own, leave_out)}; "
+                    f"{crossdomain.SUITES[suite]}: {crossdomain.SOURCES[f.dataset].role}")
+                for n, f in ((n, load_family(n)) for n in names)]
+    if protocol != "fixed":
+        raise MetanasError(f"--protocol {protocol} is for the suites {', '.join(crossdomain.SUITES)}; suite {suite} "
+                           "evaluates each family as its YAML says")
     own = load_family(home)
     families = {n: load_family(n) for n in list_families()}  # each YAML read once
     families.update({n: load_family(n) for n in own.source_names if n not in families})  # sources given by path
