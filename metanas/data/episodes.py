@@ -45,6 +45,8 @@ from metanas.data.shifts import TaskShift
 # The reference's MAX_SPANNING_LEAVES_ELIGIBLE: a DAG node spanning more classes is never drawn (the least bound
 # that still reaches every ImageNet leaf).
 MAX_SPANNING_LEAVES_ELIGIBLE = 392
+# data sets whose class names are Omniglot's half/alphabet/character (Lake's split and Meta-Dataset's)
+ALPHABET_DATASETS = ("omniglot", "md-omniglot")
 
 
 def sample_num_ways_uniformly(num_classes: int, min_ways: int, max_ways: int, generator: torch.Generator) -> int:
@@ -293,13 +295,13 @@ def bucket_tasks(tasks: Sequence[Task]) -> list[tuple[list[int], Task]]:
 
 def family_hierarchy(rules: EpisodeRules, dataset_name: str, dataset: ClassDataset) -> list[str] | None:
     """The class -> group list of a family's ``episodes.hierarchy`` (auto: Omniglot's alphabets when the ways
-    are drawn, as Meta-Dataset does; none otherwise)."""
+    are drawn, as Meta-Dataset does, for either Omniglot reader; none otherwise)."""
     wanted = rules.hierarchy
     if wanted == "auto":
-        wanted = "alphabet" if dataset_name == "omniglot" and rules.ways is None else "none"
+        wanted = "alphabet" if dataset_name in ALPHABET_DATASETS and rules.ways is None else "none"
     if wanted == "none":
         return None
-    if dataset_name != "omniglot":
+    if dataset_name not in ALPHABET_DATASETS:
         raise MetanasError(f"episodes.hierarchy alphabet is Omniglot's; {dataset_name} has no alphabets: set "
                            "episodes.hierarchy: none (or auto)")
     return omniglot_alphabets(dataset)

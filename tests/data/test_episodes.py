@@ -17,7 +17,7 @@ import torch
 from metanas.core.errors import MetanasError
 from metanas.data import ClassDataset, MixtureTaskDataset, TaskDataset, get_tasksets, load_dataset, load_family
 from metanas.data.episodes import (
-    EpisodeDataset, MetaDatasetEpisodes, bucket_tasks, omniglot_alphabets, sample_num_support_per_class,
+    EpisodeDataset, MetaDatasetEpisodes, bucket_tasks, family_hierarchy, omniglot_alphabets, sample_num_support_per_class,
     sample_support_set_size, task_shape,
 )
 from metanas.data.families import EpisodeRules
@@ -284,6 +284,9 @@ def test_family_yaml_episodes_key():
     fixed = get_tasksets(md, ways=5, shots=1, queries=15)  # overrides fix the ways, shots and queries
     task = fixed.train.sample(gen())
     assert fixed.train.episodes._groups is None  # auto: no alphabet with fixed ways
+    ds = fixed.train.dataset
+    assert family_hierarchy(EpisodeRules(), "md-omniglot", ds) == omniglot_alphabets(ds)  # Meta-Dataset's reader
+    assert family_hierarchy(EpisodeRules(), "fonts", ds) is None
     assert task.support_x.shape[0] == 5 and task.query_x.shape[0] == 75
 
 
