@@ -20,8 +20,8 @@ def register(sub) -> None:
     h = sub.add_parser("search", help="search an architecture for a task family with a discrete strategy, scored "
                        "on the meta-learned supernet (random, evolution, reinforce, bohb, darts)")
     h.add_argument("--task", default="omniglot-5way", help="task family name (tasks/NAME.yaml) or YAML path")
-    h.add_argument("--strategy", default="evolution",
-                   help="random | evolution | reinforce | bohb | darts | nasrl | pnas | bo | nao (default evolution)")
+    h.add_argument("--strategy", help="random | evolution | reinforce | bohb | darts | nasrl | pnas | bo | nao "
+                   "(default evolution); with --compare, a comma-separated subset (default: all)")
     h.add_argument("--warm-from", metavar="RUN_ID[,RUN_ID]", help="start the learned strategies (bo, pnas, nao) "
                    "from the (architecture, score) pairs of earlier metanas search runs (on other task families, "
                    "same space): bo's GP prior mean, pnas's and nao's pre-trained surrogates")
@@ -71,8 +71,13 @@ def cmd_search(args) -> None:
         raise MetanasError("--storage runs one strategy over several workers: not with --compare or --rank-children")
     if args.held_out is not None and args.held_out < 0:
         raise MetanasError(f"--held-out must be >= 0 (got {args.held_out})")
-    if not args.compare:
-        strategy_class(args.strategy)  # a typo fails before the checkpoint and the data are loaded
+    if args.compare:
+        args.strategies = args.strategy.split(",") if args.strategy else None
+    elif args.strategy and "," in args.strategy:
+        raise MetanasError(f"--strategy {args.strategy}: one strategy, or a list with --compare")
+    args.strategy = args.strategy or "evolution"
+    for name in (args.strategies or []) if args.compare else [args.strategy]:
+        strategy_class(name)  # a typo fails before the checkpoint and the data are loaded
     args.genotype = None
     warm, dist = load_warm_start(args)
     if not warm.is_supernet:
@@ -151,7 +156,8 @@ def _search(args, warm) -> None:
     from metanas.core.figures import save as save_figure
     from metanas.search.plots import plot_search_progress
     from metanas.data import get_tasksets, load_family
-    from metanas.search.driver import held_out_children, read_children, run_strategies, surrogate_taus, table
+    from metanas.search.driver import (held_out_children, mean_random_child, read_children, run_strategies,
+                                       surrogate_taus, table)
     from metanas.search.strategies import STRATEGIES, best_so_far
     from metanas.track.runs import child_tracker
 
@@ -161,7 +167,7 @@ def _search(args, warm) -> None:
     # query size of meta-training (task.queries): scoring the query set is most of a child's cost
     sets = get_tasksets(family, cfg.data.root, queries=cfg.task.queries, skip_corrupt=cfg.data.skip_corrupt,
                         warm_format=warm.image)
-    names = list(STRATEGIES) if args.compare else [args.strategy]
+    names = (args.strategies or list(STRATEGIES)) if args.compare else [args.strategy]
     if not args.compare and args.strategy != "darts":
         names.append("darts")  # the meta-learned alpha's argmax, the reference every search is compared with
     children = read_children(args.children, space) if args.children else None
@@ -173,20 +179,23 @@ def _search(args, warm) -> None:
         used = [r.strategy for r in results if r.warm]
         print(f"warm start: {len(prior)} architectures of {args.warm_from} given to "
               f"{', '.join(used) if used else 'no strategy (only bo, pnas and nao learn a surrogate)'}")
-    md, csv_text = table(results, space, args.budget, args.val_tasks, args.test_tasks)
-    print(md)
     n_held = args.held_out if args.held_out is not None else (20 if args.compare else 0)
-    taus = {}
+    taus, random_child = {}, None
     if n_held:
-        taus["supernet"] = surrogate_taus(results, held_out_children(warm, sets, n_held, args.val_tasks, args.steps,
-                                                                     args.seed))
+        held = held_out_children(warm, sets, n_held, args.val_tasks, args.steps, args.seed)
+        taus["supernet"] = surrogate_taus(results, held)
+        # the winners' baseline: the held-out (uniformly drawn) children on the same test tasks
+        random_child = mean_random_child(warm, sets, [x for x, _ in held], args.test_tasks, args.steps, args.seed)
+    md, csv_text = table(results, space, args.budget, args.val_tasks, args.test_tasks, random_child)
+    print(md)
     if children:
         taus["stand_alone"] = surrogate_taus(results, children)
     tau_md, tau_csv = _tau_table(taus, n_held, args.children)
     if tau_md:
-        print(tau_md)
-    main, derived = results[0], next(r for r in results if r.strategy == "darts")
+        print(f"\nlearned surrogates ranked against measured scores (Kendall tau, p, children):\n{tau_md}")
+    main = results[0]
     if not args.compare:
+        derived = next(r for r in results if r.strategy == "darts")
         print(f"best genotype ({main.strategy}, {len(main.trials)} candidates, {main.trials[-1].spent:.1f} "
               f"evaluations): {space.describe(main.best.genotype)}")
         print(f"validation score: {100 * main.best.score:.2f}% ({args.val_tasks} tasks)")
@@ -223,6 +232,9 @@ def _search(args, warm) -> None:
             for i, (t, b) in enumerate(zip(r.trials, curve)):
                 m = {f"search/{r.strategy}/score": t.score, f"search/{r.strategy}/spent": t.spent}
                 tracker.log_metrics(m | ({f"search/{r.strategy}/best": b} if b == b else {}), step=i)
+            if random_child is not None:
+                tracker.log_metrics({f"search/{r.strategy}/over_random_child": float((r.test.accuracies
+                                                                                      - random_child).mean())}, step=0)
             tracker.log_metrics({f"search/{r.strategy}/test_accuracy": r.test.mean,
                                  f"search/{r.strategy}/test_ci95": r.test.ci95,
                                  f"search/{r.strategy}/seconds": r.seconds}, step=0)

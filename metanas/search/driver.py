@@ -131,6 +131,16 @@ def held_out_children(warm, sets, n: int, val_tasks: int, steps: int | None, see
     return [(x, float(scorer.accuracies(encoding.decode(x)).mean())) for x in xs.values()]
 
 
+def mean_random_child(warm, sets, xs: list[list[int]], test_tasks: int, steps: int | None, seed: int):
+    """Per test task, the mean accuracy of the children ``xs`` on the test tasks every search's winner is scored on
+    (the same tasks: a winner is paired against it task by task)."""
+    import torch
+
+    _, tester = scorers(warm, sets, 1, test_tasks, steps, seed)
+    encoding = warm.space.encoding()
+    return torch.stack([tester.accuracies(encoding.decode(x)) for x in xs]).mean(0)
+
+
 def surrogate_taus(results: list[SearchResult], children: list[tuple[list[int], float]]) -> dict[str, dict]:
     """Per strategy with a learned surrogate: Kendall's tau (scipy) between its predictions and ``children``'s
     scores, over the children it was not told (held out from it): ``{name: {"tau", "p", "n"}}``."""
@@ -165,16 +175,23 @@ def read_children(path, space) -> list[tuple[list[int], float]]:
                            f"({type(e).__name__}: {e})") from None
 
 
-def table(results: list[SearchResult], space, budget: float, val_tasks: int, test_tasks: int) -> tuple[str, str]:
-    """Markdown and CSV: strategy, evaluations, best validation score, test accuracy ± CI, wall clock."""
+def table(results: list[SearchResult], space, budget: float, val_tasks: int, test_tasks: int,
+          random_child=None) -> tuple[str, str]:
+    """Markdown and CSV: strategy, evaluations, best validation score, test accuracy ± CI, wall clock; with
+    ``random_child`` (per test task, :func:`mean_random_child`), each winner minus it, paired over the test tasks."""
     from metanas.core.tables import csv_text, markdown, pct
+    from metanas.estimation.stats import mean_ci95
 
+    paired = [mean_ci95(r.test.accuracies - random_child) if random_child is not None else (float("nan"),) * 2
+              for r in results]
+    extra = ["− mean random child (paired)"] if random_child is not None else []
     md = markdown(["strategy", "evaluations", "candidates", f"best validation ({val_tasks} tasks)",
-                   f"test accuracy ± 95% CI ({test_tasks} tasks)", "search s", "genotype"],
+                   f"test accuracy ± 95% CI ({test_tasks} tasks)", *extra, "search s", "genotype"],
                   [[r.strategy, f"{r.trials[-1].spent:.1f}", len(r.trials), f"{100 * r.best.score:.2f}%",
-                    pct(r.test.mean, r.test.ci95), f"{r.seconds:.0f}", space.describe(r.best.genotype)] for r in results])
+                    pct(r.test.mean, r.test.ci95), *([f"{100 * d:+.2f} ± {100 * ci:.2f}"] if extra else []),
+                    f"{r.seconds:.0f}", space.describe(r.best.genotype)] for r, (d, ci) in zip(results, paired)])
     csv = csv_text(["strategy", "evaluations", "candidates", "best_validation", "test_accuracy", "test_ci95",
-                    "search_seconds", "genotype"],
-                   [[r.strategy, r.trials[-1].spent, len(r.trials), r.best.score, r.test.mean, r.test.ci95, r.seconds,
-                     json.dumps(space.dump(r.best.genotype))] for r in results])
+                    "over_random_child", "over_random_child_ci95", "search_seconds", "genotype"],
+                   [[r.strategy, r.trials[-1].spent, len(r.trials), r.best.score, r.test.mean, r.test.ci95, d, ci,
+                     r.seconds, json.dumps(space.dump(r.best.genotype))] for r, (d, ci) in zip(results, paired)])
     return md, csv

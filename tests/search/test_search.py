@@ -168,18 +168,56 @@ def test_search_cli_end_to_end_logs_to_mlflow_and_its_genotype_adapts(smoke_run,
     assert warm.space.describe(warm.space.read(best_file)) in adapted.stdout
 
 
+def tables(stdout: str) -> dict[str, list[list[str]]]:
+    """The markdown tables of a command's output, by their first column's header: rows of cells."""
+    out, current = {}, None
+    for line in stdout.splitlines():
+        if not line.startswith("|"):
+            current = None
+            continue
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if current is None:
+            current = out.setdefault(cells[0], [])
+        elif not set(cells[0]) <= set("-:"):
+            current.append(cells)
+    return out
+
+
 @pytest.mark.slow
-def test_search_compare_writes_a_table_and_plot_over_all_strategies(smoke_run, runs_dir):
+def test_search_compare_writes_a_table_and_plot_over_all_strategies(smoke_run, runs_dir, tmp_path):
+    """Every strategy at one budget; each winner paired against the mean random child; each learned surrogate's
+    Kendall tau against the supernet score of held-out children and against --children's stand-alone accuracy."""
+    import csv as csvlib
+    import json
+    import random as rnd
+
     run_id, _ = smoke_run
-    out = run_cli("-m", "metanas.cli", "search", "--compare", "--budget", "3", "--val-tasks", "2",
-                  "--test-tasks", "3", "--run-id", run_id, "--output-dir", str(runs_dir), "--no-track")
+    warm = WarmStart.load(run_id, runs_dir)
+    enc, rng = warm.space.encoding(), rnd.Random(5)
+    children = tmp_path / "children.csv"  # what --rank-children --csv writes, with made-up stand-alone accuracies
+    with children.open("w", newline="") as f:
+        w = csvlib.writer(f)
+        w.writerow(["child", "weight_sharing", "stand_alone", "stand_alone_ci95", "iterations", "architecture"])
+        for i in range(6):
+            w.writerow(["random", 0.5, 0.3 + 0.1 * i, 0.01, 2, json.dumps(warm.space.dump(enc.decode(enc.sample(rng))))])
+    out = run_cli("-m", "metanas.cli", "search", "--compare", "--budget", "3", "--val-tasks", "2", "--held-out", "5",
+                  "--test-tasks", "3", "--children", str(children), "--run-id", run_id, "--output-dir", str(runs_dir))
     assert out.returncode == 0, out.stderr
-    rows = [line.split("|")[1].strip() for line in out.stdout.splitlines() if line.startswith("| ")][1:]
-    assert rows == list(STRATEGIES)
-    assert len(rows) == 9 and {"nasrl", "pnas", "bo", "nao"} <= set(rows)  # the NAS literature's four included
+    t = tables(out.stdout)
+    assert [r[0] for r in t["strategy"]] == list(STRATEGIES)
+    assert len(t["strategy"]) == 9 and {"nasrl", "pnas", "bo", "nao"} <= {r[0] for r in t["strategy"]}
+    assert all(re.fullmatch(r"[+-][\d.]+ ± [\d.]+", r[5]) for r in t["strategy"])  # − mean random child (paired)
+    assert [r[0] for r in t["surrogate"]] == ["pnas", "bo", "nao"]  # the learned surrogates, each ranked twice
+    assert all(re.match(r"[+-][\d.]+ \(p [\d.]+, [3-6]\)", cell) for r in t["surrogate"] for cell in r[1:]), t
     folder = Path(re.search(r"table and plots: (\S+)", out.stdout).group(1))
     assert (folder / "search_progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len((folder / "table.csv").read_text().splitlines()) == 1 + len(STRATEGIES)
+    rows = list(csvlib.DictReader((folder / "surrogates.csv").open()))
+    assert {(r["strategy"], r["against"]) for r in rows} == {(n, k) for n in ("pnas", "bo", "nao")
+                                                          for k in ("supernet", "stand_alone")}
+    metrics = client(runs_dir).get_run(out.stdout.splitlines()[-1].split()[-1]).data.metrics
+    assert {f"search/{n}/tau_{k}" for n in ("pnas", "bo", "nao") for k in ("supernet", "stand_alone")} <= set(metrics)
+    assert "search/evolution/over_random_child" in metrics
 
 
 def test_search_rejects_an_unknown_strategy_in_one_line(smoke_run, runs_dir):
