@@ -9,6 +9,7 @@ that every image sits under its class. Test classes get 65 images (BSCD's 50 sho
 Dataset's 5 + 15); the others one, enough to check the reader.
 """
 
+import functools
 import hashlib
 import json
 import os
@@ -19,7 +20,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
+from conftest import run_cli as run_cli_in
 from metanas.core.errors import MetanasError
 from metanas.core.resources import package_file
 from metanas.data import crossdomain, get_tasksets, load_family
@@ -440,11 +442,13 @@ def test_both_suites_end_to_end_through_the_cli(root, tmp_path):
     """A colour warm start (smoke meta-training on Meta-Dataset's DTD, read from its files) evaluated by
     ``metanas evaluate --suite bscd`` and ``--suite meta-dataset`` through the real CLI: one row per source and
     setting, each with its accuracy and role; ``--protocol variable`` refuses a 5-way head in one line."""
-    env = {"METANAS_CACHE": str(tmp_path / "cache"), "METANAS_DATA": str(root)}
-    fam = tmp_path / "dtd.yaml"
-    fam.write_text("dataset: md-dtd\nsplit: standard\nimage_size: 16\nqueries: 1\n")
+    env = {"METANAS_CACHE": str(tmp_path / "cache"), "METANAS_DATA": str(root), "PYTHONPATH": str(ROOT)}
+    # a family of the working directory's tasks/, so that the suites find the warm start's family by its name
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "dtd-small.yaml").write_text("dataset: md-dtd\nsplit: standard\nimage_size: 16\n")
     out = tmp_path / "runs"
-    res = run_cli("-m", "metanas.meta_train", "--config", "smoke", f"task.family={fam}", "task.queries=1",
+    run_cli = functools.partial(run_cli_in, cwd=tmp_path)
+    res = run_cli("-m", "metanas.meta_train", "--config", "smoke", "task.family=dtd-small", "task.queries=1",
                   f"run.output_dir={out}", "run.progress=false", env=env)
     assert res.returncode == 0, res.stderr
     run_id = next(line.split()[-1] for line in res.stdout.splitlines() if line.startswith("run id:"))
@@ -459,4 +463,21 @@ def test_both_suites_end_to_end_through_the_cli(root, tmp_path):
         assert "skipped" not in res.stdout, res.stdout
     one_line_exit_2(run_cli("-m", "metanas.cli", "evaluate", "--run-id", run_id, "--output-dir", str(out), "--suite",
                             "meta-dataset", "--protocol", "variable", "--tasks", "2", "--no-track", env=env),
-                    "--protocol variable", "50 ways", "head has 5")
+                    "--protocol variable", "up to 50 ways", "head has 5 fixed outputs")
+
+
+def test_variable_protocol_refuses_in_one_line(monkeypatch):
+    """Without the episode sampler, or with a head of fixed ways, --protocol variable is one clear line."""
+    import sys
+    from types import SimpleNamespace
+
+    from metanas.cli.evaluate import check_variable
+
+    families = benchmark_families("meta-dataset", "variable")
+    with pytest.raises(MetanasError, match="head has 5 fixed outputs and cannot take variable ways") as e:
+        check_variable(SimpleNamespace(ways=5), families)
+    assert "\n" not in str(e.value)
+    check_variable(SimpleNamespace(ways=50, variable_ways=True), families)  # a head that says it takes them
+    monkeypatch.setitem(sys.modules, "metanas.data.episodes", None)  # as before the sampler existed
+    with pytest.raises(MetanasError, match=r"needs Meta-Dataset's episode sampler \(metanas.data.episodes\)"):
+        check_variable(SimpleNamespace(ways=50, variable_ways=True), families)
