@@ -139,8 +139,7 @@ def _tau_table(taus: dict, n_held: int, children_csv: str | None) -> tuple[str, 
     against the stand-alone accuracy of ``--children``'s."""
     from metanas.core.tables import csv_text, markdown
 
-    names = sorted({n for by in taus.values() for n in by}, key=lambda n: ["pnas", "bo", "nao"].index(n)
-                   if n in ("pnas", "bo", "nao") else 9)
+    names = list(dict.fromkeys(n for by in taus.values() for n in by))
     if not names:
         return "", ""
     fmt = lambda kind, n: (f"{taus[kind][n]['tau']:+.3f} (p {taus[kind][n]['p']:.3f}, {taus[kind][n]['n']})"
@@ -152,13 +151,55 @@ def _tau_table(taus: dict, n_held: int, children_csv: str | None) -> tuple[str, 
     return md, csv_text(["strategy", "against", "kendall_tau", "p", "children"], rows)
 
 
+def _savings(cold: list, warm: list, budget: float, tasks: int) -> tuple[str, str]:
+    """Markdown and CSV: per learned strategy, the evaluations its warm-started run needs to reach the best score
+    its cold run found with the whole ``budget`` (and what that saves), and both runs' best."""
+    from metanas.core.tables import csv_text, markdown
+    from metanas.search.strategies import evaluations_to_reach
+
+    rows = []
+    for w in warm:
+        c = next(r for r in cold if r.strategy == w.strategy.removesuffix("-warm"))
+        reach = evaluations_to_reach(w.trials, tasks, c.best.score)
+        rows.append([c.strategy, c.best.score, w.best.score, reach, None if reach is None else budget - reach])
+    md = markdown(["strategy", "cold: best validation", "warm: best validation", "warm: evaluations to the cold best",
+                   f"evaluations saved (of {budget:g})"],
+                  [[n, f"{100 * cb:.2f}%", f"{100 * wb:.2f}%", "not reached" if r is None else f"{r:g}",
+                    "–" if s is None else f"{s:g}"] for n, cb, wb, r, s in rows])
+    return md, csv_text(["strategy", "cold_best", "warm_best", "warm_evaluations_to_cold_best", "evaluations_saved",
+                         "budget"], [[*row, budget] for row in rows])
+
+
+def _curves(results: list, tasks: int) -> str:
+    """CSV: per strategy and candidate, evaluations spent and the best validation score so far."""
+    from metanas.core.tables import csv_text
+    from metanas.search.strategies import best_so_far
+
+    return csv_text(["strategy", "evaluations", "score", "best"],
+                    [[r.strategy, round(t.spent, 4), round(t.score, 4), round(b, 4)] for r in results
+                     for t, b in zip(r.trials, best_so_far(r.trials, tasks))])
+
+
+def _tagged(csv: str, family: str, seed: int, warm_from: str) -> str:
+    """``csv`` with the family, seed and prior runs as first columns: files of several searches concatenate."""
+    import csv as csvlib
+    import io
+
+    rows = list(csvlib.reader(io.StringIO(csv)))
+    out = io.StringIO()
+    w = csvlib.writer(out, lineterminator="\n")
+    w.writerow(["family", "seed", "warm_from", *rows[0]])
+    w.writerows([family, seed, warm_from, *row] for row in rows[1:])
+    return out.getvalue()
+
+
 def _search(args, warm) -> None:
     from metanas.core.figures import save as save_figure
     from metanas.search.plots import plot_search_progress
     from metanas.data import get_tasksets, load_family
     from metanas.search.driver import (held_out_children, mean_random_child, read_children, run_strategies,
                                        surrogate_taus, table)
-    from metanas.search.strategies import STRATEGIES, best_so_far
+    from metanas.search.strategies import STRATEGIES, best_so_far, strategy_class
     from metanas.track.runs import child_tracker
 
     cfg, space = warm.config, warm.space
@@ -173,8 +214,17 @@ def _search(args, warm) -> None:
     children = read_children(args.children, space) if args.children else None
     prior = _prior(args, cfg, space)
     max_flops = None if args.max_mflops is None else 1e6 * args.max_mflops
-    results = run_strategies(names, warm, sets, args.budget, args.val_tasks, args.test_tasks, args.steps,
-                             args.seed, progress=True, max_flops=max_flops, prior=prior)
+    run = lambda names, prior: run_strategies(names, warm, sets, args.budget, args.val_tasks, args.test_tasks,
+                                              args.steps, args.seed, progress=True, max_flops=max_flops, prior=prior)
+    # --compare with a prior: every strategy cold, then each learned one again from the prior (NAME-warm)
+    results = run(names, None if args.compare else prior)
+    savings = ""
+    if prior is not None and args.compare:
+        warm_results = run([n for n in names if getattr(strategy_class(n), "uses_prior", False)], prior)
+        for r in warm_results:
+            r.strategy += "-warm"
+        savings = _savings(results, warm_results, args.budget, args.val_tasks)
+        results += warm_results
     if prior is not None:
         used = [r.strategy for r in results if r.warm]
         print(f"warm start: {len(prior)} architectures of {args.warm_from} given to "
@@ -193,6 +243,9 @@ def _search(args, warm) -> None:
     tau_md, tau_csv = _tau_table(taus, n_held, args.children)
     if tau_md:
         print(f"\nlearned surrogates ranked against measured scores (Kendall tau, p, children):\n{tau_md}")
+    if savings:
+        print(f"\nwhat the warm start saves: evaluations the warm search needs to reach the cold search's best "
+              f"validation score of its whole budget:\n{savings[0]}")
     main = results[0]
     if not args.compare:
         derived = next(r for r in results if r.strategy == "darts")
@@ -219,10 +272,14 @@ def _search(args, warm) -> None:
     best_file = folder / "best_genotype.json"
     best_file.write_text(json.dumps(space.dump(main.best.genotype), indent=1) + "\n")
     (folder / "table.md").write_text(md + "\n")
-    (folder / "table.csv").write_text(csv_text)
+    (folder / "table.csv").write_text(_tagged(csv_text, family.name, args.seed, args.warm_from or ""))
+    tagged = lambda text: _tagged(text, family.name, args.seed, args.warm_from or "")
+    (folder / "curves.csv").write_text(tagged(_curves(results, args.val_tasks)))
     if tau_md:
         (folder / "surrogates.md").write_text(tau_md + "\n")
-        (folder / "surrogates.csv").write_text(tau_csv)
+        (folder / "surrogates.csv").write_text(tagged(tau_csv))
+    if savings:
+        (folder / "savings.csv").write_text(tagged(savings[1]))
     print(f"best genotype file: {best_file.resolve()}  (metanas adapt --genotype FILE)")
     print(f"table and plots: {folder.resolve()}")
     if tracker:
@@ -247,7 +304,8 @@ def _search(args, warm) -> None:
             for name, t in by_strategy.items():
                 tracker.log_metrics({f"search/{name}/tau_{kind}": t["tau"], f"search/{name}/tau_{kind}_p": t["p"]},
                                     step=0)
-        for f in (best_file, folder / "table.md", folder / "table.csv", folder / "surrogates.csv"):
+        for f in (best_file, folder / "table.md", folder / "table.csv", folder / "surrogates.csv",
+                  folder / "curves.csv", folder / "savings.csv"):
             if f.exists():
                 tracker.log_artifact(f, "search")
         tracker.end()

@@ -226,6 +226,11 @@ def best(trials: list[Trial], tasks: int) -> Trial:
     return max(full, key=lambda t: t.score)
 
 
+def evaluations_to_reach(trials: list[Trial], tasks: int, target: float) -> float | None:
+    """Evaluations spent when a fully scored trial first scored ``target`` or more (``None``: never)."""
+    return next((t.spent for t in trials if t.tasks == tasks and t.score >= target), None)
+
+
 def best_so_far(trials: list[Trial], tasks: int) -> list[float]:
     """Per trial, the best full-fidelity score up to and including it (nan before the first)."""
     out, top = [], float("nan")

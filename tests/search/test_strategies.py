@@ -243,5 +243,13 @@ def test_search_cli_warm_from_reads_an_earlier_search_run(smoke_run, runs_dir):
     out = run_cli("-m", "metanas.cli", "search", "--strategy", "bo", "--warm-from", earlier, *common, "--no-track")
     assert out.returncode == 0, out.stderr
     assert f"warm start: 3 architectures of {earlier} given to bo" in out.stdout  # bo's 2, darts' 1
+    both = run_cli("-m", "metanas.cli", "search", "--compare", "--strategy", "random,pnas,nao", "--warm-from", earlier,
+                   "--held-out", "0", *common, "--no-track")
+    assert both.returncode == 0, both.stderr
+    rows = [line.split("|")[1].strip() for line in both.stdout.splitlines() if line.startswith("| ")]
+    assert rows[1:6] == ["random", "pnas", "nao", "pnas-warm", "nao-warm"]  # cold, then the learned ones warm
+    assert "warm start: 3 architectures" in both.stdout and "given to pnas-warm, nao-warm" in both.stdout
+    saved = rows[rows.index("strategy", 1) + 1:]
+    assert saved == ["pnas", "nao"]  # evaluations saved, per learned strategy
     bad = run_cli("-m", "metanas.cli", "search", "--strategy", "bo", "--warm-from", "nosuchrun", *common, "--no-track")
     assert bad.returncode != 0 and "--warm-from nosuchrun" in bad.stderr and bad.stderr.count("\n") == 1
