@@ -23,6 +23,7 @@ from metanas.space.base import require as _require
 
 ALGORITHMS = ("maml", "fomaml", "reptile")
 BACKENDS = ("auto", "gloo", "nccl")
+AMP = ("fp32", "bf16")
 INNER_VARIANTS = ("joint", "alternating")
 
 
@@ -131,6 +132,12 @@ class RunConfig:
     # Seconds a collective waits for the other ranks before this rank gives up: a rank that died or hangs makes
     # the others fail with a clear error instead of waiting for torch's default 30 minutes.
     dist_timeout: int = 300
+    # Mixed precision of the supernet's forward (torch.autocast): fp32 (off), or bf16 (docs/operations.md, GPUs, has
+    # its measured cost on accuracy and step time). Parameters, gradients and the loss stay float32.
+    amp: str = "fp32"
+    # Bit-exact on CUDA as on the CPU: torch.use_deterministic_algorithms, cudnn.deterministic, no cuDNN
+    # autotuning and no TF32. The CPU is deterministic either way (docs/operations.md says what it costs).
+    deterministic: bool = False
 
 
 @dataclass(frozen=True)
@@ -265,6 +272,7 @@ def validate(cfg: Config) -> None:
     _require(cfg.run.threads >= 0, "run.threads", cfg.run.threads, "must be >= 0")
     _require(cfg.run.log_every >= 1, "run.log_every", cfg.run.log_every, "must be >= 1")
     _require(cfg.run.backend in BACKENDS, "run.backend", cfg.run.backend, f"one of {BACKENDS}")
+    _require(cfg.run.amp in AMP, "run.amp", cfg.run.amp, f"one of {AMP}")
     _require(cfg.run.dist_timeout >= 1, "run.dist_timeout", cfg.run.dist_timeout, "seconds, must be >= 1")
 
 

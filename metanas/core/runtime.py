@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -34,6 +35,21 @@ def resolve_device(name: str) -> torch.device:
         raise MetanasError(f"run.device={name} but this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}: "
                            "use one of those, or cuda (one GPU per rank under torchrun)")
     return torch.device(name)
+
+
+def set_deterministic(on: bool) -> None:
+    """``run.deterministic``: make CUDA as bit-exact as the CPU (deterministic kernels, where torch has one, with a
+    warning naming any op that has none; deterministic cuDNN without autotuning; no TF32). Off leaves torch's
+    settings as they are. Called once per process, before the first CUDA kernel (``CUBLAS_WORKSPACE_CONFIG`` is
+    read when cuBLAS starts)."""
+    if not on:
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def seed_everything(seed: int) -> None:

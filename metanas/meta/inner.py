@@ -44,8 +44,17 @@ from metanas.space.base import LEARNED_LR, attach_learned_lrs, is_alpha, is_lear
 Params = dict[str, torch.Tensor]
 
 
-def loss_fn(model, params: Params, x, y) -> torch.Tensor:
-    return F.cross_entropy(functional_call(model, params, (x,)), y)
+def forward(model, params: Params, x, amp: str = "fp32") -> torch.Tensor:
+    """The network's float32 logits; with ``amp="bf16"`` its convolutions and matmuls run in bfloat16 under
+    ``torch.autocast`` (parameters, gradients and the loss stay float32)."""
+    if amp == "fp32":
+        return functional_call(model, params, (x,))
+    with torch.autocast(x.device.type, dtype=torch.bfloat16):
+        return functional_call(model, params, (x,)).float()
+
+
+def loss_fn(model, params: Params, x, y, amp: str = "fp32") -> torch.Tensor:
+    return F.cross_entropy(forward(model, params, x, amp), y)
 
 
 def _sgd(params: Params, grads: Params, lr: float, lr_alpha: float, second_order: bool) -> Params:
@@ -83,6 +92,7 @@ class InnerLoop:
     variant: str = "joint"
     temperature: float = 1.0
     final_temperature: float | None = None
+    amp: str = "fp32"  # run.amp: the forward's mixed precision
 
     @classmethod
     def for_meta_training(cls, cfg, ways: int) -> "InnerLoop":
@@ -99,7 +109,7 @@ class InnerLoop:
     def _from(cls, cfg, ways: int, steps: int, lr_alpha: float) -> "InnerLoop":
         i = cfg.inner
         return cls(steps=steps, lr=i.lr, lr_alpha=lr_alpha, ways=ways, variant=i.variant, temperature=i.temperature,
-                   final_temperature=i.final_temperature)
+                   final_temperature=i.final_temperature, amp=cfg.run.amp)
 
     def weights_only(self) -> "InnerLoop":
         """The same loop with the architecture held fixed (the ``--no-arch-adapt`` ablation, a child net)."""
@@ -121,7 +131,7 @@ class InnerLoop:
         ``params[k]`` before the first and after every step on a leading dim (e.g. to score the query set
         after each step, showing accuracy against adaptation steps).
         """
-        g = grad(lambda p, xb, yb: loss_fn(model, p, xb, yb))
+        g = grad(lambda p, xb, yb: loss_fn(model, p, xb, yb, self.amp))
         path = [params] if trajectory else None
         if self.variant == "alternating":
             (xw, yw), (xa, ya) = _halves(x, y, self.ways)  # ways is static: y.max() cannot be read under vmap
@@ -139,4 +149,4 @@ class InnerLoop:
     def logits(self, model, params: Params, x) -> torch.Tensor:
         """The adapted network's output on ``x`` (the query), at the final temperature."""
         with executing(model, temperature=self.temperature_at(self.steps)):
-            return functional_call(model, params, (x,))
+            return forward(model, params, x, self.amp)

@@ -101,7 +101,8 @@ class Sample:
     """Gumbel noise per alpha name, drawn outside ``vmap``, and the choices it selects."""
 
     noise: dict[str, torch.Tensor]
-    index: dict[str, tuple[int, ...]]
+    index: dict[str, tuple[int, ...]]  # the choice of each row, as Python ints (to run only that op)
+    rows: dict[str, torch.Tensor]  # the same choices as a tensor (to pick their weights without a host copy)
 
 
 @dataclass
@@ -138,21 +139,32 @@ class Gumbel(Policy):
 
     def weights(self, name, alpha, state):
         if state.sample is not None and name in state.sample.index:
-            index = state.sample.index[name]
-            soft = F.softmax((alpha + state.sample.noise[name].to(alpha)) / state.temperature, dim=-1)
-            picked = soft[torch.arange(len(index)), torch.tensor(index)]
+            index, rows = state.sample.index[name], state.sample.rows[name].to(alpha.device, non_blocking=True)
+            soft = F.softmax((alpha + state.sample.noise[name].to(alpha, non_blocking=True)) / state.temperature, -1)
+            picked = soft[torch.arange(len(index), device=alpha.device), rows]
             return Choice.sampled(index, picked - picked.detach() + 1.0)
         soft = F.softmax(alpha / state.temperature, dim=-1)
         hard = (soft == soft.max(-1, keepdim=True).values).to(soft)  # one_hot(argmax) is data-dependent under vmap
         return Choice.dense(hard - soft.detach() + soft)
 
     def draw(self, alphas, generator):
-        noise, index = {}, {}
+        """Noise drawn on the CPU from ``generator`` (so a CPU and a GPU run draw the same); on a GPU it is
+        pinned and copied without blocking, and the choices of every alpha come back in one device read."""
+        pin = next(iter(alphas.values())).device.type == "cuda"
+        noise = {}
         for name, a in alphas.items():
             u = torch.rand(a.shape, generator=generator).clamp(1e-10, 1 - 1e-7)
             noise[name] = -torch.log(-torch.log(u))
-            index[name] = tuple((a.detach().float().cpu() + noise[name]).argmax(-1).tolist())
-        return Sample(noise, index)
+            noise[name] = noise[name].pin_memory() if pin else noise[name]
+        picks = torch.cat([(a.detach().float() + noise[n].to(a.device, non_blocking=True)).argmax(-1)
+                           for n, a in alphas.items()]).tolist()  # the sample's one host sync
+        index, rows, start = {}, {}, 0
+        for name, a in alphas.items():
+            index[name] = tuple(picks[start:start + a.shape[0]])
+            rows[name] = torch.tensor(index[name])
+            rows[name] = rows[name].pin_memory() if pin else rows[name]
+            start += a.shape[0]
+        return Sample(noise, index, rows)
 
 
 def create_policy(name: str) -> Policy:

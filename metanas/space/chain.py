@@ -44,7 +44,7 @@ from metanas.core.errors import MetanasError
 from metanas.policy.execution import Choice, Executed, Mixture
 from metanas.space.base import SearchSpace, register_space, require
 from metanas.space.encoding import Encoding
-from metanas.space.ops import bn
+from metanas.space.ops import bn, full
 
 # op -> (kernel taps per side, dilation); sep_conv_3x3 is depthwise 3x3 + pointwise 1x1
 OPS = {"conv_3x3": (3, 1), "conv_5x5": (5, 1), "dil_conv_3x3": (3, 2), "sep_conv_3x3": (3, 1)}
@@ -181,7 +181,7 @@ class ChainNet(Executed):
                 if p_op.is_child:  # its own BatchNorm module
                     y = act(layer.bn(y))
                 else:
-                    y = act(F.batch_norm(y, None, None, layer.bn.weight[:w], layer.bn.bias[:w], training=True))
+                    y = act(F.batch_norm(full(y), None, None, layer.bn.weight[:w], layer.bn.bias[:w], training=True))
                     y = y * (p_op.gate[l] * p_w.gate[l] * (p_pool.gate[l] if p_pool is not None else 1)
                              * (p_act.gate[l] if p_act is not None else 1))
                 x = POOLS[pool](y, 2)

@@ -14,8 +14,21 @@ import torch
 from torch import nn
 
 
+class BatchNorm(nn.BatchNorm2d):
+    """Batch statistics, computed in float32 also where the convolutions run in bfloat16 (``run.amp=bf16``): the
+    statistics need the precision, and ``vmap`` has no backward for a bfloat16 input with float32 affine weights."""
+
+    def forward(self, x):
+        return super().forward(full(x))
+
+
+def full(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 if it is in a half precision, as it is under autocast; float32 and float64 stay."""
+    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
+
+
 def bn(C: int, affine: bool) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(C, affine=affine, track_running_stats=False)
+    return BatchNorm(C, affine=affine, track_running_stats=False)
 
 
 class ReLUConvBN(nn.Sequential):

@@ -31,7 +31,7 @@ import torch.distributed as tdist
 
 from metanas.config import Config
 from metanas.core.errors import MetanasError
-from metanas.core.runtime import resolve_device
+from metanas.core.runtime import resolve_device, set_deterministic
 
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
@@ -168,6 +168,7 @@ def rank_device(device: torch.device, local_rank: int, local_world: int, backend
 def init(cfg: Config) -> Dist:
     """Join the process group torchrun set up (or return the one-rank Dist); also pick device and threads."""
     device = resolve_device(cfg.run.device)
+    set_deterministic(cfg.run.deterministic)
     if not under_torchrun():
         if cfg.run.threads:
             torch.set_num_threads(cfg.run.threads)

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,14 +70,16 @@ def _train(cfg: Config, resume: str | None, dist: distributed.Dist) -> Result:
     model.to(dist.device)
     cost = _cost_objective(space, model, ways, image) if arch is None and cfg.meta.cost_weight else None
     learner = MetaLearner(model, cfg, ways, reduce=dist.all_reduce_mean, cost=cost)
-    sampler = torch.Generator().manual_seed(cfg.run.seed)
+    # Every rank draws the same global meta-batch and adapts its slice (see metanas/distributed.py).
+    sampler = TaskStream(sets.train, cfg.meta.meta_batch, torch.Generator().manual_seed(cfg.run.seed), dist.device,
+                         dist.shard(cfg.meta.meta_batch))
     run = _Run(cfg, dist, family, sets, model, space, arch, learner, sampler)
     start = run.restore(resume)
     stop = _Stop()
     bar = tqdm(range(start, cfg.meta.iterations), initial=start, total=cfg.meta.iterations, desc="meta-train",
                disable=not (cfg.run.progress and dist.is_main), dynamic_ncols=True)
     nan_from = int(os.environ.get("METANAS_FAULT_NAN_FROM", -1))  # fault injection for tests (docs/operations.md, Errors)
-    mine, val_acc, done = dist.shard(cfg.meta.meta_batch), float("nan"), start
+    val_acc, done = float("nan"), start
     pending: list[tuple[int, dict]] = []  # each step's metrics, tensors on the device until they are logged
 
     def log_pending() -> None:
@@ -94,8 +97,7 @@ def _train(cfg: Config, resume: str | None, dist: distributed.Dist) -> Result:
     t_loop = time.perf_counter()
     try:
         for it in bar:
-            # Every rank draws the same global meta-batch and adapts its slice (see metanas/distributed.py).
-            task = [t[mine.start:mine.stop].to(dist.device) for t in sets.train.sample_batch(cfg.meta.meta_batch, sampler)]
+            task = sampler.next()
             if 0 <= nan_from <= it:
                 task[0] = task[0] * float("nan")
             pending.append((it, learner.step(task, it)))
@@ -124,6 +126,7 @@ def _train(cfg: Config, resume: str | None, dist: distributed.Dist) -> Result:
     finally:
         stop.restore()
         bar.close()
+        sampler.close()
     train_seconds = time.perf_counter() - t_loop
     if start == cfg.meta.iterations:  # resumed a finished run: nothing trained, still write its checkpoint
         run.checkpoint(start)
@@ -135,6 +138,52 @@ def _train(cfg: Config, resume: str | None, dist: distributed.Dist) -> Result:
     final = run.architecture()
     return Result(run.run_id, test, final, space.describe(final), run.ckpt, seconds, train_seconds, done - start,
                   run.adaptation.steps, dist.rank, dist.world)
+
+
+class TaskStream:
+    """The meta-batches of a run, in order: this rank's ``rows`` of each batch of ``n`` tasks, on ``device``.
+
+    On a GPU the next batch is drawn on a thread while the device works on this one, pinned, and copied without
+    blocking. The stream stands in for its generator in checkpoints (``get_state``/``set_state``): its state is the
+    generator's before any batch drawn ahead, so a resumed run draws the same batches with or without prefetch.
+    """
+
+    def __init__(self, taskset, n: int, generator: torch.Generator, device: torch.device, rows: slice,
+                 prefetch: bool | None = None):
+        self.taskset, self.n, self.generator, self.device, self.rows = taskset, n, generator, device, rows
+        self.prefetch = device.type == "cuda" if prefetch is None else prefetch
+        self._pool = self._ahead = self._state = None
+
+    def _draw(self) -> list[torch.Tensor]:
+        batch = [t[self.rows] for t in self.taskset.sample_batch(self.n, self.generator)]
+        return [t.pin_memory() for t in batch] if self.device.type == "cuda" else batch
+
+    def _draw_ahead(self) -> None:
+        self._state = self.generator.get_state()
+        self._ahead = self._pool.submit(self._draw)
+
+    def next(self) -> list[torch.Tensor]:
+        if not self.prefetch:
+            batch = self._draw()
+        else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="metanas-tasks")
+                self._draw_ahead()
+            batch = self._ahead.result()
+            self._draw_ahead()
+        return [t.to(self.device, non_blocking=True) for t in batch]
+
+    def get_state(self) -> torch.Tensor:
+        return self._state if self._ahead is not None else self.generator.get_state()
+
+    def set_state(self, state: torch.Tensor) -> None:
+        if self._ahead is not None:
+            raise RuntimeError("TaskStream.set_state after batches were drawn ahead")
+        self.generator.set_state(state)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
 
 
 def _load_tasks(cfg: Config, dist):

@@ -247,3 +247,23 @@ def test_the_cli_validates_the_device_before_any_work(smoke_run, runs_dir):
         out = run_cli("-m", "metanas.cli", "evaluate", "--run-id", run_id, "--tasks", "2", "--no-track",
                       "--output-dir", str(runs_dir), "--device", device)
         assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and words in out.stderr, out.stderr
+
+
+def test_run_deterministic_sets_torchs_flags_and_off_leaves_them(monkeypatch):
+    from metanas.training import distributed
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+              torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    try:
+        distributed.init(load_config(None, ["run.device=cpu"]))
+        assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic) == before[:2]
+        distributed.init(load_config(None, ["run.device=cpu", "run.deterministic=true"]))
+        assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+        assert not (torch.backends.cudnn.benchmark or torch.backends.cudnn.allow_tf32
+                    or torch.backends.cuda.matmul.allow_tf32)
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32,
+         torch.backends.cuda.matmul.allow_tf32) = before[1:]
