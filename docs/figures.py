@@ -197,7 +197,55 @@ def ranking() -> Path:
     return save(fig, "ranking")
 
 
-PLOTS = {f.__name__: f for f in (default_vs_conv4, new_source, alpha_routes, variants, omniglot, ranking)}
+def search_strategies() -> Path:
+    """Best-so-far validation score against evaluations, mean over seeds, per strategy: in distribution, held out,
+    and the learned strategies cold and warm-started on the held-out family (docs/data/search_curves.csv, the
+    curves.csv files of metanas search --compare)."""
+    import numpy as np
+
+    curves = rows("search_curves")
+    families = list(dict.fromkeys(r["family"] for r in curves))
+    fig, axes = figure(13, 3.8, ncols=len(families) + 1, sharey=True)
+
+    def mean_curve(part: list[dict], budget: int) -> np.ndarray:
+        """Per evaluation 1..budget, the best so far, averaged over the seeds."""
+        per_seed = []
+        for seed in dict.fromkeys(r["seed"] for r in part):
+            trials = [(float(r["evaluations"]), float(r["best"])) for r in part if r["seed"] == seed and r["best"]
+                      not in ("", "nan")]
+            per_seed.append([max([b for e, b in trials if e <= x] or [np.nan]) for x in range(1, budget + 1)])
+        return 100 * np.nanmean(np.array(per_seed), axis=0)
+
+    budget = int(max(float(r["evaluations"]) for r in curves))
+    x = np.arange(1, budget + 1)
+    for ax, family in zip(axes, families):
+        part = [r for r in curves if r["family"] == family and not r["strategy"].endswith("-warm")]
+        for i, name in enumerate(dict.fromkeys(r["strategy"] for r in part)):
+            ax.step(x, mean_curve([r for r in part if r["strategy"] == name], budget), where="post", lw=1.5,
+                    label=name, color=(COLORS + ["#777777", "#000000", "#bbbbbb"])[i % 9],
+                    ls="-" if i < 6 else "--")
+        seeds = len(set(r["seed"] for r in part))
+        ax.set_title(f"{SHORT.get(family, family)}: all strategies, {seeds} seeds", fontsize=10)
+    held = families[-1]
+    ax = axes[-1]
+    for i, name in enumerate(["pnas", "bo", "nao"]):
+        for suffix, ls in (("", ":"), ("-warm", "-")):
+            part = [r for r in curves if r["family"] == held and r["strategy"] == name + suffix]
+            if part:
+                ax.step(x, mean_curve(part, budget), where="post", lw=1.6, ls=ls, color=COLORS[i],
+                        label=f"{name} {'warm' if suffix else 'cold'}")
+    ax.set_title(f"{SHORT.get(held, held)}: warm-started from {SHORT.get(families[0], families[0])}'s searches",
+                 fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("evaluations (candidates scored)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+    axes[0].set_ylabel("best validation accuracy so far (%)")
+    return save(fig, "search_strategies")
+
+
+PLOTS = {f.__name__: f for f in (default_vs_conv4, new_source, alpha_routes, variants, omniglot, ranking,
+                                  search_strategies)}
 
 
 def main(names: list[str]) -> None:
