@@ -18,7 +18,7 @@ from metanas.core.resources import DATA_ROOT_HELP
 
 def register(sub) -> None:
     h = sub.add_parser("search", help="search an architecture for a task family with a discrete strategy, scored "
-                       "on the meta-learned supernet (random, evolution, reinforce, bohb, darts)")
+                       "on the meta-learned supernet (random, evolution, reinforce, bohb, darts, nasrl, pnas, bo, nao)")
     h.add_argument("--task", default="omniglot-5way", help="task family name (tasks/NAME.yaml) or YAML path")
     h.add_argument("--strategy", help="random | evolution | reinforce | bohb | darts | nasrl | pnas | bo | nao "
                    "(default evolution); with --compare, a comma-separated subset (default: all)")
@@ -321,7 +321,7 @@ def _distributed(args, warm) -> None:
     from metanas.search.distributed import SharedStudy, work
     from metanas.search.driver import scorers
     from metanas.search.strategies import best, best_so_far, strategy_class
-    from metanas.track.runs import Tracker, child_tracker
+    from metanas.track.runs import child_tracker, client_for, retry
 
     cfg, space = warm.config, warm.space
     if args.budget != int(args.budget):
@@ -337,17 +337,18 @@ def _distributed(args, warm) -> None:
     strategy = strategy_class(args.strategy)(encoding, seed, **({"prior": _prior(args, cfg, space)}
                                                                 if args.warm_from else {}))
     scorer, tester = scorers(warm, sets, args.val_tasks, args.test_tasks, args.steps, args.seed)
-    tracker = None
+    tracker, log = None, None
     if not args.no_track:
         if study.created:
             tracker = child_tracker(cfg, "search", warm.run_id, f"search-{args.strategy}-{family.name}-{args.study}",
                                     **{"metanas.family": family.name, "metanas.strategies": args.strategy,
                                        "metanas.study": args.study})
             study.set_run(tracker.run_id)
-        else:
-            tracker = Tracker(cfg, "search", run_id=study.run_id())
-    log = (lambda number, score: tracker.log_metrics({f"search/{args.strategy}/score": score}, step=number)) \
-        if tracker else None
+            run_id, client = tracker.run_id, tracker.client
+        else:  # log into the first worker's run without touching its status (it ends the run)
+            run_id, client = study.run_id(), client_for(cfg)
+        log = lambda number, score: retry(client.log_metric, run_id, f"search/{args.strategy}/score", score,
+                                          step=number)
     n = work(strategy, scorer, study, int(args.budget), log=log)
     print(f"worker {study.worker}: scored {n} candidates of study {args.study}")
     if not study.created:
