@@ -2,6 +2,7 @@
 
     python benchmarks/meta_step.py                      # the reference configuration (below)
     python benchmarks/meta_step.py --repeats 1 search.channels=8 search.cells=3 meta.meta_batch=4   # other sizes
+    python benchmarks/meta_step.py --against 7941745 --no-reference --config default --repeats 10   # vs a commit
 
 Reference configuration (issue "Performance"): DARTS supernet, 4 cells, 3 nodes, C=28 (stem 3x28),
 7 ops, BatchNorm without affine, Omniglot 5-way 1-shot 28x28, meta-batch 10, 5 inner steps, each a
@@ -18,14 +19,19 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+import metanas
 
 from metanas.config import load_config
 from metanas.data import get_tasksets, load_family
@@ -36,6 +42,7 @@ from metanas.space import build_model, is_alpha
 # One query per class: the issue's >= 2.3 TFLOP per meta-iteration is the 100 support passes (10 tasks x 5 steps
 # x weight + alpha step x 22.8 GFLOP) plus a query set the size of a support set; 15 queries per class would add
 # 3.4 TFLOP, and under vmap of 10 tasks (750 query images at once) the kernel killed it at 12.5 GB (measured).
+ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ["search.space=darts", "search.cells=4", "search.nodes=3", "search.channels=28", "search.stem_multiplier=3",
              "meta.meta_batch=10", "inner.steps=5", "task.queries=1", "inner.variant=alternating",
              "meta.algorithm=fomaml"]
@@ -108,6 +115,7 @@ def measure(method: str, configs: list[str], overrides: list[str], repeats: int)
         if r:
             times.append(time.perf_counter() - t0)
     return {"seconds": statistics.median(times), "peak_rss_gb": peak_rss_gb(), "family": cfg.task.family,
+            "package": str(Path(metanas.__file__).parent),
             "phases": {k: v / (repeats + 1) for k, v in phases.items()} if method == "naive" else None}
 
 
@@ -137,12 +145,34 @@ def flops_per_iteration(configs: list[str], overrides: list[str]) -> tuple[float
     return total, per50 / statistics.median(times[1:]) / 1e9
 
 
+def against(ref: str, rounds: int, run) -> None:
+    """Seconds per joint meta-step of this tree and of commit ``ref``, each in its own process, alternating."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "ref"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), ref], check=True,
+                       capture_output=True)
+        try:
+            here, there = [], []
+            for _ in range(rounds):
+                here.append(run("metanas", ["inner.variant=joint"]))
+                there.append(run("metanas", ["inner.variant=joint"], package=tree))
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True)
+    assert {Path(r["package"]).parent for r in here} == {ROOT} and {Path(r["package"]).parent for r in there} == {tree}
+    a, b = statistics.median(r["seconds"] for r in here), statistics.median(r["seconds"] for r in there)
+    print(f"family {here[0]['family']}: this tree {a:.3f} s / meta-step, {ref} {b:.3f} s (medians of {rounds} "
+          f"alternating processes); this tree / {ref} = {a / b:.3f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--method", help=argparse.SUPPRESS)  # internal: measure one method in this process
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--chunks", default="1,2,5", help="meta.task_chunk values for the memory table")
     p.add_argument("--no-reference", action="store_true", help="do not prepend the reference configuration")
+    p.add_argument("--against", metavar="REF", help="only time this tree's joint meta-step against git commit REF's "
+                   "(a temporary worktree), alternating, and print the ratio")
+    p.add_argument("--rounds", type=int, default=3, help="alternations with --against")
     add_config_arg(p)
     p.add_argument("overrides", nargs="*")
     args = p.parse_intermixed_args()
@@ -153,14 +183,18 @@ def main() -> None:
 
     configs = [a for c in args.config for a in ("--config", c)]
 
-    def run(method, extra=()):
+    def run(method, extra=(), package=ROOT):
         out = subprocess.run([sys.executable, __file__, "--method", method, "--repeats", str(args.repeats),
-                              "--no-reference", *configs, *overrides, *extra], capture_output=True, text=True)
+                              "--no-reference", *configs, *overrides, *extra], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": str(package)})
         if out.returncode:
             why = f"killed by signal {-out.returncode} (out of memory?)" if out.returncode < 0 else out.stderr
             sys.exit(f"meta_step.py: {method} {' '.join(extra)} failed: {why}")
         return json.loads(out.stdout.strip().splitlines()[-1])
 
+    if args.against:
+        against(args.against, args.rounds, run)
+        return
     flops, rate50 = flops_per_iteration(args.config, overrides)
     naive = run("naive")
     same = run("metanas")

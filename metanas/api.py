@@ -21,7 +21,7 @@ from metanas.estimation.warm import (  # noqa: F401
     adapt_domain, architectures, evaluate, fit_set_encoder, retest, select_adaptation,
 )
 from metanas.meta.adaptation import Adaptation
-from metanas.meta.inner import InnerLoop, Params
+from metanas.meta.inner import HEAD, InnerLoop, Params
 from metanas.meta.warm_start import WarmStart
 
 
@@ -56,7 +56,8 @@ class Adapted:
     def child(self) -> torch.nn.Module:
         """The discrete child net of :attr:`arch` with the adapted weights (a fixed architecture: itself)."""
         if not self.warm.is_supernet:
-            net = self.warm.space.child(self.arch, self.warm.ways, self.warm.image.channels).to(self.warm.device)
+            ways = len(self.params[HEAD[1]])  # a prototype head has the task's ways
+            net = self.warm.space.child(self.arch, ways, self.warm.image.channels).to(self.warm.device)
             net.load_state_dict(self.params)
             return net
         return self.warm.child(self.arch, self.params)
@@ -66,8 +67,9 @@ def adapt(warm: WarmStart, support_x: torch.Tensor, support_y: torch.Tensor, *,
           adaptation: Adaptation | None = None) -> Adapted:
     """Adapt ``(w, alpha)`` to one task's support set (``support_y``: labels 0..ways-1, class-major for
     ``inner.variant=alternating``), as ``adaptation`` says (default: the warm start's own; e.g.
-    ``warm.adaptation.replace(lr_alpha=0)`` keeps the architecture)."""
-    inner = warm.inner_loop(adaptation)
+    ``warm.adaptation.replace(lr_alpha=0)`` keeps the architecture). A warm start with a prototype head
+    (``inner.head=proto``) takes a support set of any number of ways."""
+    inner = warm.inner_loop(adaptation, ways=int(support_y.max()) + 1)
     device = warm.device
     params = inner.adapt(warm.model, warm.params, support_x.to(device), support_y.to(device))
     params = {k: v.detach() for k, v in params.items()}

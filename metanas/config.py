@@ -25,6 +25,7 @@ ALGORITHMS = ("maml", "fomaml", "reptile")
 BACKENDS = ("auto", "gloo", "nccl")
 AMP = ("fp32", "bf16")
 INNER_VARIANTS = ("joint", "alternating")
+HEADS = ("fixed", "proto")
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,10 @@ class InnerConfig:
     select_steps: list[int] = field(default_factory=lambda: [3, 10])
     select_lr_alpha: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.5, 3.0])
     select_tasks: int = 200
+    # The classifier at the start of each task: fixed (the meta-learned linear layer, as many outputs as the training
+    # tasks' ways) or proto (Proto-MAML, Triantafillou et al. 2020: initialised from the support set's class
+    # prototypes, W_k = 2 c_k and b_k = -|c_k|^2, then adapted with the rest): any number of ways at test time.
+    head: str = "fixed"
 
 
 @dataclass(frozen=True)
@@ -254,6 +259,7 @@ def validate(cfg: Config) -> None:
              (i.select_steps, i.select_lr_alpha), "every value must be >= 0")
     _require(i.select_tasks >= 1, "inner.select_tasks", i.select_tasks, "must be >= 1")
     _require(i.variant in INNER_VARIANTS, "inner.variant", i.variant, f"one of {INNER_VARIANTS}")
+    _require(i.head in HEADS, "inner.head", i.head, f"one of {HEADS}")
     _require(i.temperature > 0 and (i.final_temperature is None or i.final_temperature > 0),
              "inner.temperature/inner.final_temperature", (i.temperature, i.final_temperature), "must be > 0")
     m = cfg.meta

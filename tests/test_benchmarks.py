@@ -3,6 +3,8 @@
 Each script is a real subprocess that imports everything and adapts or meta-trains (tens of seconds), so they
 are all slow but the synthetic miniImageNet writer (a data-layer check)."""
 
+import re
+
 import pytest
 from conftest import run_cli
 
@@ -62,3 +64,35 @@ def test_synthetic_miniimagenet_writes_the_pickle_layout_with_the_published_clas
     data = load("miniimagenet", [tmp_path], 84)
     assert data.images.shape == (300, 3, 84, 84)
     assert data.class_names == [n for names in split_classes("miniimagenet") for n in names]
+
+
+@pytest.mark.slow
+def test_meta_step_against_a_commit_times_both_trees_and_prints_their_ratio():
+    out = run_cli("benchmarks/meta_step.py", "--against", "HEAD", "--rounds", "1", "--repeats", "1", *TINY)
+    assert out.returncode == 0, out.stderr
+    line = next(line for line in out.stdout.splitlines() if "this tree /" in line)
+    here, there = (float(x) for x in re.findall(r"([\d.]+) s", line))
+    ratio = float(line.rsplit("= ", 1)[1])
+    assert here > 0 and there > 0 and abs(ratio - here / there) <= 0.01 + 0.001 / there  # seconds printed to 1 ms
+
+
+@pytest.mark.slow
+def test_precision_benchmark_times_each_setting_and_pairs_bf16_with_float32():
+    out = run_cli("benchmarks/precision.py", "--iterations", "2", "--tasks", "3", "--repeats", "1", *TINY)
+    assert out.returncode == 0, out.stderr
+    rows = {c[0]: c[1:] for c in ([x.strip() for x in line.strip("|").split("|")]
+                                  for line in out.stdout.splitlines() if line.startswith("| ") and "---" not in line)}
+    assert set(rows) == {"setting", "float32", "bf16", "deterministic"} and rows["float32"][1] == "1.00x"
+    assert re.search(r"float32 [\d.]+ ± [\d.]+%, bf16 [\d.]+ ± [\d.]+%; bf16 - float32, paired: [-+][\d.]+ ± [\d.]+ "
+                     r"points", out.stdout)
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_runs_on_the_cpu_as_a_smoke(tmp_path):
+    out = run_cli("benchmarks/gpu.py", "--device", "cpu", "--configs", "configs/smoke.yaml", "--budget", "2",
+                  "--tasks", "2", "--latency-tasks", "2", "--output-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.stdout.splitlines()
+            if line.startswith("| ") and "---" not in line]
+    assert rows[0][:3] == ["config", "model", "it/s"] and [r[1] for r in rows[1:]] == ["configs/smoke.yaml", "conv4@32"]
+    assert all(r[rows[0].index("peak GiB")] == "n/a" and float(r[2]) > 0 for r in rows[1:])  # no memory counter on a CPU

@@ -29,6 +29,9 @@ def add_arguments(a, tasks: int) -> None:
     a.add_argument("--no-arch-adapt", action="store_true", help="adapt the weights only, keep the warm alpha")
     a.add_argument("--genotype", metavar="FILE.json", help="adapt the weights of this fixed architecture only "
                    "(e.g. the best_genotype.json of metanas search), cut out of the supernet warm start")
+    a.add_argument("--ways", type=int, help="classes per task instead of the family's (more ways than the warm "
+                   "start was meta-trained on need its prototype head, inner.head=proto)")
+    a.add_argument("--shots", type=int, help="support images per class instead of the family's")
     a.add_argument("--seed", type=int, default=0, help="seed of the test tasks")
     a.add_argument("--data-root", help=DATA_ROOT_HELP)
     a.add_argument("--device", default="auto")
@@ -60,7 +63,8 @@ def evaluate_family(args, warm, dist, family: str, *, progress=True, curve=True,
     from metanas import api
 
     return api.evaluate(warm, family, args.tasks, seed=args.seed, adaptation=adaptation, chunk=1 if args.command ==
-                        "adapt" else 10, curve=curve, progress=progress and dist.is_main, dist=dist)
+                        "adapt" else 10, curve=curve, progress=progress and dist.is_main, dist=dist,
+                        ways=args.ways, shots=args.shots)
 
 
 def paired_run(args, warm, dist, family: str, ev, **kw):
@@ -98,7 +102,8 @@ def _adapt_one(args, warm, dist) -> None:
             print(f"choice wins ({name}, fraction of tasks): " + "  ".join(
                 f"{e}:{cols[int(row.argmax())]}={row.max():.2f}" for e, row in enumerate(w)))
     what = "w and alpha" if inner.adapts_arch else "w only (architecture fixed)"
-    print(f"query accuracy: {ev.summary()}  [{family.name}, {inner.steps} steps on {what}]")
+    other = f", {args.ways or family.ways}-way {args.shots or family.shots}-shot" if args.ways or args.shots else ""
+    print(f"query accuracy: {ev.summary()}  [{family.name}{other}, {inner.steps} steps on {what}]")
     if paired:
         print(f"architecture fixed, same tasks: {paired[0].summary()}")
         print(f"paired difference (adapted - fixed): {100 * paired[1]:+.2f} ± {100 * paired[2]:.2f} points")
@@ -107,7 +112,7 @@ def _adapt_one(args, warm, dist) -> None:
     moved = f"; alpha moved to {warm.domain['family']} by adapt-domain" if warm.domain else ""
     print(f"warm start: {warm.path} (run {warm.run_id}{moved})")
     if args.plot:
-        print(f"plots: {_plot_adaptation(tracker, args.output_dir, family, warm, archs, ev)}")
+        print(f"plots: {_plot_adaptation(tracker, args.output_dir, family, warm, archs, ev, args.ways or family.ways)}")
     if tracker:  # the config of what ran: the adaptation settings as given on the command line
         tracker.log_config(replace_config(warm.config, {"inner.eval_steps": inner.steps,
                                                        "inner.eval_lr_alpha": inner.lr_alpha}))
@@ -124,7 +129,7 @@ def _adapt_one(args, warm, dist) -> None:
         print(f"run id: {tracker.run_id}")
 
 
-def _plot_adaptation(tracker, output_dir, family, warm, archs, ev) -> Path:
+def _plot_adaptation(tracker, output_dir, family, warm, archs, ev, ways: int) -> Path:
     """The first task's architecture, choice wins over all tasks, accuracy vs step: saved and logged."""
     from metanas.track import plots
 
@@ -135,7 +140,7 @@ def _plot_adaptation(tracker, output_dir, family, warm, archs, ev) -> Path:
         "op_wins.png": plots.plot_op_wins({family.name: warm.space.choice_wins(archs)}, warm.space.alpha_labels(),
                                           {family.name: len(archs)}),
         "adaptation_curve.png": plots.plot_adaptation_curve(
-            ev.curve, f"{family.name}: query accuracy vs adaptation step", family.ways),
+            ev.curve, f"{family.name}: query accuracy vs adaptation step", ways),
     }
     for name, fig in figures.items():
         if tracker:

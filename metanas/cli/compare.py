@@ -25,6 +25,9 @@ def register(sub) -> None:
     c.add_argument("--tasks", type=int, default=200, help="tasks per family (default 200)")
     c.add_argument("--validation-tasks", type=int, default=200, help="with --rank: tasks per validation family")
     c.add_argument("--seed", type=int, default=0, help="seed of the tasks (default 0)")
+    c.add_argument("--ways", type=int, help="every family's tasks at this many ways (more than a warm start was "
+                   "meta-trained on need inner.head=proto)")
+    c.add_argument("--shots", type=int, help="every family's tasks at this many shots")
     c.add_argument("--steps", type=int, help="every warm start adapts with this many steps (default: its own)")
     c.add_argument("--lr-alpha", type=float, help="every warm start adapts with this alpha step (default: its own)")
     c.add_argument("--variant", action="append", default=[], metavar="NAME:steps=N,lr_alpha=A",
@@ -125,10 +128,12 @@ def cmd_compare(args) -> None:
     else:
         families = [(n, "") for n in args.families.split(",")] if args.families else \
             suite_families(args.suite or "domains", warm0.family, warm0.config.task.leave_out)
+        size = "".join(f"; {v} {k} each" for k, v in (("ways", args.ways), ("shots", args.shots)) if v)
         print(f"{first} vs {', '.join(list(methods)[1:]) or 'nothing'}; {seeds} seed(s); {args.tasks} tasks per "
-              f"family; test seed {args.seed}", flush=True)
+              f"family{size}; test seed {args.seed}", flush=True)
         result = cmp.compare(methods, families, tasks=args.tasks, seed=args.seed, variants=variants,
-                             encoders=encoders, report=lambda line: print(line, flush=True))
+                             encoders=encoders, report=lambda line: print(line, flush=True), ways=args.ways,
+                             shots=args.shots)
     if not result.rows:
         raise MetanasError("no family could be evaluated: " + "; ".join(f"{f}: {why}" for f, why in result.skipped.items()))
     head, rows = result.table()

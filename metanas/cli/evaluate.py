@@ -24,23 +24,16 @@ def register(sub) -> None:
 
 
 def check_variable(warm, families: list[str]) -> None:
-    """Meta-Dataset's variable episodes need its sampler (metanas.data.episodes) and a warm start whose classifier
-    head takes each episode's ways (5 to 50, drawn per episode): refused in one line before any task is drawn, not
-    row by row. A warm start's head has a fixed number of outputs (``warm.ways``) and the evaluation loop adapts
-    tasks of one size, so no warm start takes drawn ways until one says so (``variable_ways``)."""
+    """Meta-Dataset's variable episodes draw 5 to 50 ways each: a warm start takes them only with a prototype head
+    (``inner.head=proto``). Refused in one line before any task is drawn, not row by row."""
     from metanas.data.families import load_family
 
-    try:
-        import metanas.data.episodes  # noqa: F401
-    except ImportError as e:
-        raise MetanasError(f"--protocol variable needs Meta-Dataset's episode sampler (metanas.data.episodes), "
-                           f"which this installation lacks ({e}); use --protocol fixed") from None
     family = load_family(families[0])
     drawn = family.episodes == "fixed" or family.episodes.ways is None
-    if drawn and not getattr(warm, "variable_ways", False):
+    if drawn and not warm.variable_ways:
         raise MetanasError(f"--protocol variable: {family.name}'s episodes draw up to {family.ways} ways each but "
                            f"the warm start's head has {warm.ways} fixed outputs and cannot take variable ways; "
-                           "use --protocol fixed (5-way 1- and 5-shot)")
+                           "meta-train with inner.head=proto, or use --protocol fixed (5-way 1- and 5-shot)")
 
 
 def suite(args, warm, dist) -> None:

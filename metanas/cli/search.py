@@ -226,7 +226,7 @@ def _search(args, warm) -> None:
         savings = _savings(results, warm_results, args.budget, args.val_tasks)
         results += warm_results
     if prior is not None:
-        used = [r.strategy for r in results if r.warm]
+        used = [r.strategy for r in results if r.from_prior]
         print(f"warm start: {len(prior)} architectures of {args.warm_from} given to "
               f"{', '.join(used) if used else 'no strategy (only bo, pnas and nao learn a surrogate)'}")
     n_held = args.held_out if args.held_out is not None else (20 if args.compare else 0)

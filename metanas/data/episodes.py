@@ -293,6 +293,19 @@ def bucket_tasks(tasks: Sequence[Task]) -> list[tuple[list[int], Task]]:
             for ix in groups.values()]
 
 
+def varies(taskset) -> bool:
+    """Whether ``taskset``'s tasks differ in shape (ways, shots or queries drawn per episode, in it or in a source of
+    its mixture), so that a meta-batch of them batches in groups (:func:`sample_groups`), not in one stack."""
+    return any(isinstance(s, EpisodeDataset) and None in (s.episodes.rules.ways, s.shots, s.queries)
+               for s in getattr(taskset, "sources", [taskset]))
+
+
+def sample_groups(taskset, n: int, generator: torch.Generator, rows: slice = slice(None)) -> list[tuple[int, Task]]:
+    """Tasks ``rows`` of ``n`` drawn in order from ``taskset``, grouped by shape: ``[(ways, batched Task)]``."""
+    tasks = [taskset.sample(generator) for _ in range(n)][rows]
+    return [(task_shape(tasks[ix[0]])[0], batch) for ix, batch in bucket_tasks(tasks)]
+
+
 def family_hierarchy(rules: EpisodeRules, dataset_name: str, dataset: ClassDataset) -> list[str] | None:
     """The class -> group list of a family's ``episodes.hierarchy`` (auto: Omniglot's alphabets when the ways
     are drawn, as Meta-Dataset does, for either Omniglot reader; none otherwise)."""

@@ -115,20 +115,23 @@ class Comparison:
         return fig
 
 
-def _accuracies(warm, family: str, tasks: int, seed: int, adaptation=None, encoder=None, split: str = "test"):
+def _accuracies(warm, family: str, tasks: int, seed: int, adaptation=None, encoder=None, split: str = "test",
+                ways: int | None = None, shots: int | None = None):
     from metanas.estimation.warm import evaluate
 
     return evaluate(warm, family, tasks, seed=seed, adaptation=adaptation, encoder=encoder, curve=False,
-                        split=split)[1].accuracies
+                    split=split, ways=ways, shots=shots)[1].accuracies
 
 
 def compare(methods: dict[str, list], families: list[tuple[str, str]], *, tasks: int, seed: int,
-            variants: dict[str, dict] | None = None, encoders: dict | None = None, report=None) -> Comparison:
+            variants: dict[str, dict] | None = None, encoders: dict | None = None, report=None,
+            ways: int | None = None, shots: int | None = None) -> Comparison:
     """``methods``: name -> warm starts (one per seed, the same number each; the first method is paired with the
     others); ``families``: ``(name, role)`` pairs. ``variants``: name -> :meth:`Adaptation.replace` changes applied
     to each warm start of the first method. ``encoders``: ``id(warm start)`` -> a set encoder that sets each of its
-    tasks' starting alpha. ``report(line)`` is told each family's result as it comes. A family that cannot be
-    evaluated (no data, other ways) is skipped with its reason."""
+    tasks' starting alpha. ``report(line)`` is told each family's result as it comes. ``ways``/``shots``: every
+    family's tasks at that many ways and shots (a prototype head takes any). A family that cannot be evaluated (no
+    data, other ways) is skipped with its reason."""
     from metanas.data import load_family
 
     variants, encoders = variants or {}, encoders or {}
@@ -137,7 +140,8 @@ def compare(methods: dict[str, list], families: list[tuple[str, str]], *, tasks:
     first = methods[names[0]]
     rows, skipped = [], {}
     for family, role in families:
-        acc = lambda w, adaptation=None: _accuracies(w, family, tasks, seed, adaptation, encoders.get(id(w)))
+        acc = lambda w, adaptation=None: _accuracies(w, family, tasks, seed, adaptation, encoders.get(id(w)),
+                                                     ways=ways, shots=shots)
         try:
             load_family(family)
             row = Row(family, role, {m: [acc(w) for w in ws] for m, ws in methods.items()})

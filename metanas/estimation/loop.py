@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch.func import vmap
+
 from tqdm import tqdm
 
+from metanas.data.episodes import sample_groups, varies
 from metanas.meta.inner import InnerLoop, Params
 from metanas.estimation.stats import mean_ci95
 from metanas.space.base import is_alpha
@@ -50,37 +53,45 @@ def evaluate(model, params: Params, taskset, *, tasks: int, inner: InnerLoop, ge
     each rank adapts its slice of the same task sequence and every rank gets all tasks' results, in order.
     """
 
-    def one_task(p, sx, sy):  # -> (adapted params, every param stacked over [before, after each step] or [after])
+    def one_task(inner, p, sx, sy):  # -> (adapted params, every param stacked over [before, after each step] or [after])
         p = p if start is None else start(p, sx)
         adapted = inner.adapt(model, p, sx, sy, trajectory=curve)
         return adapted if curve else (adapted, {k: v[None] for k, v in adapted.items()})
 
-    def scores(path, qx, qy):  # query accuracy at each point of one task's path: [points]
+    def scores(inner, path, qx, qy):  # query accuracy at each point of one task's path: [points]
         # A plain loop, not vmap: the query forward with per-task weights under vmap is a grouped conv,
         # ~2x slower on CPU than one forward per task (measured); the support steps gain from vmap.
         points = next(iter(path.values())).shape[0]
         return torch.stack([(inner.logits(model, {k: v[s] for k, v in path.items()}, qx).argmax(-1) == qy)
                             .float().mean() for s in range(points)])
 
+    def groups(n):  # [(the inner loop for their ways, a batch of tasks of one shape)]
+        if not variable:
+            return [(inner, taskset.sample_batch(n, generator))]
+        return [(inner.with_ways(ways), task) for ways, task in sample_groups(taskset, n, generator)]
+
     mine = dist.shard(tasks) if dist is not None else range(tasks)
     for _ in range(skip + mine.start):  # lower ranks' tasks: drawn and dropped, so the sequence is a 1-rank run's
         taskset.sample(generator)
-    batched = vmap(one_task, in_dims=(None, 0, 0))
+    variable = varies(taskset)  # Meta-Dataset episodes: each group of one shape is a vmap call of its own
     traces, alphas, seconds = [], [], []
     bar = tqdm(total=len(mine), desc="adapting", leave=False, disable=not progress)
     with torch.no_grad():  # grad() inside adapt is a transform: it ignores this, the query forward does not
         for s in range(mine.start, mine.stop, chunk):
             n = min(chunk, mine.stop - s)
-            sx, sy, qx, qy = [t.to(device) for t in taskset.sample_batch(n, generator)]
-            t0 = time.perf_counter()
-            if n > 1:
-                adapted, path = batched(params, sx, sy)
-            else:
-                adapted, path = (_unsqueezed(o) for o in one_task(params, sx[0], sy[0]))
-            trace = torch.stack([scores({k: v[i] for k, v in path.items()}, qx[i], qy[i]) for i in range(n)]).cpu()
-            seconds += [(time.perf_counter() - t0) / n] * n  # .cpu() above waits for the device: the time is real
-            traces.append(trace)
-            alphas.append({k: v.cpu() for k, v in adapted.items() if is_alpha(k)})
+            for task_inner, task in groups(n):
+                sx, sy, qx, qy = [t.to(device) for t in task]
+                m = sx.shape[0]
+                t0 = time.perf_counter()
+                if m > 1:
+                    adapted, path = vmap(partial(one_task, task_inner), in_dims=(None, 0, 0))(params, sx, sy)
+                else:
+                    adapted, path = (_unsqueezed(o) for o in one_task(task_inner, params, sx[0], sy[0]))
+                trace = torch.stack([scores(task_inner, {k: v[i] for k, v in path.items()}, qx[i], qy[i])
+                                     for i in range(m)]).cpu()
+                seconds += [(time.perf_counter() - t0) / m] * m  # .cpu() above waits for the device: the time is real
+                traces.append(trace)
+                alphas.append({k: v.cpu() for k, v in adapted.items() if is_alpha(k)})
             bar.update(n)
     bar.close()
     part = (torch.cat(traces), {k: torch.cat([a[k] for a in alphas]) for k in alphas[0]}, torch.tensor(seconds)) \

@@ -26,32 +26,37 @@ def tasksets(cfg: Config, warm_format=None):
                         cfg.data.skip_corrupt, warm_format=warm_format, leave_out=cfg.task.leave_out)
 
 
-def _tasksets(warm: WarmStart, family: str, data_root: str | None):
-    """``(TaskFamily, its train/validation/test task sets)`` in the warm start's input format."""
+def _tasksets(warm: WarmStart, family: str, data_root: str | None, ways: int | None = None,
+              shots: int | None = None):
+    """``(TaskFamily, its train/validation/test task sets)`` in the warm start's input format, with ``ways`` and
+    ``shots`` where given instead of the family's."""
     fam = load_family(family)
-    warm.check_family(fam)
+    overrides = {k: v for k, v in (("ways", ways), ("shots", shots)) if v is not None}
+    warm.check_family(dataclasses.replace(fam, **overrides) if overrides else fam)
     # a mixture leaves out what the warm start's run left out (the rest of its leave_out names other families)
     leave_out = [n for n in warm.config.task.leave_out if n in fam.source_names]
-    return fam, get_tasksets(fam, data_root or warm.config.data.root, skip_corrupt=warm.config.data.skip_corrupt,
-                             warm_format=warm.image, leave_out=leave_out)
+    return fam, get_tasksets(fam, data_root or warm.config.data.root, ways=ways, shots=shots,
+                             skip_corrupt=warm.config.data.skip_corrupt, warm_format=warm.image, leave_out=leave_out)
 
 
 def evaluate(warm: WarmStart, family: str, tasks: int = 600, *, seed: int = 0, adaptation: Adaptation | None = None,
              split: str = "test", encoder=None, data_root: str | None = None, chunk: int = 10, curve: bool = True,
-             progress: bool = False, dist=None) -> tuple[Any, Evaluation]:
+             progress: bool = False, dist=None, ways: int | None = None, shots: int | None = None
+             ) -> tuple[Any, Evaluation]:
     """Adapt to ``tasks`` tasks of ``family``'s ``split`` (``test``, or ``validation`` to choose among warm starts
     without touching test classes), seeded by ``seed``, as ``adaptation`` says (default: the warm start's own):
     ``(TaskFamily, Evaluation)``; ``encoder``: a :class:`metanas.estimation.set_encoder.SetEncoder`
-    (:func:`fit_set_encoder`) that sets each task's starting alpha from its support images."""
+    (:func:`fit_set_encoder`) that sets each task's starting alpha from its support images. ``ways``/``shots``:
+    tasks of that many classes and shots instead of the family's (other ways need a prototype head)."""
     from metanas.estimation.loop import evaluate as run
 
-    inner = warm.inner_loop(adaptation)
     if split not in ("test", "validation"):
         raise MetanasError(f"split {split!r}: use test or validation")
-    fam, sets = _tasksets(warm, family, data_root)
+    fam, sets = _tasksets(warm, family, data_root, ways, shots)
     if getattr(sets, split) is None:
         raise MetanasError(f"{family} has no {split} split (its classes are all test classes): use a family with "
                            "train/validation/test classes")
+    inner = warm.inner_loop(adaptation, ways=getattr(sets, split).ways)
     device = warm.device
     ev = run(warm.model, warm.params, getattr(sets, split), tasks=tasks, inner=inner,
              generator=torch.Generator().manual_seed(seed), chunk=chunk, curve=curve, progress=progress, device=device,

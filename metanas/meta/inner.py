@@ -42,15 +42,29 @@ from metanas.policy.execution import executing
 from metanas.space.base import LEARNED_LR, attach_learned_lrs, is_alpha, is_learned_lr  # noqa: F401
 
 Params = dict[str, torch.Tensor]
+HEAD = ("classifier.weight", "classifier.bias")  # the classifier of both spaces, which a prototype head replaces
 
 
-def forward(model, params: Params, x, amp: str = "fp32") -> torch.Tensor:
-    """The network's float32 logits; with ``amp="bf16"`` its convolutions and matmuls run in bfloat16 under
-    ``torch.autocast`` (parameters, gradients and the loss stay float32)."""
+def forward(model, params: Params, x, amp: str = "fp32", embed: bool = False) -> torch.Tensor:
+    """The network's float32 logits (``embed``: the features its classifier reads); with ``amp="bf16"`` its
+    convolutions and matmuls run in bfloat16 under ``torch.autocast`` (parameters, gradients and the loss stay
+    float32)."""
+    kwargs = {"embed": True} if embed else None
     if amp == "fp32":
-        return functional_call(model, params, (x,))
+        return functional_call(model, params, (x,), kwargs)
     with torch.autocast(x.device.type, dtype=torch.bfloat16):
-        return functional_call(model, params, (x,)).float()
+        return functional_call(model, params, (x,), kwargs).float()
+
+
+def prototype_head(model, params: Params, x, y, ways: int, amp: str = "fp32") -> Params:
+    """``params`` with the classifier set from the support set ``(x, y)``'s class prototypes (Proto-MAML): with c_k
+    the mean feature of class k, W_k = 2 c_k and b_k = -|c_k|^2, so the logits are -|f - c_k|^2 up to a term common
+    to every class. Differentiable (the meta-gradient flows into the features through the prototypes), free of
+    host reads and of data-dependent shapes, so it runs under ``vmap``; ``ways`` is static."""
+    features = forward(model, params, x, amp, embed=True)  # [S, D]
+    onehot = (y[:, None] == torch.arange(ways, device=y.device)).to(features)  # [S, ways]; one_hot reads y.max()
+    prototypes = onehot.T @ features / onehot.sum(0)[:, None]
+    return {**params, HEAD[0]: 2 * prototypes, HEAD[1]: -(prototypes ** 2).sum(-1)}
 
 
 def loss_fn(model, params: Params, x, y, amp: str = "fp32") -> torch.Tensor:
@@ -93,6 +107,7 @@ class InnerLoop:
     temperature: float = 1.0
     final_temperature: float | None = None
     amp: str = "fp32"  # run.amp: the forward's mixed precision
+    head: str = "fixed"  # inner.head: proto sets the classifier from the support set's prototypes first
 
     @classmethod
     def for_meta_training(cls, cfg, ways: int) -> "InnerLoop":
@@ -109,7 +124,11 @@ class InnerLoop:
     def _from(cls, cfg, ways: int, steps: int, lr_alpha: float) -> "InnerLoop":
         i = cfg.inner
         return cls(steps=steps, lr=i.lr, lr_alpha=lr_alpha, ways=ways, variant=i.variant, temperature=i.temperature,
-                   final_temperature=i.final_temperature, amp=cfg.run.amp)
+                   final_temperature=i.final_temperature, amp=cfg.run.amp, head=i.head)
+
+    def with_ways(self, ways: int) -> "InnerLoop":
+        """The same loop for tasks of ``ways`` classes (a prototype head takes any number)."""
+        return replace(self, ways=ways)
 
     def weights_only(self) -> "InnerLoop":
         """The same loop with the architecture held fixed (the ``--no-arch-adapt`` ablation, a child net)."""
@@ -132,6 +151,9 @@ class InnerLoop:
         after each step, showing accuracy against adaptation steps).
         """
         g = grad(lambda p, xb, yb: loss_fn(model, p, xb, yb, self.amp))
+        if self.head == "proto":
+            with executing(model, temperature=self.temperature_at(0)):
+                params = prototype_head(model, params, x, y, self.ways, self.amp)
         path = [params] if trajectory else None
         if self.variant == "alternating":
             (xw, yw), (xa, ya) = _halves(x, y, self.ways)  # ways is static: y.max() cannot be read under vmap

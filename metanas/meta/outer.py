@@ -32,7 +32,7 @@ from torch.func import grad_and_value, vmap
 from metanas.config import Config
 from metanas.core.errors import MetanasError
 from metanas.policy.execution import executing
-from metanas.meta.inner import InnerLoop, Params
+from metanas.meta.inner import HEAD, InnerLoop, Params
 from metanas.space.base import alphas_of, is_alpha
 
 POLICY_SEED = 3  # offset from run.seed of the generator that draws the execution policy's samples
@@ -44,6 +44,11 @@ class NonFiniteError(MetanasError):
 
 def _accuracy(logits, y):
     return (logits.argmax(-1) == y).float().mean()
+
+
+class Episodes(list):
+    """A meta-batch of tasks of several shapes (Meta-Dataset episodes): ``[(ways, batched Task)]``, one group per
+    shape, each a ``vmap`` call of its own (:func:`metanas.data.episodes.bucket_tasks`)."""
 
 
 class MetaLearner:
@@ -75,26 +80,29 @@ class MetaLearner:
     def _inner(self, alpha_frozen: bool) -> InnerLoop:
         return self.inner.weights_only() if alpha_frozen else self.inner
 
-    def _query_objective(self, params, sx, sy, qx, qy, alpha_frozen):
-        inner = self._inner(alpha_frozen)
+    def _query_objective(self, params, sx, sy, qx, qy, inner):
         adapted = inner.adapt(self.model, params, sx, sy, second_order=self.cfg.meta.algorithm == "maml")
         logits = inner.logits(self.model, adapted, qx)
         return F.cross_entropy(logits, qy), _accuracy(logits, qy).detach()
 
-    def _reptile_delta(self, params, sx, sy, qx, qy, alpha_frozen):
-        inner = self._inner(alpha_frozen)
+    def _reptile_delta(self, params, sx, sy, qx, qy, inner):
         x, y = torch.cat([sx, qx]), torch.cat([sy, qy])
         adapted = inner.adapt(self.model, params, x, y)
         logits = inner.logits(self.model, adapted, x)
-        delta = {k: params[k] - adapted[k] for k in params}
+        # a prototype head replaces the classifier per task (any ways): nothing of it moves the meta-learned one
+        delta = {k: torch.zeros_like(params[k]) if inner.head == "proto" and k in HEAD else params[k] - adapted[k]
+                 for k in params}
         return delta, (F.cross_entropy(logits, y).detach(), _accuracy(logits, y).detach())
 
-    def task_gradients(self, params, task, alpha_frozen=False, vectorize=True):
-        """Per-task meta-gradients, stacked on a leading task dim, plus per-task (loss, accuracy)."""
+    def task_gradients(self, params, task, alpha_frozen=False, vectorize=True, ways: int | None = None):
+        """Per-task meta-gradients, stacked on a leading task dim, plus per-task (loss, accuracy); ``ways``: the
+        tasks' ways where they are not the meta-learner's (a prototype head)."""
+        inner = self._inner(alpha_frozen)
+        inner = inner if ways is None else inner.with_ways(ways)
         if self.cfg.meta.algorithm == "reptile":
-            fn = lambda p, *t: self._reptile_delta(p, *t, alpha_frozen)
+            fn = lambda p, *t: self._reptile_delta(p, *t, inner)
         else:
-            fn = grad_and_value(lambda p, *t: self._query_objective(p, *t, alpha_frozen), has_aux=True)
+            fn = grad_and_value(lambda p, *t: self._query_objective(p, *t, inner), has_aux=True)
         if vectorize:
             return vmap(fn, in_dims=(None, 0, 0, 0, 0))(params, *task)
         outs = [fn(params, *(t[b] for t in task)) for b in range(task[0].shape[0])]
@@ -131,7 +139,17 @@ class MetaLearner:
         return self._auto_chunk
 
     def meta_gradient(self, task, alpha_frozen=False, vectorize=True):
-        """Mean meta-gradient over the meta-batch, :meth:`chunk_size` tasks per vmap call."""
+        """Mean meta-gradient over the meta-batch, :meth:`chunk_size` tasks per vmap call; a meta-batch of
+        :class:`Episodes` (tasks of several shapes) is the task-weighted mean over its groups."""
+        if isinstance(task, Episodes):
+            parts = [(t[0].shape[0], self._meta_gradient(t, alpha_frozen, vectorize, ways)) for ways, t in task]
+            total = sum(n for n, _ in parts)
+            grads = {k: sum(n * g[k] for n, (g, _, _) in parts) / total for k in parts[0][1][0]}
+            return (grads, sum(n * loss for n, (_, loss, _) in parts) / total,
+                    sum(n * acc for n, (_, _, acc) in parts) / total)
+        return self._meta_gradient(task, alpha_frozen, vectorize)
+
+    def _meta_gradient(self, task, alpha_frozen, vectorize, ways=None):
         params = self.params()
         B = task[0].shape[0]
         chunk = self.chunk_size(task)
@@ -142,7 +160,7 @@ class MetaLearner:
             # one sample per vmap call (see metanas/execution.py), drawn whether or not it is then vectorized
             sample = policy.draw(alphas_of(params), self.generator) if policy is not None and policy.samples else None
             with executing(self.model, sample=sample):
-                g, (loss, acc) = self.task_gradients(params, part, alpha_frozen, vectorize)
+                g, (loss, acc) = self.task_gradients(params, part, alpha_frozen, vectorize, ways)
             g = {k: v.sum(0) for k, v in g.items()}
             total = g if total is None else {k: total[k] + g[k] for k in g}
             losses.append(loss)

@@ -22,7 +22,7 @@ from metanas.config import Config, from_yaml, replace as replace_config
 from metanas.data.images import ImageFormat
 from metanas.core.errors import MetanasError
 from metanas.meta.adaptation import Adaptation
-from metanas.meta.inner import InnerLoop
+from metanas.meta.inner import HEAD, InnerLoop
 from metanas.space import SearchSpace, alphas_of, build_model, create_space
 
 
@@ -78,13 +78,18 @@ class WarmStart:
         a new, validated config (:func:`metanas.config.replace`)."""
         return dataclasses.replace(self, config=replace_config(self.config, overrides))
 
-    def inner_loop(self, adaptation: Adaptation | None = None) -> InnerLoop:
-        """How a new task adapts: ``adaptation`` (default: :attr:`adaptation`); a fixed architecture has no alpha
-        to step, so its alpha step is 0."""
+    def inner_loop(self, adaptation: Adaptation | None = None, ways: int | None = None) -> InnerLoop:
+        """How a new task adapts: ``adaptation`` (default: :attr:`adaptation`), to tasks of ``ways`` classes (default:
+        its own; others need a prototype head); a fixed architecture has no alpha to step, so its alpha step is 0."""
         adaptation = self.adaptation if adaptation is None else adaptation
         if not self.is_supernet:
             adaptation = adaptation.replace(lr_alpha=0.0)
-        return InnerLoop.for_adaptation(self.config, self.ways, adaptation)
+        return InnerLoop.for_adaptation(self.config, self.ways if ways is None else ways, adaptation)
+
+    @property
+    def variable_ways(self) -> bool:
+        """Whether it adapts to any number of ways: its head is set from each task's prototypes (``inner.head``)."""
+        return self.config.inner.head == "proto"
 
     @property
     def params(self) -> dict[str, torch.Tensor]:
@@ -111,8 +116,9 @@ class WarmStart:
         if not self.is_supernet:
             raise MetanasError("a genotype can only be cut out of a supernet warm start; this checkpoint is already "
                                f"a fixed architecture ({self.space.describe(self.arch)})")
-        net = self.space.child(arch, self.ways, self.image.channels).to(self.device)
-        net.load_state_dict(self.space.inherit(net, self.params if params is None else params, arch))
+        params = self.params if params is None else params
+        net = self.space.child(arch, len(params[HEAD[1]]), self.image.channels).to(self.device)  # a task's ways
+        net.load_state_dict(self.space.inherit(net, params, arch))
         return net
 
     def fixed(self, arch) -> "WarmStart":
@@ -120,11 +126,12 @@ class WarmStart:
         return dataclasses.replace(self, model=self.child(arch), arch=arch, domain=None)
 
     def check_family(self, family) -> None:
-        """A family this warm start can adapt to: the same ways and channels (one clear line if not)."""
-        if family.ways != self.ways:
-            raise MetanasError(f"the warm start {self.path} was meta-trained for {self.ways}-way tasks but "
-                               f"{family.name} is {family.ways}-way: pick a {self.ways}-way family or meta-train "
-                               f"with task.family={family.name}")
+        """A family this warm start can adapt to: no more ways than its head has (any with a prototype head), and its
+        channels (one clear line if not)."""
+        if family.ways > self.ways and not self.variable_ways:
+            raise MetanasError(f"the warm start {self.path} was meta-trained for {self.ways}-way tasks with a fixed "
+                               f"head but {family.name} is {family.ways}-way: pick a family of at most {self.ways} "
+                               "ways, or meta-train with inner.head=proto (any ways)")
         if family.channels != self.image.channels:
             raise MetanasError(f"the warm start {self.path} takes {self.image.channels}-channel images "
                                f"({self.family}) but {family.name} has {family.channels}: pick a family with "

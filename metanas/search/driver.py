@@ -28,7 +28,7 @@ class SearchResult:
     seconds: float  # search wall clock (test scoring excluded)
     extra: dict = field(default_factory=dict)
     searcher: object = None  # the strategy object after the search (its learned surrogate, if any)
-    warm: bool = False  # started from a prior (earlier searches on other task families)
+    from_prior: bool = False  # started from a prior (earlier searches on other task families)
 
     def predict_scores(self, xs: list[list[int]]):
         """The strategy's learned surrogate at ``xs`` (``None`` for a strategy without one)."""

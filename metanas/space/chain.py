@@ -161,7 +161,8 @@ class ChainNet(Executed):
             y = y + p[self.ops.index(SEP)] * sep
         return y
 
-    def forward(self, x):
+    def forward(self, x, embed: bool = False):
+        """Logits, or (``embed``) the features the classifier reads."""
         p_pool = p_act = None
         if self.arch is not None:
             p_op, p_w, p_pool, p_act = (Choice.child([c.index(layer[i]) for layer in self.arch])
@@ -198,6 +199,8 @@ class ChainNet(Executed):
                 else:  # pooling is cheap next to the convolution: compute each, weight them
                     x = sum(p_pool.weights[l, i] * POOLS[pool](y, 2) for i, pool in enumerate(self.pools))
         features = x.mean((-2, -1))
+        if embed:
+            return features
         weight = self.classifier.weight[:, :features.shape[1]]
         return F.linear(features, weight, self.classifier.bias)
 

@@ -117,7 +117,8 @@ class Network(Executed):
             edges.setdefault(edge_index(n // k, state), []).append(self.ops.index(op))
         return edges
 
-    def forward(self, x):
+    def forward(self, x, embed: bool = False):
+        """Logits, or (``embed``) the features the classifier reads."""
         if self.genotype_ is None:
             w_normal = self.mix("alpha_normal", self.alpha_normal)
             w_reduce = self.mix("alpha_reduce", self.alpha_reduce)
@@ -126,7 +127,8 @@ class Network(Executed):
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, w_reduce if cell.reduction else w_normal)
-        return self.classifier(s1.mean((2, 3)))  # global average pooling; adaptive_avg_pool2d's CUDA backward is nondeterministic
+        features = s1.mean((2, 3))  # global average pooling (adaptive_avg_pool2d's CUDA backward is nondeterministic)
+        return features if embed else self.classifier(features)
 
 
 def derive_cell(alpha: torch.Tensor, ops: list[str], nodes: int, k: int = 2) -> list[tuple[str, int]]:

@@ -22,13 +22,15 @@ from metanas.training import distributed
 from metanas.meta.checkpoint import TrainingState, checkpoint_path
 from metanas.config import Config, flatten
 from metanas.data import check_trainable, load_family
+from metanas.data.episodes import sample_groups, varies
 from metanas.estimation.loop import Evaluation, evaluate
 from metanas.estimation.warm import tasksets
 from metanas.estimation.seeds import SELECT_SEED, TEST_SEED, VAL_SEED
 from metanas.estimation.selection import select_adaptation
 from metanas.meta.adaptation import Adaptation
 from metanas.meta.inner import LEARNED_LR, InnerLoop, is_learned_lr
-from metanas.meta.outer import MetaLearner
+from metanas.meta.outer import Episodes, MetaLearner
+from metanas.core.errors import MetanasError
 from metanas.core.runtime import rng_state, seed_everything, set_rng_state
 from metanas.space import alphas_of, build_model
 from metanas.track.model_registry import WARM_START_FILE
@@ -71,8 +73,9 @@ def _train(cfg: Config, resume: str | None, dist: distributed.Dist) -> Result:
     cost = _cost_objective(space, model, ways, image) if arch is None and cfg.meta.cost_weight else None
     learner = MetaLearner(model, cfg, ways, reduce=dist.all_reduce_mean, cost=cost)
     # Every rank draws the same global meta-batch and adapts its slice (see metanas/distributed.py).
+    mine = dist.shard(cfg.meta.meta_batch)
     sampler = TaskStream(sets.train, cfg.meta.meta_batch, torch.Generator().manual_seed(cfg.run.seed), dist.device,
-                         dist.shard(cfg.meta.meta_batch))
+                         slice(mine.start, mine.stop))
     run = _Run(cfg, dist, family, sets, model, space, arch, learner, sampler)
     start = run.restore(resume)
     stop = _Stop()
@@ -98,7 +101,7 @@ def _train(cfg: Config, resume: str | None, dist: distributed.Dist) -> Result:
     try:
         for it in bar:
             task = sampler.next()
-            if 0 <= nan_from <= it:
+            if 0 <= nan_from <= it and not isinstance(task, Episodes):
                 task[0] = task[0] * float("nan")
             pending.append((it, learner.step(task, it)))
             done = it + 1
@@ -152,17 +155,27 @@ class TaskStream:
                  prefetch: bool | None = None):
         self.taskset, self.n, self.generator, self.device, self.rows = taskset, n, generator, device, rows
         self.prefetch = device.type == "cuda" if prefetch is None else prefetch
+        self.varies = varies(taskset)
         self._pool = self._ahead = self._state = None
 
-    def _draw(self) -> list[torch.Tensor]:
-        batch = [t[self.rows] for t in self.taskset.sample_batch(self.n, self.generator)]
-        return [t.pin_memory() for t in batch] if self.device.type == "cuda" else batch
+    def _draw(self):
+        pin = (lambda t: t.pin_memory()) if self.device.type == "cuda" else (lambda t: t)
+        if self.varies:  # Meta-Dataset episodes: groups of one shape
+            groups = sample_groups(self.taskset, self.n, self.generator, self.rows)
+            return Episodes((ways, [pin(t) for t in task]) for ways, task in groups)
+        return [pin(t[self.rows]) for t in self.taskset.sample_batch(self.n, self.generator)]
+
+    def _to_device(self, batch):
+        if isinstance(batch, Episodes):
+            return Episodes((ways, self._to_device(task)) for ways, task in batch)
+        return [t.to(self.device, non_blocking=True) for t in batch]
 
     def _draw_ahead(self) -> None:
         self._state = self.generator.get_state()
         self._ahead = self._pool.submit(self._draw)
 
-    def next(self) -> list[torch.Tensor]:
+    def next(self):
+        """The next meta-batch: its tensors, or :class:`Episodes` where the tasks differ in shape."""
         if not self.prefetch:
             batch = self._draw()
         else:
@@ -171,7 +184,7 @@ class TaskStream:
                 self._draw_ahead()
             batch = self._ahead.result()
             self._draw_ahead()
-        return [t.to(self.device, non_blocking=True) for t in batch]
+        return self._to_device(batch)
 
     def get_state(self) -> torch.Tensor:
         return self._state if self._ahead is not None else self.generator.get_state()
@@ -193,7 +206,11 @@ def _load_tasks(cfg: Config, dist):
     # Rank 0 loads first: it decodes and caches the images once for the machine (the others then read the cache,
     # instead of all decoding at once), and a missing data root fails every rank at once.
     dist.on_main(lambda: load() and None)
-    return family, load()
+    sets = load()
+    if varies(sets.train) and cfg.inner.variant == "alternating":
+        raise MetanasError(f"task family {family.name} draws its shots per class, which inner.variant=alternating "
+                           "cannot split in halves: use inner.variant=joint")
+    return family, sets
 
 
 def _cost_objective(space, model, ways: int, image):

@@ -112,7 +112,8 @@ def test_the_library_pairs_seed_by_seed_and_checks_its_methods(two_methods):
 
 @pytest.mark.slow
 def test_compare_as_trained_re_tests_each_warm_start_as_meta_training_did(smoke_run, runs_dir):
-    """The accuracy meta-training printed, to the digit, and the pair of a warm start with itself is exactly zero."""
+    """The accuracy meta-training printed, to the digit (on the CPU; on CUDA under run.deterministic), and the pair
+    of a warm start with itself is exactly zero."""
     run_id, train = smoke_run
     printed = next(line for line in train.stdout.splitlines() if line.startswith("test accuracy:"))
     out = run_cli("-m", "metanas.cli", "compare", "--method", f"a={run_id}", "--method", f"b={run_id}", "--as-trained",

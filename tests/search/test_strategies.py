@@ -144,7 +144,7 @@ def test_the_new_strategies_run_on_the_real_supernet(smoke_run, runs_dir):
     prior = [(warm.space.encoding().encode(warm.derive()), 0.5), (warm.space.encoding().encode(warm.derive()), 0.7)]
     results = run_strategies(NEW, warm, sets, budget=3, val_tasks=2, test_tasks=2, steps=1, seed=0, prior=prior)
     assert [r.strategy for r in results] == NEW
-    assert [r.warm for r in results] == [False, True, True, True]  # the strategies with a learned surrogate
+    assert [r.from_prior for r in results] == [False, True, True, True]  # the strategies with a learned surrogate
     assert all(len(r.trials) == 3 and r.trials[-1].spent == 3 and 0 <= r.test.mean <= 1 for r in results)
 
 

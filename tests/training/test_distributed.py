@@ -3,6 +3,9 @@
 One 1-process run and one 2-rank run of the same tiny experiment (global meta-batch 4) must end with the same
 parameters; a 2-rank run whose rank 1 is SIGKILLed must fail fast and then resume under torchrun to exactly the
 uninterrupted 2-rank result.
+
+Bit-exactness holds on the CPU, where these run (the suite hides GPUs); on CUDA it needs run.deterministic=true
+(docs/operations.md, GPUs).
 """
 
 import os

@@ -1,4 +1,6 @@
-"""A killed run resumes exactly: same final parameters as an uninterrupted run with the same seed."""
+"""A killed run resumes exactly: same final parameters as an uninterrupted run with the same seed.
+
+Bit for bit on the CPU, where the suite runs; on CUDA only under run.deterministic=true (docs/operations.md, GPUs)."""
 
 import os
 import signal
