@@ -7,7 +7,7 @@ its decoding workers while it builds, against the size of the decoded array. A s
 least the decoded size; the memory-mapped build needs a few chunks of it.
 
     python benchmarks/cache_memory.py                      # 100k images, 84 px: ~2.1 GB decoded
-    python benchmarks/cache_memory.py --images 20000 --size 32 --dir /tmp/synthetic
+    python benchmarks/cache_memory.py --images 20000 --size 32 --dir DIR
 """
 
 from __future__ import annotations

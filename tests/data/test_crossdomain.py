@@ -5,8 +5,8 @@ Nothing can be downloaded here, so the fixture writes every source in its real o
 QuickDraw's ``.npy`` bitmaps, VGG Flower's ``imagelabels.mat``, Fungi's and MSCOCO's JSON annotations, ISIC's
 one-hot CSV, ChestX's ``Data_Entry_2017.csv``, GTSRB's ``.ppm`` with its GT CSV, CUB's and Aircraft's text files)
 with the published class names. Class number c (in split order) has the colour ``COLOUR(c)``, so a test can tell
-that every image sits under its class. Test classes get 65 images (BSCD's 50 shots + 15 queries) or 20 (Meta-
-Dataset's 5 + 15); the others one, enough to check the reader.
+that every image sits under its class. Every class gets 65 images (BSCD's 50 shots + 15 queries) or 20 (Meta-
+Dataset's 5 + 15), most of them hard links to two real files per class, so that the suites can draw their episodes.
 """
 
 import functools
