@@ -13,8 +13,14 @@ SMOKE = ["-m", "metanas.meta_train", "--config", "configs/smoke.yaml", "run.prog
 
 
 @pytest.fixture(scope="module")
-def proto_run(runs_dir):
-    out = run_cli(*SMOKE, f"run.output_dir={runs_dir}", "inner.head=proto", "run.name=proto-head")
+def proto_dir(tmp_path_factory):
+    """A store of its own: tests elsewhere take the newest checkpoint of the shared one to be the smoke run's."""
+    return tmp_path_factory.mktemp("proto-runs")
+
+
+@pytest.fixture(scope="module")
+def proto_run(proto_dir):
+    out = run_cli(*SMOKE, f"run.output_dir={proto_dir}", "inner.head=proto", "run.name=proto-head")
     assert out.returncode == 0, out.stderr
     return next(line.split()[-1] for line in out.stdout.splitlines() if line.startswith("run id:"))
 
@@ -27,15 +33,15 @@ def _accuracy(out, tasks: int) -> float:
 
 
 @pytest.mark.parametrize("ways, shots", [(5, 1), (20, 1), (5, 5), (3, 2)])
-def test_one_proto_warm_start_evaluates_at_any_ways_and_shots(proto_run, runs_dir, ways, shots):
-    out = run_cli("-m", "metanas.cli", "evaluate", "--checkpoint", proto_run, "--output-dir", str(runs_dir),
+def test_one_proto_warm_start_evaluates_at_any_ways_and_shots(proto_run, proto_dir, ways, shots):
+    out = run_cli("-m", "metanas.cli", "evaluate", "--checkpoint", proto_run, "--output-dir", str(proto_dir),
                   "--task", "omniglot-5way", "--ways", str(ways), "--shots", str(shots), "--tasks", "4", "--no-track")
     assert 100 / ways < _accuracy(out, 4) <= 100  # adapted, not guessing
     assert f"[omniglot-5way, {ways}-way {shots}-shot," in out.stdout
 
 
-def test_it_adapts_to_meta_dataset_variable_episodes(proto_run, runs_dir):
-    out = run_cli("-m", "metanas.cli", "adapt", "--checkpoint", proto_run, "--output-dir", str(runs_dir),
+def test_it_adapts_to_meta_dataset_variable_episodes(proto_run, proto_dir):
+    out = run_cli("-m", "metanas.cli", "adapt", "--checkpoint", proto_run, "--output-dir", str(proto_dir),
                   "--task", "omniglot-md", "--tasks", "3", "--no-track")
     assert 0 < _accuracy(out, 3) <= 100
     assert len(re.findall(r"task +\d+: accuracy", out.stdout)) == 3
@@ -48,8 +54,8 @@ def test_a_fixed_head_refuses_more_ways_in_one_line(smoke_run, runs_dir):
     assert "inner.head=proto" in out.stderr and "20-way" in out.stderr
 
 
-def test_the_api_adapts_a_support_set_of_any_ways_and_cuts_its_child(proto_run, runs_dir):
-    warm = metanas.load(proto_run, str(runs_dir))
+def test_the_api_adapts_a_support_set_of_any_ways_and_cuts_its_child(proto_run, proto_dir):
+    warm = metanas.load(proto_run, str(proto_dir))
     assert warm.variable_ways and warm.ways == 5
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(14, 1, 28, 28, generator=g), torch.arange(7).repeat_interleave(2)
@@ -59,21 +65,21 @@ def test_the_api_adapts_a_support_set_of_any_ways_and_cuts_its_child(proto_run, 
 
 
 @pytest.mark.slow
-def test_meta_training_on_variable_episodes_then_evaluating_them(runs_dir):
-    out = run_cli(*SMOKE, f"run.output_dir={runs_dir}", "inner.head=proto", "task.family=omniglot-md",
+def test_meta_training_on_variable_episodes_then_evaluating_them(proto_dir):
+    out = run_cli(*SMOKE, f"run.output_dir={proto_dir}", "inner.head=proto", "task.family=omniglot-md",
                   "meta.iterations=2", "meta.eval_every=2", "meta.eval_tasks=2", "meta.test_tasks=2")
     assert out.returncode == 0, out.stderr
     assert re.search(r"test accuracy: [\d.]+ ± [\d.]+% \(2 tasks\)", out.stdout), out.stdout
-    refused = run_cli(*SMOKE, f"run.output_dir={runs_dir}", "task.family=omniglot-md", "inner.variant=alternating")
+    refused = run_cli(*SMOKE, f"run.output_dir={proto_dir}", "task.family=omniglot-md", "inner.variant=alternating")
     assert refused.returncode == 2 and "inner.variant=joint" in refused.stderr
 
 
-def test_compare_pairs_warm_starts_at_other_ways_as_evaluate_scores_them(proto_run, runs_dir):
+def test_compare_pairs_warm_starts_at_other_ways_as_evaluate_scores_them(proto_run, proto_dir):
     out = run_cli("-m", "metanas.cli", "compare", "--method", f"proto={proto_run}", "--families", "omniglot-5way",
-                  "--ways", "20", "--shots", "2", "--tasks", "3", "--output-dir", str(runs_dir), "--no-track")
+                  "--ways", "20", "--shots", "2", "--tasks", "3", "--output-dir", str(proto_dir), "--no-track")
     assert out.returncode == 0, out.stderr
     assert "20 ways each; 2 shots each" in out.stdout
     row = next(line for line in out.stdout.splitlines() if line.startswith("| omniglot-5way"))
-    alone = run_cli("-m", "metanas.cli", "evaluate", "--checkpoint", proto_run, "--output-dir", str(runs_dir),
+    alone = run_cli("-m", "metanas.cli", "evaluate", "--checkpoint", proto_run, "--output-dir", str(proto_dir),
                     "--task", "omniglot-5way", "--ways", "20", "--shots", "2", "--tasks", "3", "--no-track")
     assert f"| {_accuracy(alone, 3):.2f}" in row, (row, alone.stdout)

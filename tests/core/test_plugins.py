@@ -58,8 +58,10 @@ def test_shifts_and_data_set_readers_are_registries():
     from metanas.data.shifts import SHIFTS
 
     assert isinstance(SHIFTS, Registry) and SHIFTS.names()[:3] == ["clean", "rotation", "scale_translate"]
+    md = ("ilsvrc", "omniglot", "aircraft", "cub", "dtd", "quickdraw", "fungi", "vggflower", "trafficsign", "mscoco")
     assert DATASETS == ("omniglot", "digits", "fonts", "glyphs", "imagefolder", "mnist", "fashionmnist", "kmnist",
-                        "miniimagenet", "cifar-fs", "tieredimagenet", "cub", "mixture") == (*READERS, "mixture")
+                        "miniimagenet", "cifar-fs", "tieredimagenet", "cub", *(f"md-{n}" for n in md),
+                        "bscd-cropdisease", "bscd-eurosat", "bscd-isic", "bscd-chestx", "mixture") == (*READERS, "mixture")
     assert READERS.get("digits")("digits", [], 8, 1, False).images.shape[1:] == (1, 8, 8)
     with pytest.raises(MetanasError, match="unknown dataset 'digit'; did you mean digits"):
         READERS.get("digit")
