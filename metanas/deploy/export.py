@@ -112,7 +112,7 @@ def export_task(warm, support: str | os.PathLike, out: str | os.PathLike, *, ada
     from metanas.meta.inner import InnerLoop
 
     x, y, classes = load_support(support, warm.image)
-    if len(classes) != warm.ways:
+    if len(classes) != warm.ways and not warm.variable_ways:  # a prototype head takes any number of classes
         raise MetanasError(f"the support folder {support} has {len(classes)} classes but the warm start was "
                            f"meta-trained for {warm.ways}-way tasks: give it {warm.ways} class sub-folders")
     shots = torch.bincount(y)
@@ -124,7 +124,7 @@ def export_task(warm, support: str | os.PathLike, out: str | os.PathLike, *, ada
     if finetune:
         # The child drops the ops it did not keep, so its output differs from the supernet's; a few SGD
         # steps on the support set (same inner learning rate) let its weights settle into the new graph.
-        inner = InnerLoop(steps=finetune, lr=warm.config.inner.lr, lr_alpha=0.0, ways=warm.ways)
+        inner = InnerLoop(steps=finetune, lr=warm.config.inner.lr, lr_alpha=0.0, ways=len(classes))
         child.load_state_dict(inner.adapt(child, {k: v.detach() for k, v in child.named_parameters()}, x, y))
     freeze_batchnorm(child, x)
     program = save_program(child, x, Path(out) / "model.pt2")

@@ -83,3 +83,20 @@ def test_compare_pairs_warm_starts_at_other_ways_as_evaluate_scores_them(proto_r
     alone = run_cli("-m", "metanas.cli", "evaluate", "--checkpoint", proto_run, "--output-dir", str(proto_dir),
                     "--task", "omniglot-5way", "--ways", "20", "--shots", "2", "--tasks", "3", "--no-track")
     assert f"| {_accuracy(alone, 3):.2f}" in row, (row, alone.stdout)
+
+
+def test_a_proto_warm_start_exports_a_task_of_other_ways(proto_run, proto_dir, tmp_path):
+    import json
+    import os
+    import shutil
+    from pathlib import Path
+
+    root = Path(os.environ["METANAS_DATA"]) / "omniglot-py" / "images_evaluation" / "Atlantean"
+    for char in sorted(p.name for p in root.iterdir())[:3]:  # a 3-way, 2-shot support folder
+        (tmp_path / "support" / char).mkdir(parents=True)
+        for f in sorted((root / char).glob("*.png"))[:2]:
+            shutil.copy(f, tmp_path / "support" / char / f.name)
+    out = run_cli("-m", "metanas.cli", "export", "--checkpoint", proto_run, "--task", str(tmp_path / "support"),
+                  "--out", str(tmp_path / "model"), "--output-dir", str(proto_dir), "--no-track")
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "model" / "model.json").read_text())["classes"] == 3
