@@ -103,7 +103,7 @@ class MetaConfig:
     lr_alpha: float = 1e-3  # Adam on the initial alpha
     warmup: int = 0  # first iterations meta-learn weights with alpha frozen (METANAS)
     task_chunk: int = 0  # tasks per vmap call; 0: as many as memory_budget holds (estimated once per run)
-    memory_budget: float = 1.0  # GB of activations one vmap call of the meta-batch may hold (for task_chunk=0)
+    memory_budget: float = 1.0  # GB of activations one vmap call may hold: meta-batch chunks (task_chunk=0), evaluation
     # Cost-aware objective (ProxylessNAS, FBNet): add cost_weight x E[FLOPs under softmax(alpha)] / FLOPs of the
     # space's reference (chain: conv4; darts: uniform alpha) to the architecture's meta-objective.
     cost_weight: float = 0.0

@@ -14,11 +14,11 @@ from functools import partial
 
 import torch
 from torch.func import vmap
-
 from tqdm import tqdm
 
 from metanas.data.episodes import sample_groups, varies
-from metanas.meta.inner import InnerLoop, Params
+from metanas.config import MetaConfig
+from metanas.meta.inner import InnerLoop, Params, activation_bytes
 from metanas.estimation.stats import mean_ci95
 from metanas.space.base import is_alpha
 
@@ -44,12 +44,14 @@ class Evaluation:
 
 def evaluate(model, params: Params, taskset, *, tasks: int, inner: InnerLoop, generator: torch.Generator,
              chunk: int = 10, curve: bool = False, progress: bool = False, device="cpu", dist=None,
-             skip: int = 0, start=None) -> Evaluation:
+             skip: int = 0, start=None, memory_budget: float = MetaConfig.memory_budget) -> Evaluation:
     """Adapt ``params`` to ``tasks`` tasks drawn from ``taskset`` with ``generator`` (after drawing and
     dropping ``skip`` tasks, so tasks ``[skip, skip + tasks)`` of the seeded sequence are adapted).
     ``start(params, support_x)``: where each task's adaptation starts (e.g. a set encoder's alpha), default ``params``.
 
-    ``chunk`` tasks are adapted together under ``vmap`` (chunk=1 gives honest per-task latency). ``dist`` (a :class:`metanas.training.distributed.Dist`):
+    ``chunk`` tasks are drawn together and adapted together under ``vmap`` (chunk=1 gives honest per-task latency),
+    as many of them per vmap call as ``memory_budget`` GB of activations hold (``meta.memory_budget``: a 50-shot
+    task of 84 px images can take several GB alone). ``dist`` (a :class:`metanas.training.distributed.Dist`):
     each rank adapts its slice of the same task sequence and every rank gets all tasks' results, in order.
     """
 
@@ -65,6 +67,11 @@ def evaluate(model, params: Params, taskset, *, tasks: int, inner: InnerLoop, ge
         return torch.stack([(inner.logits(model, {k: v[s] for k, v in path.items()}, qx).argmax(-1) == qy)
                             .float().mean() for s in range(points)])
 
+    def adapt_tasks(inner, sx, sy):  # the tasks of one vmap call: (adapted params, paths), leading dim = tasks
+        if sx.shape[0] > 1:
+            return vmap(partial(one_task, inner), in_dims=(None, 0, 0))(params, sx, sy)
+        return tuple(_unsqueezed(o) for o in one_task(inner, params, sx[0], sy[0]))
+
     def groups(n):  # [(the inner loop for their ways, a batch of tasks of one shape)]
         if not variable:
             return [(inner, taskset.sample_batch(n, generator))]
@@ -75,6 +82,7 @@ def evaluate(model, params: Params, taskset, *, tasks: int, inner: InnerLoop, ge
         taskset.sample(generator)
     variable = varies(taskset)  # Meta-Dataset episodes: each group of one shape is a vmap call of its own
     traces, alphas, seconds = [], [], []
+    per_image = None  # activation bytes of one support image's inner step
     bar = tqdm(total=len(mine), desc="adapting", leave=False, disable=not progress)
     with torch.no_grad():  # grad() inside adapt is a transform: it ignores this, the query forward does not
         for s in range(mine.start, mine.stop, chunk):
@@ -83,10 +91,12 @@ def evaluate(model, params: Params, taskset, *, tasks: int, inner: InnerLoop, ge
                 sx, sy, qx, qy = [t.to(device) for t in task]
                 m = sx.shape[0]
                 t0 = time.perf_counter()
-                if m > 1:
-                    adapted, path = vmap(partial(one_task, task_inner), in_dims=(None, 0, 0))(params, sx, sy)
-                else:
-                    adapted, path = (_unsqueezed(o) for o in one_task(task_inner, params, sx[0], sy[0]))
+                if per_image is None:  # measured once: a group's tasks differ in their number of images only
+                    per_image = activation_bytes(model, sx[0]) / sx.shape[1]
+                fit = max(1, int(memory_budget * 2**30 // (per_image * sx.shape[1])))
+                parts = [adapt_tasks(task_inner, sx[a:a + fit], sy[a:a + fit]) for a in range(0, m, fit)]
+                adapted, path = parts[0] if len(parts) == 1 else \
+                    ({k: torch.cat([p[i][k] for p in parts]) for k in parts[0][i]} for i in range(2))
                 trace = torch.stack([scores(task_inner, {k: v[i] for k, v in path.items()}, qx[i], qy[i])
                                      for i in range(m)]).cpu()
                 seconds += [(time.perf_counter() - t0) / m] * m  # .cpu() above waits for the device: the time is real

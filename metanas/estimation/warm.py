@@ -60,7 +60,7 @@ def evaluate(warm: WarmStart, family: str, tasks: int = 600, *, seed: int = 0, a
     device = warm.device
     ev = run(warm.model, warm.params, getattr(sets, split), tasks=tasks, inner=inner,
              generator=torch.Generator().manual_seed(seed), chunk=chunk, curve=curve, progress=progress, device=device,
-             dist=dist, start=None if encoder is None else encoder.start)
+             dist=dist, start=None if encoder is None else encoder.start, memory_budget=warm.config.meta.memory_budget)
     return fam, ev
 
 
@@ -82,7 +82,8 @@ def retest(warm: WarmStart, tasks: int | None = None) -> Evaluation:
     cfg = warm.config
     return run(warm.model, warm.params, _own_tasksets(warm, None).test,
                tasks=cfg.meta.test_tasks if tasks is None else tasks, inner=warm.inner_loop(),
-               generator=torch.Generator().manual_seed(cfg.run.seed + TEST_SEED), device=warm.device)
+               generator=torch.Generator().manual_seed(cfg.run.seed + TEST_SEED), device=warm.device,
+               memory_budget=cfg.meta.memory_budget)
 
 
 def select_adaptation(warm: WarmStart, steps: list[int] = (), lr_alpha: list[float] = (), *, tasks: int = 200,
@@ -155,7 +156,8 @@ def adapt_domain(warm: WarmStart, family: str, tasks: int = 50, *, rounds: int =
     device = domain.device
     for r in range(rounds):
         ev = run(domain.model, domain.params, getattr(sets, split), tasks=tasks, inner=inner,
-                 generator=torch.Generator().manual_seed(seed + r), progress=progress, device=device)
+                 generator=torch.Generator().manual_seed(seed + r), progress=progress, device=device,
+                 memory_budget=warm.config.meta.memory_budget)
         with torch.no_grad():
             for name, p in domain.model.named_parameters():
                 if name in ev.alphas:

@@ -67,6 +67,21 @@ def prototype_head(model, params: Params, x, y, ways: int, amp: str = "fp32") ->
     return {**params, HEAD[0]: 2 * prototypes, HEAD[1]: -(prototypes ** 2).sum(-1)}
 
 
+def activation_bytes(model, x) -> int:
+    """Bytes autograd saves for a backward through ``model``'s forward of ``x`` (its own parameters, no
+    ``torch.func``: transforms refuse saved-tensor hooks): the activation memory of an inner step on ``x``."""
+    saved = 0
+
+    def pack(t):
+        nonlocal saved
+        saved += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.enable_grad():
+        model(x).sum()
+    return saved
+
+
 def loss_fn(model, params: Params, x, y, amp: str = "fp32") -> torch.Tensor:
     return F.cross_entropy(forward(model, params, x, amp), y)
 

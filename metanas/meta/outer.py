@@ -32,7 +32,7 @@ from torch.func import grad_and_value, vmap
 from metanas.config import Config
 from metanas.core.errors import MetanasError
 from metanas.policy.execution import executing
-from metanas.meta.inner import HEAD, InnerLoop, Params
+from metanas.meta.inner import HEAD, InnerLoop, Params, activation_bytes
 from metanas.space.base import alphas_of, is_alpha
 
 POLICY_SEED = 3  # offset from run.seed of the generator that draws the execution policy's samples
@@ -112,21 +112,10 @@ class MetaLearner:
     def task_bytes(self, task) -> int:
         """Activation memory of one task's meta-gradient, estimated from the tensors autograd saves in a plain
         forward of its support and its query set (first order: one inner step's graph at a time; second order:
-        all of them). ``torch.func`` transforms refuse saved-tensor hooks, hence the plain forward."""
-        saved = [0]
-
-        def pack(t):
-            saved[0] += t.numel() * t.element_size()
-            return t
-
-        sx, sy, qx, qy = (t[0] for t in task)
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.enable_grad():
-            support = F.cross_entropy(self.model(sx), sy)
-            steps = self.inner.steps + 1 if self.cfg.meta.algorithm == "maml" else 1
-            support_bytes, saved[0] = saved[0], 0
-            F.cross_entropy(self.model(qx), qy)
-        del support
-        return steps * support_bytes + saved[0]
+        all of them)."""
+        sx, _, qx, _ = (t[0] for t in task)
+        steps = self.inner.steps + 1 if self.cfg.meta.algorithm == "maml" else 1
+        return steps * activation_bytes(self.model, sx) + activation_bytes(self.model, qx)
 
     def chunk_size(self, task) -> int:
         """``meta.task_chunk``, or (0) as many tasks per vmap call as ``meta.memory_budget`` GB of activations

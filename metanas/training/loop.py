@@ -312,7 +312,7 @@ class _Run:
         inner = InnerLoop.for_adaptation(self.cfg, self.learner.ways, self.adaptation)
         return evaluate(self.model, self.learner.params(), taskset, tasks=tasks, inner=inner,
                         generator=torch.Generator().manual_seed(self.cfg.run.seed + seed), device=self.dist.device,
-                        dist=self.dist, **kw)
+                        dist=self.dist, memory_budget=self.cfg.meta.memory_budget, **kw)
 
     def validate(self, iteration: int) -> Evaluation:
         ev = self._evaluate(self.sets.validation, self.cfg.meta.eval_tasks, VAL_SEED)
