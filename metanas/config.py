@@ -26,6 +26,7 @@ BACKENDS = ("auto", "gloo", "nccl")
 AMP = ("fp32", "bf16")
 INNER_VARIANTS = ("joint", "alternating")
 HEADS = ("fixed", "proto")
+SELECT_RULES = ("latency", "accuracy")  # inner.select_rule: the default weighs latency
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,12 @@ class InnerConfig:
     # Robustness as a selection criterion: after meta-training, each combination of these adaptation steps and
     # alpha steps adapts the same select_tasks tasks of the validation split (for a mixture: every domain alike);
     # the best replaces eval_steps/eval_lr_alpha in the checkpoint (and the final test). Empty: keep eval_*.
-    select_steps: list[int] = field(default_factory=lambda: [3, 10])
+    select_steps: list[int] = field(default_factory=lambda: [1, 2, 3, 10])
     select_lr_alpha: list[float] = field(default_factory=lambda: [0.0, 0.5, 1.5, 3.0])
     select_tasks: int = 200
+    # Which candidate wins: accuracy (the most accurate) or latency (the fewest steps whose accuracy is tied with the
+    # most accurate's: the paired 95% CI of their per-task difference reaches 0; the most accurate among those).
+    select_rule: str = "latency"
     # The classifier at the start of each task: fixed (the meta-learned linear layer, as many outputs as the training
     # tasks' ways) or proto (Proto-MAML, Triantafillou et al. 2020: initialised from the support set's class
     # prototypes, W_k = 2 c_k and b_k = -|c_k|^2, then adapted with the rest): any number of ways at test time.
@@ -258,6 +262,7 @@ def validate(cfg: Config) -> None:
     _require(all(v >= 0 for v in [*i.select_steps, *i.select_lr_alpha]), "inner.select_steps/inner.select_lr_alpha",
              (i.select_steps, i.select_lr_alpha), "every value must be >= 0")
     _require(i.select_tasks >= 1, "inner.select_tasks", i.select_tasks, "must be >= 1")
+    _require(i.select_rule in SELECT_RULES, "inner.select_rule", i.select_rule, f"use one of {', '.join(SELECT_RULES)}")
     _require(i.variant in INNER_VARIANTS, "inner.variant", i.variant, f"one of {INNER_VARIANTS}")
     _require(i.head in HEADS, "inner.head", i.head, f"one of {HEADS}")
     _require(i.temperature > 0 and (i.final_temperature is None or i.final_temperature > 0),

@@ -17,6 +17,9 @@ def register(sub) -> None:
                    help="alpha steps to try; 0 keeps the architecture fixed (default: the checkpoint's)")
     s.add_argument("--tasks", type=int, default=200, help="validation tasks every setting adapts (default 200)")
     s.add_argument("--seed", type=int, help="seed of the tasks (default: the run's seed + 3)")
+    s.add_argument("--rule", choices=("latency", "accuracy"), help="latency: the fewest steps tied with the most "
+                   "accurate (paired 95%% CI of the difference reaches 0); accuracy: the most accurate (default: the "
+                   "checkpoint's inner.select_rule)")
     s.add_argument("--dry-run", action="store_true", help="print the table, leave the checkpoint as it is")
     s.add_argument("--data-root", help=DATA_ROOT_HELP)
     s.add_argument("--device", default="auto")
@@ -33,7 +36,7 @@ def cmd_select(args) -> None:
     warm, dist = load_warm_start(args)
     try:
         best, table = api.select_adaptation(warm, args.steps, args.lr_alpha, tasks=args.tasks, seed=args.seed,
-                                            progress=True)
+                                            progress=True, rule=args.rule)
     finally:
         dist.close()
     rows = [[r["steps"], r["lr_alpha"], pct(r["accuracy"], r["ci95"]),

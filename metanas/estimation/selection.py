@@ -15,9 +15,10 @@ from metanas.space.base import is_alpha
 
 
 def select_adaptation(model, params: Params, taskset, *, tasks: int, inner: InnerLoop, steps: list[int],
-                      lr_alphas: list[float], seed: int, device="cpu", dist=None,
-                      progress: bool = False) -> tuple[dict, list[dict]]:
-    """The adaptation setting (steps, alpha's step) that scores best on ``tasks`` tasks of ``taskset``:
+                      lr_alphas: list[float], seed: int, device="cpu", dist=None, progress: bool = False,
+                      rule: str = "latency") -> tuple[dict, list[dict]]:
+    """The adaptation setting (steps, alpha's step) that wins on ``tasks`` tasks of ``taskset`` by ``rule``
+    (``inner.select_rule``: :func:`fastest_tied`, or the most accurate, :func:`best_row`):
     ``(best, table)``, each a ``{"steps", "lr_alpha", "accuracy", "ci95", "arch_gain", "arch_gain_ci95"}`` dict,
     the table in the order tried; ``arch_gain``: the paired gain over alpha step 0 at the same steps (where 0
     is a candidate and this one is not).
@@ -41,4 +42,20 @@ def select_adaptation(model, params: Params, taskset, *, tasks: int, inner: Inne
         fixed = scores.get((row["steps"], 0.0))
         row["arch_gain"], row["arch_gain_ci95"] = (None, None) if fixed is None or not row["lr_alpha"] \
             else mean_ci95(scores[row["steps"], row["lr_alpha"]] - fixed)
-    return best_row(table), table
+    return (fastest_tied(table, scores) if rule == "latency" else best_row(table)), table
+
+
+def fastest_tied(table: list[dict], scores: dict) -> dict:
+    """The row of fewest steps (the cost of adapting a task is proportional to its steps) among those tied with the
+    most accurate row: the paired 95% CI of their per-task accuracy difference to it reaches 0; the most accurate
+    (:func:`best_row`) of those. ``scores[steps, lr_alpha]``: each row's per-task accuracies."""
+    best = best_row(table)
+    top = scores[best["steps"], best["lr_alpha"]]
+
+    def tied(row):
+        mean, ci = mean_ci95(scores[row["steps"], row["lr_alpha"]] - top)
+        return row is best or mean + ci >= 0
+
+    candidates = [row for row in table if tied(row)]
+    fewest = min(row["steps"] for row in candidates)
+    return best_row([row for row in candidates if row["steps"] == fewest])

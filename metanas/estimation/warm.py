@@ -87,13 +87,15 @@ def retest(warm: WarmStart, tasks: int | None = None) -> Evaluation:
 
 
 def select_adaptation(warm: WarmStart, steps: list[int] = (), lr_alpha: list[float] = (), *, tasks: int = 200,
-                      seed: int | None = None, data_root: str | None = None, progress: bool = False
-                      ) -> tuple[dict, list[dict]]:
+                      seed: int | None = None, data_root: str | None = None, progress: bool = False,
+                      rule: str | None = None) -> tuple[dict, list[dict]]:
     """Choose how ``warm`` adapts, on ``tasks`` tasks of its own validation split (a mixture's held-out
     sources): every combination of ``steps`` and ``lr_alpha`` adapts the same tasks. ``(best, table)``; adapt with
     the best by ``warm.with_adaptation(Adaptation.from_dict(best))``, keep it in the checkpoint with
     :func:`metanas.meta.checkpoint.write_adaptation`. ``seed``: of the tasks (default ``run.seed`` + 3, neither
-    the validation tasks logged during meta-training nor the test tasks)."""
+    the validation tasks logged during meta-training nor the test tasks). ``rule``: ``latency`` (the fewest steps
+    tied with the most accurate) or ``accuracy`` (default: the warm start's ``inner.select_rule``)."""
+    from metanas.config import SELECT_RULES
     from metanas.estimation.seeds import SELECT_SEED
     from metanas.estimation.selection import select_adaptation as choose
 
@@ -102,6 +104,9 @@ def select_adaptation(warm: WarmStart, steps: list[int] = (), lr_alpha: list[flo
             raise MetanasError(f"{name} (--{name.replace('_', '-')}) {list(values)}: every value must be >= 0")
     if tasks < 1:
         raise MetanasError(f"tasks (--tasks) {tasks}: must be >= 1")
+    rule = rule or warm.config.inner.select_rule
+    if rule not in SELECT_RULES:
+        raise MetanasError(f"rule (--rule) {rule!r}: use one of {', '.join(SELECT_RULES)}")
     inner = warm.inner_loop()
     cfg = warm.config
     validation = _own_tasksets(warm, data_root).validation
@@ -111,7 +116,7 @@ def select_adaptation(warm: WarmStart, steps: list[int] = (), lr_alpha: list[flo
     device = warm.device
     return choose(warm.model, warm.params, validation, tasks=tasks, inner=inner, steps=list(steps),
                   lr_alphas=list(lr_alpha), seed=cfg.run.seed + SELECT_SEED if seed is None else seed, device=device,
-                  progress=progress)
+                  progress=progress, rule=rule)
 
 
 def _alpha_loop(warm: WarmStart, adaptation: Adaptation | None, what: str) -> InnerLoop:

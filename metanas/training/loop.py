@@ -346,7 +346,7 @@ class _Run:
             self.model, self.learner.params(), self.sets.validation, tasks=i.select_tasks,
             inner=InnerLoop.for_adaptation(self.cfg, self.learner.ways, self.adaptation), steps=i.select_steps,
             lr_alphas=i.select_lr_alpha, seed=self.cfg.run.seed + SELECT_SEED, device=self.dist.device,
-            dist=self.dist, progress=self.cfg.run.progress and self.dist.is_main)
+            dist=self.dist, progress=self.cfg.run.progress and self.dist.is_main, rule=i.select_rule)
         self.adaptation, self.chosen = Adaptation.from_dict(best), best
         self.tracker.log_dict({"chosen": best, "candidates": table}, "adaptation_selection.json")
         self.tracker.set_tags({"metanas.adaptation": f"steps={best['steps']} lr_alpha={best['lr_alpha']}"})

@@ -10,6 +10,7 @@ import torch
 import metanas
 from metanas.meta.adaptation import Adaptation
 from metanas.meta.checkpoint import read
+from metanas.estimation.selection import fastest_tied
 from metanas.estimation.stats import best_row
 
 SELECT = ["inner.select_steps=[0,3]", "inner.select_lr_alpha=[0,1.0]", "inner.select_tasks=6"]
@@ -48,7 +49,7 @@ def test_every_candidate_adapts_the_same_tasks_and_the_best_is_chosen(trained):
     warm = metanas.load(str(result.checkpoint))
     best, table = metanas.select_adaptation(warm, [2, 2], [0.5], tasks=5)
     assert table[0]["accuracy"] == table[1]["accuracy"]  # the same setting twice: the same tasks, the same score
-    best, table = metanas.select_adaptation(warm, [0, 2], [0.0, 0.5], tasks=5)
+    best, table = metanas.select_adaptation(warm, [0, 2], [0.0, 0.5], tasks=5, rule="accuracy")
     assert len(table) == 4 and best["accuracy"] == pytest.approx(max(r["accuracy"] for r in table), abs=1e-6)
     # equal scores whose float32 means differ in the ninth digit (measured: 0.7740000014 at alpha step 3 and
     # 0.7740000024 at 6, the same correct answers) tie, and a tie goes to the candidate tried first
@@ -214,3 +215,37 @@ def test_set_encoder_learns_the_alpha_moves_of_the_training_tasks_seeded(trained
         metanas.api.fit_set_encoder(warm.fixed(warm.derive()))
     with pytest.raises(metanas.MetanasError, match="alpha step 0"):
         metanas.api.fit_set_encoder(warm, adaptation=warm.adaptation.replace(lr_alpha=0))
+
+
+def test_the_latency_rule_takes_the_fewest_steps_tied_with_the_most_accurate():
+    """inner.select_rule=latency: the fewest steps whose paired 95% CI of the per-task difference to the most
+    accurate candidate reaches 0; a candidate that loses on the same tasks, however slightly, is not tied."""
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(200, generator=g)
+    def noise():  # per-task differences of mean 0 (so a row's mean is set exactly) and sd 0.05: CI about ±0.007
+        n = 0.05 * torch.randn(200, generator=g)
+        return n - n.mean()
+
+    scores = {(10, 0.5): base + 0.02, (3, 0.5): base + 0.019 + noise(), (3, 0.0): base + 0.015 + noise(),
+              (1, 0.5): base - 0.05, (2, 0.5): base + 0.018 + noise()}
+    table = [{"steps": s, "lr_alpha": a, "accuracy": v.mean().item()} for (s, a), v in scores.items()]
+    best = best_row(table)
+    assert (best["steps"], best["lr_alpha"]) == (10, 0.5)
+    chosen = fastest_tied(table, scores)
+    assert (chosen["steps"], chosen["lr_alpha"]) == (2, 0.5)  # 1 step loses 7 points on every task: not tied
+    del scores[2, 0.5]
+    table = [r for r in table if r["steps"] != 2]
+    chosen = fastest_tied(table, scores)  # of the tied rows at 3 steps, the more accurate
+    assert (chosen["steps"], chosen["lr_alpha"]) == (3, 0.5)
+    scores[1, 0.5] = base + 0.02 - 1e-3  # behind on every task by a hair: the CI is tight, not tied
+    table = [{"steps": s, "lr_alpha": a, "accuracy": v.mean().item()} for (s, a), v in scores.items()]
+    assert fastest_tied(table, scores)["steps"] == 3
+    with pytest.raises(metanas.MetanasError, match=r"rule \(--rule\) 'fast': use one of latency, accuracy"):
+        metanas.select_adaptation(None, rule="fast")
+
+
+def test_the_default_chooses_by_latency_and_a_typo_in_the_rule_is_one_line():
+    cfg = metanas.load_config(None, [])
+    assert cfg.inner.select_rule == "latency" and 1 in cfg.inner.select_steps
+    with pytest.raises(metanas.MetanasError, match="inner.select_rule"):
+        metanas.load_config(None, ["inner.select_rule=fastest"])
