@@ -33,10 +33,13 @@ def test_meta_step_benchmark_prints_ratio_flops_and_memory_table():
 
 @pytest.mark.slow
 def test_adapt_latency_benchmark():
-    out = run_cli("benchmarks/adapt_latency.py", "--tasks", "3", *TINY)
+    out = run_cli("benchmarks/adapt_latency.py", "--tasks", "3", "--against-steps", "1", *TINY)
     assert out.returncode == 0, out.stderr
     assert "latency per task: median" in out.stdout and "accuracy after each step:" in out.stdout
     assert "omniglot-5way (5-way 1-shot)" in out.stdout  # --config omniglot chose the family
+    # against the same steps (TINY's inner.steps=1): the same tasks, so the paired difference is exactly 0
+    assert "latency ratio (these 1 steps / 1): " in out.stdout, out.stdout
+    assert "accuracy difference, paired: +0.00 ± 0.00 points" in out.stdout, out.stdout
 
 
 @pytest.mark.slow
