@@ -4,6 +4,7 @@ and keep it in the checkpoint (what ``inner.select_steps``/``inner.select_lr_alp
 from __future__ import annotations
 
 from metanas.cli.common import add_warm_start_args, load_warm_start, numbers
+from metanas.config import SELECT_RULES
 from metanas.core.resources import DATA_ROOT_HELP
 
 
@@ -17,7 +18,7 @@ def register(sub) -> None:
                    help="alpha steps to try; 0 keeps the architecture fixed (default: the checkpoint's)")
     s.add_argument("--tasks", type=int, default=200, help="validation tasks every setting adapts (default 200)")
     s.add_argument("--seed", type=int, help="seed of the tasks (default: the run's seed + 3)")
-    s.add_argument("--rule", choices=("latency", "accuracy"), help="latency: the fewest steps tied with the most "
+    s.add_argument("--rule", choices=SELECT_RULES, help="latency: the fewest steps tied with the most "
                    "accurate (paired 95%% CI of the difference reaches 0); accuracy: the most accurate (default: the "
                    "checkpoint's inner.select_rule)")
     s.add_argument("--dry-run", action="store_true", help="print the table, leave the checkpoint as it is")

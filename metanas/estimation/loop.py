@@ -90,10 +90,10 @@ def evaluate(model, params: Params, taskset, *, tasks: int, inner: InnerLoop, ge
             for task_inner, task in groups(n):
                 sx, sy, qx, qy = [t.to(device) for t in task]
                 m = sx.shape[0]
-                t0 = time.perf_counter()
-                if per_image is None:  # measured once: a group's tasks differ in their number of images only
+                if m > 1 and per_image is None:  # measured once, untimed: a group's tasks differ in images only
                     per_image = activation_bytes(model, sx[0]) / sx.shape[1]
-                fit = max(1, int(memory_budget * 2**30 // (per_image * sx.shape[1])))
+                fit = max(1, int(memory_budget * 2**30 // (per_image * sx.shape[1]))) if m > 1 else 1
+                t0 = time.perf_counter()
                 parts = [adapt_tasks(task_inner, sx[a:a + fit], sy[a:a + fit]) for a in range(0, m, fit)]
                 adapted, path = parts[0] if len(parts) == 1 else \
                     ({k: torch.cat([p[i][k] for p in parts]) for k in parts[0][i]} for i in range(2))

@@ -1,4 +1,5 @@
 import math
+import time
 
 import torch
 
@@ -72,3 +73,18 @@ def test_evaluation_adapts_as_many_tasks_per_vmap_call_as_the_memory_budget_hold
     one, one_calls = run(0.5 * task_gb)  # less than one task: one at a time, without vmap
     assert one_calls == []
     assert torch.allclose(whole, two) and torch.allclose(whole, one)
+
+    measured = []
+
+    def slow_estimate(model, x):  # the real estimate, made slow: it must stay out of the timed adaptation
+        measured.append(x.shape[0])
+        time.sleep(1.0)
+        return activation_bytes(model, x)
+
+    monkeypatch.setattr(loop, "activation_bytes", slow_estimate)
+    ev = loop.evaluate(model, params, taskset, tasks=2, inner=inner, generator=torch.Generator().manual_seed(3),
+                       chunk=1)
+    assert measured == [] and len(ev.seconds) == 2  # one task per call: nothing to estimate
+    ev = loop.evaluate(model, params, taskset, tasks=6, inner=inner, generator=torch.Generator().manual_seed(3),
+                       chunk=6)
+    assert measured == [5] and ev.seconds.sum() < 1.0  # the per-task times leave the estimate out
